@@ -1,0 +1,2 @@
+//! One file per data source. Each file's first doc comment says what it reads and which
+//! metrics it produces.
