@@ -1,0 +1,209 @@
+#!/usr/bin/env python3
+"""Consistency checks that promtool does not do, for rules/*.rules.yml.
+
+For every alerting rule: a `severity` of warning or critical; non-empty `summary` and
+`description`; a `runbook_url` of the form `<base>/docs/runbooks.md#<alert name in lower
+case>`, with one `<base>` shared by all rules and a matching heading in docs/runbooks.md;
+at least one `promtool test rules` case in rules/tests/ where it fires and one where it
+does not. Also: every runbook section belongs to an alert, every `alertname` in the tests
+names an existing alert (promtool would pass a misspelled name with `exp_alerts: []`), every
+recording rule is named level:metric:operations and is evaluated by a `promql_expr_test`,
+every rule file is loaded by a test file, and every exporter metric an expression uses is
+listed in docs/metrics.md.
+
+Prints a `FAIL` line per failed check (and an `ok` line per passed one with `-v`) and,
+last, `passed=N failed=M`. Exit status: 0 when nothing failed.
+"""
+
+import glob
+import os
+import re
+import sys
+
+import yaml
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RUNBOOK_URL = re.compile(r"^(?P<base>https?://\S+?)/docs/runbooks\.md#(?P<anchor>[a-z0-9_-]+)$")
+RECORD_NAME = re.compile(r"^[a-z][a-z0-9_]*:[a-z][a-z0-9_]*:[a-z0-9_]+$")
+# A metric name of an ODIN exporter inside an expression: not part of a recording rule name
+# (no colon next to it), not inside a longer identifier.
+EXPORTER_PREFIXES = ("network",)
+METRIC_IN_EXPR = re.compile(
+    r"(?<![:\w])((?:%s)_[a-z0-9_]+)(?![:\w])" % "|".join(EXPORTER_PREFIXES)
+)
+# Generic selectors of the shared metrics, e.g. {__name__=~".+_collector_success"}.
+GENERIC_NAME = re.compile(r'__name__=~"\.\+(_[a-z0-9_]+)"')
+
+
+class Report:
+    def __init__(self, verbose):
+        self.verbose = verbose
+        self.passed = 0
+        self.failed = 0
+
+    def check(self, ok, what, why=""):
+        if ok:
+            self.passed += 1
+            if self.verbose:
+                print(f"ok   {what}")
+        else:
+            self.failed += 1
+            print(f"FAIL {what}{': ' + why if why else ''}")
+
+
+def github_anchor(heading):
+    """The anchor GitHub gives a Markdown heading: lower case, punctuation dropped,
+    spaces as hyphens."""
+    text = heading.strip().lower()
+    text = re.sub(r"[^\w\- ]", "", text)
+    return text.replace(" ", "-")
+
+
+def load_yaml(path):
+    with open(path, encoding="utf-8") as f:
+        return yaml.safe_load(f)
+
+
+def documented_metrics(metrics_md):
+    """Metric names in the first column of docs/metrics.md's tables."""
+    names = set()
+    for line in metrics_md.splitlines():
+        m = re.match(r"^\|\s*`([^`]+)`\s*\|", line)
+        if m:
+            names.add(m.group(1))
+    return names
+
+
+def used_metric_ok(name, documented):
+    if name in documented:
+        return True
+    # Histogram series: <name>_bucket, _sum, _count of a documented histogram.
+    for suffix in ("_bucket", "_sum", "_count"):
+        if name.endswith(suffix) and name[: -len(suffix)] in documented:
+            return True
+    return False
+
+
+def main():
+    report = Report(verbose="-v" in sys.argv[1:])
+    rule_files = sorted(glob.glob(os.path.join(REPO, "rules", "*.rules.yml")))
+    test_files = sorted(glob.glob(os.path.join(REPO, "rules", "tests", "*.test.yml")))
+    with open(os.path.join(REPO, "docs", "runbooks.md"), encoding="utf-8") as f:
+        runbooks_md = f.read()
+    with open(os.path.join(REPO, "docs", "metrics.md"), encoding="utf-8") as f:
+        documented = documented_metrics(f.read())
+
+    report.check(bool(rule_files), "rule files found under rules/")
+    report.check(bool(test_files), "test files found under rules/tests/")
+
+    anchors = {}
+    for line in runbooks_md.splitlines():
+        m = re.match(r"^##\s+(.+?)\s*$", line)
+        if m:
+            anchors[github_anchor(m.group(1))] = m.group(1)
+
+    alerts = {}  # name -> rule file
+    records = {}
+    bases = set()
+    for path in rule_files:
+        rel = os.path.relpath(path, REPO)
+        for group in load_yaml(path).get("groups", []):
+            for rule in group.get("rules", []):
+                expr = str(rule.get("expr", ""))
+                for name in sorted(set(METRIC_IN_EXPR.findall(expr))):
+                    report.check(
+                        used_metric_ok(name, documented),
+                        f"{rel}: metric {name} is in docs/metrics.md",
+                    )
+                for suffix in sorted(set(GENERIC_NAME.findall(expr))):
+                    report.check(
+                        f"<prefix>{suffix}" in documented,
+                        f"{rel}: shared metric <prefix>{suffix} is in docs/metrics.md",
+                    )
+                if "record" in rule:
+                    name = rule["record"]
+                    report.check(
+                        RECORD_NAME.match(name) is not None,
+                        f"recording rule {name} is named level:metric:operations",
+                    )
+                    records[name] = rel
+                    continue
+                name = rule["alert"]
+                report.check(name not in alerts, f"alert {name} is defined once")
+                alerts[name] = rel
+                labels = rule.get("labels") or {}
+                ann = rule.get("annotations") or {}
+                report.check(
+                    labels.get("severity") in ("warning", "critical"),
+                    f"alert {name} has severity warning or critical",
+                    f"severity is {labels.get('severity')!r}",
+                )
+                for key in ("summary", "description"):
+                    report.check(
+                        bool(str(ann.get(key, "")).strip()), f"alert {name} has a {key}"
+                    )
+                url = str(ann.get("runbook_url", ""))
+                m = RUNBOOK_URL.match(url)
+                report.check(
+                    m is not None,
+                    f"alert {name} has a runbook_url into docs/runbooks.md",
+                    f"got {url!r}",
+                )
+                if m:
+                    bases.add(m.group("base"))
+                    anchor = m.group("anchor")
+                    report.check(
+                        anchor == name.lower(),
+                        f"alert {name}: runbook anchor is the alert name in lower case",
+                        f"got #{anchor}",
+                    )
+                    report.check(
+                        anchor in anchors,
+                        f"alert {name}: docs/runbooks.md has a section #{anchor}",
+                    )
+    report.check(
+        len(bases) == 1,
+        "every runbook_url shares one base URL",
+        f"bases: {sorted(bases)}",
+    )
+    for anchor, heading in sorted(anchors.items()):
+        report.check(
+            heading in alerts, f"runbook section '{heading}' belongs to an alert"
+        )
+
+    fires, quiet = set(), set()
+    loaded = set()
+    expr_tests = []
+    for path in test_files:
+        rel = os.path.relpath(path, REPO)
+        doc = load_yaml(path)
+        for rf in doc.get("rule_files", []):
+            loaded.add(os.path.normpath(os.path.join(os.path.dirname(path), rf)))
+        for case in doc.get("tests", []):
+            for t in case.get("alert_rule_test", []) or []:
+                name = t.get("alertname")
+                report.check(
+                    name in alerts,
+                    f"{rel}: test at {t.get('eval_time')} names an existing alert ({name})",
+                )
+                (fires if t.get("exp_alerts") else quiet).add(name)
+            for t in case.get("promql_expr_test", []) or []:
+                expr_tests.append(str(t.get("expr", "")))
+    for name in sorted(alerts):
+        report.check(name in fires, f"alert {name} has a test case where it fires")
+        report.check(name in quiet, f"alert {name} has a test case where it does not fire")
+    for name in sorted(records):
+        used = any(re.search(r"(?<![\w:])%s(?![\w:])" % re.escape(name), e) for e in expr_tests)
+        report.check(used, f"recording rule {name} is evaluated by a promql_expr_test")
+    for path in rule_files:
+        report.check(
+            os.path.normpath(path) in loaded,
+            f"{os.path.relpath(path, REPO)} is loaded by a test file",
+        )
+
+    print(f"passed={report.passed} failed={report.failed}")
+    return 1 if report.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
