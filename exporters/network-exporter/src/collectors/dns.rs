@@ -26,7 +26,9 @@
 //! consulted, each query is sent once (attempts 1) over UDP, and retried over TCP only when the
 //! UDP answer comes back truncated, as libc does. `/etc/resolv.conf` is read again on every run
 //! (name servers, search list, ndots), so a changed resolver configuration is picked up.
-//! Negative answers (NXDOMAIN) are trusted as final, as libc does.
+//! Negative answers (NXDOMAIN) are trusted as final, as libc does. The resolver answers the
+//! special-use names `localhost`, `*.localhost` and `invalid` (RFC 6761) itself, so probing
+//! them tests nothing.
 //!
 //! A run fails (so `network_collector_success{collector="dns"}` is 0 and `/health` reports
 //! DNS failing) when the prober cannot work at all (unreadable `/etc/resolv.conf`) or when every
