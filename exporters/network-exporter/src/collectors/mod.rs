@@ -1,5 +1,9 @@
 //! One file per data source. Each file's first doc comment says what it reads and which
 //! metrics it produces.
 
-#[allow(dead_code)] // until main.rs builds the DNS collector from DnsArgs
+pub mod device_filter;
 pub mod dns;
+pub mod netclass;
+pub mod netdev;
+pub mod softnet;
+pub mod wireless;
