@@ -1,13 +1,24 @@
 //! network-exporter: host network health (interfaces, TCP, UDP, sockets, DNS) for Prometheus.
+//! Each data source is one file under `collectors/`; this file only wires flags to them.
 
 mod collectors;
 
 use std::process::ExitCode;
 
-use odin_common::{CollectorSpec, ExporterSpec};
+use collectors::{device_filter, dns, netclass, netdev, softnet, wireless};
+use odin_common::{Collector, CollectorSpec, ExporterSpec};
 
 #[derive(Debug, clap::Args)]
-struct Args {}
+struct Args {
+    #[command(flatten)]
+    devices: device_filter::DeviceFilterArgs,
+    #[command(flatten)]
+    dns: dns::DnsArgs,
+}
+
+const fn on(name: &'static str, help: &'static str) -> CollectorSpec {
+    CollectorSpec { name, default_enabled: true, help }
+}
 
 const SPEC: ExporterSpec = ExporterSpec {
     name: "network-exporter",
@@ -15,9 +26,37 @@ const SPEC: ExporterSpec = ExporterSpec {
     version: env!("CARGO_PKG_VERSION"),
     about: "Host network health: interfaces, TCP, UDP, sockets and DNS.",
     default_port: 19102,
-    collectors: &[] as &[CollectorSpec],
+    collectors: &[
+        on("netdev", "interface counters from /proc/net/dev"),
+        on("netclass", "link state, speed, MTU, carrier changes from /sys/class/net"),
+        on("wireless", "wireless link quality from /proc/net/wireless"),
+        on("softnet", "per-CPU softnet drops and squeezes from /proc/net/softnet_stat"),
+        on("dns", "DNS lookup probes (needs --dns.probe-name)"),
+    ],
 };
 
 fn main() -> ExitCode {
-    odin_common::run::<Args>(&SPEC, |_args, _settings| Ok(Vec::new()))
+    odin_common::run::<Args>(&SPEC, |args, settings| {
+        let filter = device_filter::DeviceFilter::from_args(&args.devices)?;
+        let mut out: Vec<Box<dyn Collector>> = Vec::new();
+        if settings.enabled("netdev") {
+            out.push(Box::new(netdev::Netdev::new(filter.clone())));
+        }
+        if settings.enabled("netclass") {
+            out.push(Box::new(netclass::Netclass::new(filter.clone())));
+        }
+        if settings.enabled("wireless") {
+            out.push(Box::new(wireless::Wireless::new(filter)));
+        }
+        if settings.enabled("softnet") {
+            out.push(Box::new(softnet::Softnet::new()));
+        }
+        if settings.enabled("dns") {
+            match dns::from_args(&args.dns)? {
+                Some(c) => out.push(Box::new(c)),
+                None => log::info!("dns collector off: no --dns.probe-name given"),
+            }
+        }
+        Ok(out)
+    })
 }
