@@ -1,2 +1,3 @@
 //! One file per data source. Each file's first doc comment says what it reads and which
 //! metrics it produces.
+pub mod tcpstat;
