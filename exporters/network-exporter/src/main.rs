@@ -5,7 +5,9 @@ mod collectors;
 
 use std::process::ExitCode;
 
-use collectors::{device_filter, dns, netclass, netdev, softnet, wireless};
+use collectors::{
+    device_filter, dns, netclass, netdev, netstat, sockstat, softnet, tcpstat, wireless,
+};
 use odin_common::{Collector, CollectorSpec, ExporterSpec};
 
 #[derive(Debug, clap::Args)]
@@ -17,7 +19,11 @@ struct Args {
 }
 
 const fn on(name: &'static str, help: &'static str) -> CollectorSpec {
-    CollectorSpec { name, default_enabled: true, help }
+    CollectorSpec {
+        name,
+        default_enabled: true,
+        help,
+    }
 }
 
 const SPEC: ExporterSpec = ExporterSpec {
@@ -28,9 +34,24 @@ const SPEC: ExporterSpec = ExporterSpec {
     default_port: 19102,
     collectors: &[
         on("netdev", "interface counters from /proc/net/dev"),
-        on("netclass", "link state, speed, MTU, carrier changes from /sys/class/net"),
+        on(
+            "netclass",
+            "link state, speed, MTU, carrier changes from /sys/class/net",
+        ),
         on("wireless", "wireless link quality from /proc/net/wireless"),
-        on("softnet", "per-CPU softnet drops and squeezes from /proc/net/softnet_stat"),
+        on(
+            "softnet",
+            "per-CPU softnet drops and squeezes from /proc/net/softnet_stat",
+        ),
+        on(
+            "tcpstat",
+            "TCP sockets by state and queued bytes from /proc/net/tcp{,6}",
+        ),
+        on(
+            "netstat",
+            "TCP, UDP and IP counters from /proc/net/{snmp,netstat,snmp6}",
+        ),
+        on("sockstat", "socket usage from /proc/net/sockstat{,6}"),
         on("dns", "DNS lookup probes (needs --dns.probe-name)"),
     ],
 };
@@ -50,6 +71,15 @@ fn main() -> ExitCode {
         }
         if settings.enabled("softnet") {
             out.push(Box::new(softnet::Softnet::new()));
+        }
+        if settings.enabled("tcpstat") {
+            out.push(Box::new(tcpstat::Tcpstat::new()));
+        }
+        if settings.enabled("netstat") {
+            out.push(Box::new(netstat::Netstat::new()));
+        }
+        if settings.enabled("sockstat") {
+            out.push(Box::new(sockstat::Sockstat::new()));
         }
         if settings.enabled("dns") {
             match dns::from_args(&args.dns)? {

@@ -5,5 +5,8 @@ pub mod device_filter;
 pub mod dns;
 pub mod netclass;
 pub mod netdev;
+pub mod netstat;
+pub mod sockstat;
 pub mod softnet;
+pub mod tcpstat;
 pub mod wireless;
