@@ -676,3 +676,334 @@ pub fn encode(families: Vec<MetricFamily>) -> Vec<u8> {
     }
     buf
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{CollectorSpec, ExporterSpec};
+    use std::sync::atomic::AtomicBool;
+
+    const SPEC: ExporterSpec = ExporterSpec {
+        name: "t-exporter",
+        prefix: "t",
+        version: "9.9.9",
+        about: "T.",
+        default_port: 1,
+        collectors: &[] as &[CollectorSpec],
+    };
+
+    /// A collector driven by the test: fails while `fail` is set, sleeps `delay` per run, and
+    /// writes `t_shared{source=<name>}` plus `t_<name>_runs_total`.
+    struct Probe {
+        name: &'static str,
+        mode: Mode,
+        fail: Arc<AtomicBool>,
+        delay: Duration,
+        runs: AtomicUsize,
+    }
+
+    fn probe(
+        name: &'static str,
+        mode: Mode,
+        delay: Duration,
+    ) -> (Box<dyn Collector>, Arc<AtomicBool>) {
+        let fail = Arc::new(AtomicBool::new(false));
+        let p = Probe {
+            name,
+            mode,
+            fail: Arc::clone(&fail),
+            delay,
+            runs: AtomicUsize::new(0),
+        };
+        (Box::new(p), fail)
+    }
+
+    impl Collector for Probe {
+        fn name(&self) -> &'static str {
+            self.name
+        }
+        fn mode(&self) -> Mode {
+            self.mode
+        }
+        fn collect(&self, _ctx: &Context, out: &mut Sink) -> anyhow::Result<()> {
+            std::thread::sleep(self.delay);
+            let n = self.runs.fetch_add(1, Ordering::SeqCst) + 1;
+            out.item_error(format!("{} item {n}", self.name));
+            out.gauge("t_shared", "Shared.")
+                .sample(&[("source", self.name)], 1.0);
+            if self.fail.load(Ordering::SeqCst) {
+                anyhow::bail!("{} broke on run {n}", self.name);
+            }
+            let fam = format!("t_{}_runs_total", self.name);
+            out.counter(&fam, "Runs.").sample(&[], n as f64);
+            Ok(())
+        }
+    }
+
+    fn runtime(collectors: Vec<Box<dyn Collector>>, timeout: Duration) -> Runtime {
+        Runtime::new(&SPEC, collectors, "/p".into(), "/s".into(), timeout)
+    }
+
+    fn text(s: &Scrape) -> String {
+        String::from_utf8(s.body.clone()).unwrap()
+    }
+
+    const BG: Mode = Mode::Background {
+        interval: Duration::from_secs(3600),
+        timeout: Duration::from_secs(5),
+    };
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn on_scrape_families_merge_and_meta_metrics() {
+        let (a, _) = probe("a", Mode::OnScrape, Duration::ZERO);
+        let (b, _) = probe("b", Mode::OnScrape, Duration::ZERO);
+        let rt = runtime(vec![a, b], Duration::from_secs(5));
+        let s = rt.scrape().await;
+        let t = text(&s);
+        assert!(s.failed.is_empty());
+        // One family, two series, one HELP/TYPE block.
+        assert_eq!(t.matches("# TYPE t_shared gauge").count(), 1, "{t}");
+        assert!(
+            t.contains("t_shared{source=\"a\"} 1\nt_shared{source=\"b\"} 1\n"),
+            "{t}"
+        );
+        assert!(t.contains("t_a_runs_total 1\n"), "{t}");
+        assert!(
+            t.contains("t_collector_success{collector=\"a\"} 1\n"),
+            "{t}"
+        );
+        assert!(
+            t.contains("t_collector_item_errors_total{collector=\"b\"} 1\n"),
+            "{t}"
+        );
+        assert!(
+            t.contains("t_exporter_build_info{version=\"9.9.9\"} 1\n"),
+            "{t}"
+        );
+        assert!(
+            t.contains("# TYPE t_collector_duration_seconds gauge"),
+            "{t}"
+        );
+        assert!(
+            !t.contains("last_success_timestamp"),
+            "no background collector: {t}"
+        );
+        let t2 = text(&rt.scrape().await);
+        assert!(t2.contains("t_a_runs_total 2\n"), "{t2}");
+        assert!(
+            t2.contains("t_collector_item_errors_total{collector=\"a\"} 2\n"),
+            "{t2}"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn failing_collector_is_recorded_and_capped() {
+        let (a, fail) = probe("a", Mode::OnScrape, Duration::ZERO);
+        let (b, _) = probe("b", Mode::OnScrape, Duration::ZERO);
+        let rt = runtime(vec![a, b], Duration::from_secs(5));
+        fail.store(true, Ordering::SeqCst);
+        for _ in 0..12 {
+            rt.scrape().await;
+        }
+        let s = rt.scrape().await;
+        let t = text(&s);
+        assert_eq!(s.failed, vec!["a"]);
+        assert!(
+            t.contains("t_collector_success{collector=\"a\"} 0\n"),
+            "{t}"
+        );
+        assert!(
+            t.contains("t_collector_success{collector=\"b\"} 1\n"),
+            "{t}"
+        );
+        // A failed run contributes no families, not even the ones written before the error.
+        assert!(!t.contains("source=\"a\""), "{t}");
+        assert!(!t.contains("t_a_runs_total"), "{t}");
+        let st = rt.slots[0].state();
+        assert_eq!(st.consecutive_failures, 13);
+        assert_eq!(st.errors.len(), MAX_ERRORS);
+        assert_eq!(st.errors.front().unwrap().message, "a broke on run 4");
+        assert_eq!(st.errors.back().unwrap().message, "a broke on run 13");
+        assert_eq!(st.item_errors_total, 13);
+        assert!(!rt.slots[0].healthy(&st));
+        drop(st);
+        fail.store(false, Ordering::SeqCst);
+        rt.scrape().await;
+        let st = rt.slots[0].state();
+        assert_eq!(st.consecutive_failures, 0);
+        assert!(rt.slots[0].healthy(&st));
+        assert_eq!(st.errors.len(), MAX_ERRORS, "history stays after recovery");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn slow_on_scrape_collector_times_out_without_pileup() {
+        let (slow, _) = probe("slow", Mode::OnScrape, Duration::from_millis(600));
+        let (fast, _) = probe("fast", Mode::OnScrape, Duration::ZERO);
+        let rt = runtime(vec![slow, fast], Duration::from_millis(100));
+        let start = Instant::now();
+        let s = rt.scrape().await;
+        assert!(
+            start.elapsed() < Duration::from_millis(400),
+            "{:?}",
+            start.elapsed()
+        );
+        assert_eq!(s.failed, vec!["slow"]);
+        assert!(text(&s).contains("t_fast_runs_total 1\n"));
+        assert_eq!(
+            rt.slots[0].state().errors.back().unwrap().message,
+            "timed out after 0.1s"
+        );
+        // While the abandoned run is still going, no second one starts.
+        let s = rt.scrape().await;
+        assert_eq!(s.failed, vec!["slow"]);
+        assert!(rt.slots[0]
+            .state()
+            .errors
+            .back()
+            .unwrap()
+            .message
+            .contains("still going"));
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        assert_eq!(rt.slots[0].abandoned.load(Ordering::SeqCst), 0);
+        // Both runs so far: the abandoned one, nothing else. The next run starts again (and
+        // times out again, being slow).
+        let s = rt.scrape().await;
+        assert_eq!(s.failed, vec!["slow"]);
+        assert_eq!(
+            rt.slots[0].state().errors.back().unwrap().message,
+            "timed out after 0.1s"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn background_results_are_served_and_dropped_on_failure() {
+        let (bg, fail) = probe("bg", BG, Duration::ZERO);
+        let rt = runtime(vec![bg], Duration::from_secs(5));
+        assert!(!rt.ready());
+        let t = text(&rt.scrape().await);
+        assert!(
+            t.contains("t_collector_success{collector=\"bg\"} 0\n"),
+            "before the first run: {t}"
+        );
+        assert!(!t.contains("t_collector_result_age_seconds"), "{t}");
+        rt.run_background_once().await;
+        assert!(rt.ready());
+        let t = text(&rt.scrape().await);
+        assert!(t.contains("t_bg_runs_total 1\n"), "{t}");
+        assert!(
+            t.contains("t_collector_success{collector=\"bg\"} 1\n"),
+            "{t}"
+        );
+        assert!(
+            t.contains("t_collector_result_age_seconds{collector=\"bg\"} "),
+            "{t}"
+        );
+        assert!(
+            t.contains("t_collector_last_success_timestamp_seconds{collector=\"bg\"} 1"),
+            "{t}"
+        );
+        // Scrapes don't run background collectors.
+        let t = text(&rt.scrape().await);
+        assert!(t.contains("t_bg_runs_total 1\n"), "{t}");
+        fail.store(true, Ordering::SeqCst);
+        rt.run_background_once().await;
+        let s = rt.scrape().await;
+        let t = text(&s);
+        assert_eq!(s.failed, vec!["bg"]);
+        assert!(
+            !t.contains("t_bg_runs_total"),
+            "stale result served after failure: {t}"
+        );
+        assert!(
+            t.contains("t_collector_success{collector=\"bg\"} 0\n"),
+            "{t}"
+        );
+        assert!(
+            t.contains("t_collector_last_success_timestamp_seconds{collector=\"bg\"} 1"),
+            "last success kept: {t}"
+        );
+    }
+
+    #[test]
+    fn background_thread_runs_reports_overdue_and_stops_promptly() {
+        let mode = Mode::Background {
+            interval: Duration::from_secs(3600),
+            timeout: Duration::from_millis(100),
+        };
+        let (bg, _) = probe("bg", mode, Duration::from_millis(400));
+        let rt = runtime(vec![bg], Duration::from_secs(5));
+        rt.start_background().unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        {
+            let st = rt.slots[0].state();
+            assert!(st.running_since.is_some());
+            assert!(rt.slots[0].healthy(&st), "within its timeout");
+        }
+        std::thread::sleep(Duration::from_millis(150));
+        {
+            let st = rt.slots[0].state();
+            assert!(Slot::overdue(&st, mode).is_some());
+            assert!(!rt.slots[0].healthy(&st), "past its timeout");
+        }
+        assert!(!rt.ready());
+        std::thread::sleep(Duration::from_millis(350));
+        {
+            let st = rt.slots[0].state();
+            assert_eq!(st.runs, 1);
+            assert_eq!(st.last_ok, Some(true));
+            assert!(
+                rt.slots[0].healthy(&st),
+                "healthy again once the run returned"
+            );
+        }
+        assert!(rt.ready());
+        // The thread sleeps for an hour; shutdown must wake it.
+        let start = Instant::now();
+        rt.stop_background(Duration::from_secs(5));
+        assert!(
+            start.elapsed() < Duration::from_millis(500),
+            "{:?}",
+            start.elapsed()
+        );
+        assert!(lock(&rt.threads).is_empty());
+    }
+
+    #[test]
+    fn encode_merges_and_drops_conflicting_types() {
+        let mut a = Sink::new();
+        a.gauge("x", "X.").sample(&[("k", "1")], 1.0);
+        a.counter("y_total", "Y.").sample(&[], 2.0);
+        let mut b = Sink::new();
+        b.gauge("x", "X again.").sample(&[("k", "2")], 3.0);
+        b.gauge("y_total", "Wrong type.").sample(&[("k", "3")], 4.0);
+        let mut fams = a.into_parts().0;
+        fams.extend(b.into_parts().0);
+        let t = String::from_utf8(encode(fams)).unwrap();
+        assert_eq!(
+            t,
+            "# HELP x X.\n# TYPE x gauge\nx{k=\"1\"} 1\nx{k=\"2\"} 3\n\
+             # HELP y_total Y.\n# TYPE y_total counter\ny_total 2\n"
+        );
+    }
+
+    #[test]
+    fn panicking_collector_is_a_failure() {
+        struct Boom;
+        impl Collector for Boom {
+            fn name(&self) -> &'static str {
+                "boom"
+            }
+            fn collect(&self, _: &Context, _: &mut Sink) -> anyhow::Result<()> {
+                panic!("boom")
+            }
+        }
+        let slot = Slot::new(Box::new(Boom));
+        let ctx = Context {
+            procfs: "/p".into(),
+            sysfs: "/s".into(),
+            timeout: Duration::from_secs(1),
+        };
+        let out = slot.run_once(&ctx);
+        assert_eq!(out.error.as_deref(), Some("collector panicked"));
+    }
+}
