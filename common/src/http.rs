@@ -415,3 +415,502 @@ fn landing(rt: &Runtime, cfg: &ServerConfig) -> Resp {
     );
     response(StatusCode::OK, "text/html; charset=utf-8", body)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::collector::{Collector, Context, Mode, Sink};
+    use crate::{CollectorSpec, ExporterSpec};
+    use std::io::Read;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    const SPEC: ExporterSpec = ExporterSpec {
+        name: "h-exporter",
+        prefix: "h",
+        version: "0.0.7",
+        about: "Serves <tests> & more.",
+        default_port: 1,
+        collectors: &[] as &[CollectorSpec],
+    };
+
+    struct Test {
+        name: &'static str,
+        mode: Mode,
+        fail: Arc<AtomicBool>,
+        delay: Duration,
+    }
+
+    impl Collector for Test {
+        fn name(&self) -> &'static str {
+            self.name
+        }
+        fn mode(&self) -> Mode {
+            self.mode
+        }
+        fn collect(&self, _: &Context, out: &mut Sink) -> anyhow::Result<()> {
+            std::thread::sleep(self.delay);
+            if self.fail.load(Ordering::SeqCst) {
+                anyhow::bail!("{} cannot read its source", self.name);
+            }
+            out.gauge("h_value", "V.")
+                .sample(&[("from", self.name)], 42.0);
+            Ok(())
+        }
+    }
+
+    fn coll(
+        name: &'static str,
+        mode: Mode,
+        delay: Duration,
+    ) -> (Box<dyn Collector>, Arc<AtomicBool>) {
+        let fail = Arc::new(AtomicBool::new(false));
+        (
+            Box::new(Test {
+                name,
+                mode,
+                fail: Arc::clone(&fail),
+                delay,
+            }),
+            fail,
+        )
+    }
+
+    fn config() -> ServerConfig {
+        ServerConfig {
+            telemetry_path: "/metrics".into(),
+            max_connections: 8,
+            read_header_timeout: Duration::from_secs(5),
+            max_connection_age: Duration::from_secs(60),
+        }
+    }
+
+    struct Server {
+        addr: SocketAddr,
+        stop: Option<tokio::sync::oneshot::Sender<()>>,
+        task: tokio::task::JoinHandle<()>,
+        rt: Arc<Runtime>,
+    }
+
+    async fn start(collectors: Vec<Box<dyn Collector>>, cfg: ServerConfig) -> Server {
+        let rt = Arc::new(Runtime::new(
+            &SPEC,
+            collectors,
+            "/p".into(),
+            "/s".into(),
+            Duration::from_secs(5),
+        ));
+        let listeners = bind(&[ListenAddr::Host("127.0.0.1".into(), 0)])
+            .await
+            .unwrap();
+        let addr = listeners[0].local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(serve(Arc::clone(&rt), listeners, cfg, async {
+            let _ = rx.await;
+        }));
+        Server {
+            addr,
+            stop: Some(tx),
+            task,
+            rt,
+        }
+    }
+
+    impl Server {
+        async fn shutdown(mut self) {
+            let _ = self.stop.take().unwrap().send(());
+            tokio::time::timeout(Duration::from_secs(5), self.task)
+                .await
+                .unwrap()
+                .unwrap();
+        }
+    }
+
+    struct Reply {
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+    }
+
+    impl Reply {
+        fn header(&self, name: &str) -> Option<&str> {
+            self.headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.as_str())
+        }
+        fn text(&self) -> String {
+            String::from_utf8(self.body.clone()).unwrap()
+        }
+    }
+
+    fn parse_reply(raw: &[u8]) -> Reply {
+        let split = raw
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("no end of head");
+        let head = std::str::from_utf8(&raw[..split]).unwrap();
+        let mut lines = head.split("\r\n");
+        let status = lines
+            .next()
+            .unwrap()
+            .split(' ')
+            .nth(1)
+            .unwrap()
+            .parse()
+            .unwrap();
+        let headers = lines
+            .map(|l| {
+                let (k, v) = l.split_once(':').unwrap();
+                (k.trim().to_owned(), v.trim().to_owned())
+            })
+            .collect();
+        Reply {
+            status,
+            headers,
+            body: raw[split + 4..].to_vec(),
+        }
+    }
+
+    /// Send `method path` with extra header lines and read the reply to the end.
+    async fn request(addr: SocketAddr, method: &str, path: &str, extra: &str) -> Reply {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        let req =
+            format!("{method} {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n{extra}\r\n");
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut raw = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut raw))
+            .await
+            .unwrap()
+            .unwrap();
+        parse_reply(&raw)
+    }
+
+    async fn get(addr: SocketAddr, path: &str) -> Reply {
+        request(addr, "GET", path, "").await
+    }
+
+    const BG: Mode = Mode::Background {
+        interval: Duration::from_secs(3600),
+        timeout: Duration::from_secs(5),
+    };
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn endpoints() {
+        let (a, _) = coll("a", Mode::OnScrape, Duration::ZERO);
+        let srv = start(vec![a], config()).await;
+
+        let r = get(srv.addr, "/").await;
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"));
+        let html = r.text();
+        assert!(html.contains("<h1>h-exporter 0.0.7</h1>"), "{html}");
+        assert!(html.contains("Serves &lt;tests&gt; &amp; more."), "{html}");
+        for link in [
+            "href=\"/metrics\"",
+            "href=\"/health\"",
+            "href=\"/healthz\"",
+            "href=\"/ready\"",
+        ] {
+            assert!(html.contains(link), "{link} missing: {html}");
+        }
+
+        let r = get(srv.addr, "/metrics").await;
+        assert_eq!(r.status, 200);
+        assert_eq!(
+            r.header("content-type"),
+            Some("text/plain; version=0.0.4; charset=utf-8")
+        );
+        assert_eq!(r.header("vary"), Some("Accept-Encoding"));
+        assert_eq!(r.header("content-encoding"), None);
+        let plain = r.text();
+        assert!(plain.contains("h_value{from=\"a\"} 42\n"), "{plain}");
+        assert!(
+            plain.contains("h_collector_success{collector=\"a\"} 1\n"),
+            "{plain}"
+        );
+
+        let r = get(srv.addr, "/metrics?foo=bar").await;
+        assert_eq!(r.status, 200, "query strings are ignored");
+
+        let r = get(srv.addr, "/healthz").await;
+        assert_eq!((r.status, r.text().as_str()), (200, "OK"));
+        let r = get(srv.addr, "/ready").await;
+        assert_eq!(r.status, 200, "no background collector: ready at once");
+
+        let r = get(srv.addr, "/nope").await;
+        assert_eq!(r.status, 404);
+        let r = get(srv.addr, "/metrics/").await;
+        assert_eq!(r.status, 404);
+
+        for m in ["POST", "PUT", "DELETE", "OPTIONS"] {
+            let r = request(srv.addr, m, "/metrics", "").await;
+            assert_eq!(r.status, 405, "{m}");
+            assert_eq!(r.header("allow"), Some("GET, HEAD"));
+        }
+        let r = request(srv.addr, "POST", "/health", "Content-Length: 3\r\n").await;
+        assert_eq!(r.status, 405);
+
+        let r = request(srv.addr, "GET", "/metrics", "Content-Length: 100000\r\n").await;
+        assert_eq!(r.status, 413);
+        assert_eq!(r.header("connection"), Some("close"));
+
+        let r = request(srv.addr, "HEAD", "/metrics", "").await;
+        assert_eq!(r.status, 200);
+        assert!(r.body.is_empty());
+        let len: usize = r.header("content-length").unwrap().parse().unwrap();
+        assert!(len > 100, "{len}");
+        let r = request(srv.addr, "HEAD", "/health", "").await;
+        assert_eq!(r.status, 200);
+        assert!(r.body.is_empty());
+
+        srv.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn gzip_round_trip() {
+        let (a, _) = coll("a", Mode::OnScrape, Duration::ZERO);
+        let srv = start(vec![a], config()).await;
+        let r = request(
+            srv.addr,
+            "GET",
+            "/metrics",
+            "Accept-Encoding: deflate, gzip;q=0.5\r\n",
+        )
+        .await;
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("content-encoding"), Some("gzip"));
+        assert_eq!(r.header("vary"), Some("Accept-Encoding"));
+        assert_eq!(r.header("content-type"), Some(METRICS_CONTENT_TYPE));
+        let mut text = String::new();
+        flate2::read::GzDecoder::new(&r.body[..])
+            .read_to_string(&mut text)
+            .unwrap();
+        assert!(text.contains("h_value{from=\"a\"} 42\n"), "{text}");
+        assert!(
+            text.contains("# TYPE h_collector_success gauge\n"),
+            "{text}"
+        );
+        let r = request(srv.addr, "GET", "/metrics", "Accept-Encoding: gzip;q=0\r\n").await;
+        assert_eq!(r.header("content-encoding"), None);
+        assert!(r.text().contains("h_value"));
+        srv.shutdown().await;
+    }
+
+    #[test]
+    fn accept_encoding_parsing() {
+        let h = |s: &'static str| accepts_gzip(Some(&HeaderValue::from_static(s)));
+        assert!(h("gzip"));
+        assert!(h("br, GZIP"));
+        assert!(h("gzip;q=0.1"));
+        assert!(h("*"));
+        assert!(!h("gzip;q=0"));
+        assert!(!h("deflate, br"));
+        assert!(!h("xgzip"));
+        assert!(!accepts_gzip(None));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn health_degraded_unhealthy_and_ready() {
+        let (a, fail_a) = coll("a", Mode::OnScrape, Duration::ZERO);
+        let (b, _) = coll("b", Mode::OnScrape, Duration::ZERO);
+        let (bg, _) = coll("bg", BG, Duration::ZERO);
+        let srv = start(vec![a, b, bg], config()).await;
+
+        let r = get(srv.addr, "/ready").await;
+        assert_eq!(r.status, 503, "background collector has not run");
+        let r = get(srv.addr, "/health").await;
+        assert_eq!(r.header("content-type"), Some("application/json"));
+        let h: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(h["status"], "healthy", "pending counts as healthy: {h}");
+        assert_eq!(h["version"], "0.0.7");
+        assert!(h["uptime_seconds"].as_f64().unwrap() >= 0.0);
+        assert_eq!(h["components"]["bg"]["state"], "pending");
+        assert_eq!(
+            h["components"]["bg"]["last_success"],
+            serde_json::Value::Null
+        );
+        assert_eq!(h["components"]["bg"]["mode"], "background");
+        assert_eq!(h["components"]["bg"]["interval_seconds"], 3600.0);
+
+        srv.rt.run_background_once().await;
+        assert_eq!(get(srv.addr, "/ready").await.status, 200);
+
+        fail_a.store(true, Ordering::SeqCst);
+        for _ in 0..12 {
+            get(srv.addr, "/metrics").await;
+        }
+        let before = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        let r = get(srv.addr, "/metrics").await;
+        assert!(r
+            .text()
+            .contains("h_collector_success{collector=\"a\"} 0\n"));
+        let h: serde_json::Value =
+            serde_json::from_slice(&get(srv.addr, "/health").await.body).unwrap();
+        assert_eq!(h["status"], "degraded", "{h}");
+        let a = &h["components"]["a"];
+        assert_eq!(a["healthy"], false);
+        assert_eq!(a["state"], "failed");
+        assert_eq!(a["mode"], "on_scrape");
+        assert_eq!(a["consecutive_failures"], 13);
+        let errors = a["errors"].as_array().unwrap();
+        assert_eq!(errors.len(), 10);
+        assert_eq!(errors[9]["message"], "a cannot read its source");
+        let t = errors[9]["time"].as_f64().unwrap();
+        assert!((t - before).abs() < 5.0, "{t} vs {before}");
+        assert_eq!(h["components"]["b"]["healthy"], true);
+        assert_eq!(h["components"]["b"]["state"], "ok");
+        assert!(h["components"]["b"]["last_success"].as_f64().unwrap() > 1.6e9);
+        assert_eq!(h["components"]["b"]["errors"].as_array().unwrap().len(), 0);
+        let r = get(srv.addr, "/healthz").await;
+        assert_eq!(r.status, 200, "degraded is still alive");
+        srv.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn all_failing_is_unhealthy() {
+        let (a, fail) = coll("a", Mode::OnScrape, Duration::ZERO);
+        fail.store(true, Ordering::SeqCst);
+        let srv = start(vec![a], config()).await;
+        get(srv.addr, "/metrics").await;
+        let h: serde_json::Value =
+            serde_json::from_slice(&get(srv.addr, "/health").await.body).unwrap();
+        assert_eq!(h["status"], "unhealthy");
+        let r = get(srv.addr, "/healthz").await;
+        assert_eq!(r.status, 503);
+        srv.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn slow_loris_is_dropped_and_does_not_pin_the_server() {
+        let (a, _) = coll("a", Mode::OnScrape, Duration::ZERO);
+        let cfg = ServerConfig {
+            max_connections: 2,
+            read_header_timeout: Duration::from_millis(500),
+            ..config()
+        };
+        let srv = start(vec![a], cfg).await;
+        // Two clients take every connection slot and trickle header bytes forever.
+        let mut loris = Vec::new();
+        for _ in 0..2 {
+            let addr = srv.addr;
+            loris.push(tokio::spawn(async move {
+                let start = Instant::now();
+                let mut s = TcpStream::connect(addr).await.unwrap();
+                s.write_all(b"GET /metrics HTTP/1.1\r\nHost: t\r\n")
+                    .await
+                    .unwrap();
+                for i in 0..100 {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    if s.write_all(format!("X-{i}: y\r\n").as_bytes())
+                        .await
+                        .is_err()
+                    {
+                        break;
+                    }
+                    let mut buf = [0u8; 64];
+                    match tokio::time::timeout(Duration::from_millis(1), s.read(&mut buf)).await {
+                        Ok(Ok(0)) | Ok(Err(_)) => break,
+                        _ => {}
+                    }
+                }
+                start.elapsed()
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        // A real scrape queued behind them is answered once the header timeout frees a slot.
+        let start = Instant::now();
+        let r = get(srv.addr, "/metrics").await;
+        assert_eq!(r.status, 200);
+        assert!(
+            start.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            start.elapsed()
+        );
+        for l in loris {
+            let held = l.await.unwrap();
+            assert!(
+                held < Duration::from_secs(3),
+                "slow client kept its connection {held:?}"
+            );
+        }
+        srv.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn oversized_headers_are_refused() {
+        let (a, _) = coll("a", Mode::OnScrape, Duration::ZERO);
+        let srv = start(vec![a], config()).await;
+        let big = format!("X-Big: {}\r\n", "a".repeat(MAX_BUF + 1));
+        let r = request(srv.addr, "GET", "/metrics", &big).await;
+        assert_eq!(r.status, 431);
+        srv.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn shutdown_finishes_the_scrape_in_flight() {
+        let (slow, _) = coll("slow", Mode::OnScrape, Duration::from_millis(800));
+        let srv = start(vec![slow], config()).await;
+        let addr = srv.addr;
+        let inflight = tokio::spawn(async move { get(addr, "/metrics").await });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let start = Instant::now();
+        srv.shutdown().await;
+        assert!(
+            start.elapsed() >= Duration::from_millis(400),
+            "returned before the scrape ended"
+        );
+        let r = inflight.await.unwrap();
+        assert_eq!(r.status, 200);
+        assert!(r.text().contains("h_value{from=\"slow\"} 42\n"));
+        // Not accepting any more.
+        assert!(TcpStream::connect(addr).await.is_err());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn keep_alive_connection_is_closed_at_max_age() {
+        let (a, _) = coll("a", Mode::OnScrape, Duration::ZERO);
+        let cfg = ServerConfig {
+            max_connection_age: Duration::from_millis(300),
+            ..config()
+        };
+        let srv = start(vec![a], cfg).await;
+        let mut s = TcpStream::connect(srv.addr).await.unwrap();
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+            .await
+            .unwrap();
+        let start = Instant::now();
+        let mut raw = Vec::new();
+        tokio::time::timeout(Duration::from_secs(3), s.read_to_end(&mut raw))
+            .await
+            .unwrap()
+            .unwrap();
+        let r = parse_reply(&raw);
+        assert_eq!((r.status, r.text().as_str()), (200, "OK"));
+        assert!(
+            start.elapsed() >= Duration::from_millis(200),
+            "{:?}",
+            start.elapsed()
+        );
+        srv.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn bind_failure_names_the_address() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = taken.local_addr().unwrap().port();
+        let err = bind(&[ListenAddr::Host("127.0.0.1".into(), port)])
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with(&format!("cannot listen on 127.0.0.1:{port}: ")),
+            "{err}"
+        );
+        assert!(err.to_lowercase().contains("in use"), "{err}");
+    }
+}
