@@ -293,7 +293,12 @@ fn add_env_twin(exporter: &str, a: Arg) -> Arg {
     let Some(long) = a.get_long() else { return a };
     let name = env_name(exporter, long);
     let repeatable = matches!(a.get_action(), ArgAction::Append);
-    let a = a.env(name);
+    let mut a = a.env(name);
+    if matches!(a.get_action(), ArgAction::SetTrue | ArgAction::SetFalse) {
+        // Switches read `1`/`0`, `yes`/`no`, `on`/`off` from the environment, not only
+        // `true`/`false`.
+        a = a.value_parser(clap::builder::BoolishValueParser::new());
+    }
     if repeatable && a.get_value_delimiter().is_none() {
         a.value_delimiter(',')
     } else {
@@ -562,7 +567,7 @@ mod tests {
             ("ENVTEST_EXPORTER_COLLECTOR_BETA", "true"),
             ("ENVTEST_EXPORTER_PROBE_TARGET", "one,two"),
             ("ENVTEST_EXPORTER_PROBE_COUNT", "9"),
-            ("ENVTEST_EXPORTER_ONCE", "true"),
+            ("ENVTEST_EXPORTER_ONCE", "1"),
         ];
         for (k, v) in vars {
             std::env::set_var(k, v);
@@ -593,7 +598,7 @@ mod tests {
     #[test]
     fn no_collector_env_twin() {
         let spec = spec_named("envno-exporter");
-        std::env::set_var("ENVNO_EXPORTER_NO_COLLECTOR_ALPHA", "true");
+        std::env::set_var("ENVNO_EXPORTER_NO_COLLECTOR_ALPHA", "yes");
         let parsed = parse::<Own, _, _>(&spec, ["x"]);
         std::env::remove_var("ENVNO_EXPORTER_NO_COLLECTOR_ALPHA");
         assert!(parsed.unwrap().1.enabled_collectors.is_empty());

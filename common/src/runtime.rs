@@ -819,14 +819,15 @@ mod tests {
         // A failed run contributes no families, not even the ones written before the error.
         assert!(!t.contains("source=\"a\""), "{t}");
         assert!(!t.contains("t_a_runs_total"), "{t}");
-        let st = rt.slots[0].state();
-        assert_eq!(st.consecutive_failures, 13);
-        assert_eq!(st.errors.len(), MAX_ERRORS);
-        assert_eq!(st.errors.front().unwrap().message, "a broke on run 4");
-        assert_eq!(st.errors.back().unwrap().message, "a broke on run 13");
-        assert_eq!(st.item_errors_total, 13);
-        assert!(!rt.slots[0].healthy(&st));
-        drop(st);
+        {
+            let st = rt.slots[0].state();
+            assert_eq!(st.consecutive_failures, 13);
+            assert_eq!(st.errors.len(), MAX_ERRORS);
+            assert_eq!(st.errors.front().unwrap().message, "a broke on run 4");
+            assert_eq!(st.errors.back().unwrap().message, "a broke on run 13");
+            assert_eq!(st.item_errors_total, 13);
+            assert!(!rt.slots[0].healthy(&st));
+        }
         fail.store(false, Ordering::SeqCst);
         rt.scrape().await;
         let st = rt.slots[0].state();
