@@ -1,7 +1,8 @@
 //! The HTTP side: listeners, the connection limits, routing, and graceful shutdown.
 //!
 //! Hardening: request headers must fit `MAX_BUF` and arrive within `--web.read-header-timeout`
-//! (a slow-loris client is dropped then); at most `--web.max-connections` connections are
+//! (a slow-loris client is dropped then; hyper also arms that timer while a keep-alive
+//! connection waits for its next request, so idle connections give their slot back); at most `--web.max-connections` connections are
 //! served at once (more wait in the kernel's listen backlog, so an idle flood costs no file
 //! descriptors); a connection is closed after `--web.max-connection-age` once its request is
 //! answered; request bodies are never read (a request announcing one gets 413 and the

@@ -277,7 +277,6 @@ const RUN_DONE: u8 = 1;
 const RUN_ABANDONED: u8 = 2;
 
 impl Runtime {
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
         spec: &crate::ExporterSpec,
         collectors: Vec<Box<dyn Collector>>,
