@@ -18,7 +18,10 @@ pub enum Mode {
     /// Slow or fragile sources: collected on a dedicated thread every `interval`; a scrape serves
     /// the last result and its age. `timeout` is handed to the collector in [`Context::timeout`]
     /// and a run that overstays it is reported as failing in `/health`.
-    Background { interval: Duration, timeout: Duration },
+    Background {
+        interval: Duration,
+        timeout: Duration,
+    },
 }
 
 /// Where a collector finds the host: the `--path.*` flags.
@@ -95,7 +98,9 @@ impl Sink {
         mf.set_field_type(kind);
         self.families.push(mf);
         let last = self.families.len() - 1;
-        Family { mf: &mut self.families[last] }
+        Family {
+            mf: &mut self.families[last],
+        }
     }
 
     /// Add families built elsewhere, e.g. `histogram_vec.collect()` from the prometheus crate
@@ -122,7 +127,11 @@ impl Sink {
     /// Take everything out, dropping families that ended up with no samples (a family with no
     /// samples is noise in the exposition).
     pub fn into_parts(self) -> (Vec<MetricFamily>, Vec<String>) {
-        let families = self.families.into_iter().filter(|f| !f.get_metric().is_empty()).collect();
+        let families = self
+            .families
+            .into_iter()
+            .filter(|f| !f.get_metric().is_empty())
+            .collect();
         (families, self.item_errors)
     }
 }
@@ -147,7 +156,7 @@ impl Family<'_> {
                     lp
                 })
                 .collect();
-            m.set_label(pairs.into());
+            m.set_label(pairs);
         }
         match self.mf.get_field_type() {
             MetricType::COUNTER => {
@@ -173,15 +182,17 @@ mod tests {
     #[test]
     fn sink_builds_families_and_drops_empty_ones() {
         let mut s = Sink::new();
-        s.gauge("x_up", "Up.").sample(&[("device", "eth0")], 1.0).sample(&[("device", "lo")], 0.0);
+        s.gauge("x_up", "Up.")
+            .sample(&[("device", "eth0")], 1.0)
+            .sample(&[("device", "lo")], 0.0);
         s.counter("x_empty_total", "Nothing.");
         s.item_error("bad line 3");
         let (fams, errs) = s.into_parts();
         assert_eq!(fams.len(), 1);
-        assert_eq!(fams[0].get_name(), "x_up");
+        assert_eq!(fams[0].name(), "x_up");
         assert_eq!(fams[0].get_metric().len(), 2);
         assert_eq!(fams[0].get_metric()[1].get_gauge().get_value(), 0.0);
-        assert_eq!(fams[0].get_metric()[0].get_label()[0].get_value(), "eth0");
+        assert_eq!(fams[0].get_metric()[0].get_label()[0].value(), "eth0");
         assert_eq!(errs, vec!["bad line 3".to_string()]);
     }
 }

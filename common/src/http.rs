@@ -1,0 +1,917 @@
+//! The HTTP side: listeners, the connection limits, routing, and graceful shutdown.
+//!
+//! Hardening: request headers must fit `MAX_BUF` and arrive within `--web.read-header-timeout`
+//! (a slow-loris client is dropped then; hyper also arms that timer while a keep-alive
+//! connection waits for its next request, so idle connections give their slot back); at most `--web.max-connections` connections are
+//! served at once (more wait in the kernel's listen backlog, so an idle flood costs no file
+//! descriptors); a connection is closed after `--web.max-connection-age` once its request is
+//! answered; request bodies are never read (a request announcing one gets 413 and the
+//! connection is closed).
+
+use std::convert::Infallible;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{self, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use log::Level;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch, Semaphore};
+
+use crate::cli::ListenAddr;
+use crate::health;
+use crate::logging::event;
+use crate::runtime::Runtime;
+
+/// Largest request head (request line plus headers) accepted.
+pub const MAX_BUF: usize = 16 * 1024;
+/// Most headers in one request.
+const MAX_HEADERS: usize = 64;
+/// How long a connection gets to finish its request after shutdown or its age limit.
+const CONNECTION_GRACE: Duration = Duration::from_secs(15);
+
+pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub telemetry_path: String,
+    pub max_connections: usize,
+    pub read_header_timeout: Duration,
+    pub max_connection_age: Duration,
+}
+
+/// Bind every listen address; the first failure is an error naming the address.
+pub async fn bind(addrs: &[ListenAddr]) -> anyhow::Result<Vec<TcpListener>> {
+    let mut out = Vec::new();
+    for addr in addrs {
+        out.push(bind_one(addr).await?);
+    }
+    Ok(out)
+}
+
+async fn bind_one(addr: &ListenAddr) -> anyhow::Result<TcpListener> {
+    let candidates = addr
+        .candidates()
+        .map_err(|e| anyhow::anyhow!("cannot resolve listen address {addr}: {e}"))?;
+    let mut last_err = None;
+    for cand in candidates {
+        match TcpListener::bind(cand).await {
+            Ok(l) => return Ok(l),
+            // The port is taken: trying the IPv4 wildcard after the IPv6 one can't help.
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                return Err(anyhow::anyhow!("cannot listen on {addr}: {e}"));
+            }
+            Err(e) => last_err = Some(e),
+        }
+    }
+    match last_err {
+        Some(e) => Err(anyhow::anyhow!("cannot listen on {addr}: {e}")),
+        None => Err(anyhow::anyhow!("cannot listen on {addr}: no address")),
+    }
+}
+
+/// Serve on `listeners` until `stop` resolves, then stop accepting and wait (at most
+/// `CONNECTION_GRACE`) for requests in flight.
+pub async fn serve(
+    rt: Arc<Runtime>,
+    listeners: Vec<TcpListener>,
+    cfg: ServerConfig,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (conn_tx, mut conn_rx) = mpsc::channel::<()>(1);
+    let sem = Arc::new(Semaphore::new(cfg.max_connections));
+    let cfg = Arc::new(cfg);
+    let mut accept_tasks = Vec::new();
+    for listener in listeners {
+        accept_tasks.push(tokio::spawn(accept_loop(
+            listener,
+            Arc::clone(&rt),
+            Arc::clone(&cfg),
+            Arc::clone(&sem),
+            stop_rx.clone(),
+            conn_tx.clone(),
+        )));
+    }
+    drop(conn_tx);
+    stop.await;
+    let _ = stop_tx.send(true);
+    for t in accept_tasks {
+        let _ = t.await;
+    }
+    // Every connection task holds a sender; recv() yields None once all are gone.
+    if tokio::time::timeout(CONNECTION_GRACE, conn_rx.recv())
+        .await
+        .is_err()
+    {
+        event(
+            Level::Warn,
+            "connections still open after the shutdown grace period",
+            &[],
+        );
+    }
+}
+
+async fn stopped(rx: &mut watch::Receiver<bool>) {
+    // Err: the sender is gone, which also means stop.
+    let _ = rx.wait_for(|s| *s).await;
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    rt: Arc<Runtime>,
+    cfg: Arc<ServerConfig>,
+    sem: Arc<Semaphore>,
+    mut stop: watch::Receiver<bool>,
+    conn_tx: mpsc::Sender<()>,
+) {
+    loop {
+        let permit = tokio::select! {
+            p = Arc::clone(&sem).acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+            _ = stopped(&mut stop) => return,
+        };
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = stopped(&mut stop) => return,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                event(Level::Warn, "accept failed", &[("err", &e.to_string())]);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let (rt, cfg, stop, tx) = (
+            Arc::clone(&rt),
+            Arc::clone(&cfg),
+            stop.clone(),
+            conn_tx.clone(),
+        );
+        tokio::spawn(async move {
+            serve_connection(stream, peer, rt, cfg, stop).await;
+            drop(permit);
+            drop(tx);
+        });
+    }
+}
+
+async fn serve_connection(
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    rt: Arc<Runtime>,
+    cfg: Arc<ServerConfig>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(cfg.read_header_timeout)
+        .max_buf_size(MAX_BUF)
+        .max_headers(MAX_HEADERS)
+        .keep_alive(true);
+    let cfg2 = Arc::clone(&cfg);
+    let svc = hyper::service::service_fn(move |req| {
+        let (rt, cfg) = (Arc::clone(&rt), Arc::clone(&cfg2));
+        async move { Ok::<_, Infallible>(handle(&rt, &cfg, req).await) }
+    });
+    let conn = builder.serve_connection(TokioIo::new(stream), svc);
+    tokio::pin!(conn);
+    let res = tokio::select! {
+        r = conn.as_mut() => r,
+        _ = tokio::time::sleep(cfg.max_connection_age) => {
+            conn.as_mut().graceful_shutdown();
+            tokio::time::timeout(CONNECTION_GRACE, conn.as_mut()).await.unwrap_or(Ok(()))
+        }
+        _ = stopped(&mut stop) => {
+            conn.as_mut().graceful_shutdown();
+            tokio::time::timeout(CONNECTION_GRACE, conn.as_mut()).await.unwrap_or(Ok(()))
+        }
+    };
+    if let Err(e) = res {
+        event(
+            Level::Debug,
+            "connection ended with an error",
+            &[("peer", &peer.to_string()), ("err", &e.to_string())],
+        );
+    }
+}
+
+type Resp = Response<Full<Bytes>>;
+
+fn response(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Resp {
+    let mut r = Response::new(Full::new(body.into()));
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    r
+}
+
+fn text(status: StatusCode, body: &'static str) -> Resp {
+    response(status, "text/plain; charset=utf-8", body)
+}
+
+/// Whether the request announces a body we would have to read.
+fn has_body<B>(req: &Request<B>) -> bool {
+    let h = req.headers();
+    h.contains_key(header::TRANSFER_ENCODING)
+        || h.get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim() != "0")
+}
+
+/// Whether `Accept-Encoding` allows gzip (`gzip` or `*`, with a non-zero q).
+pub fn accepts_gzip(value: Option<&HeaderValue>) -> bool {
+    let Some(v) = value.and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    v.split(',').any(|part| {
+        let mut it = part.split(';');
+        let coding = it.next().unwrap_or("").trim().to_ascii_lowercase();
+        if coding != "gzip" && coding != "*" {
+            return false;
+        }
+        let q = it
+            .filter_map(|p| {
+                p.trim()
+                    .strip_prefix("q=")
+                    .or_else(|| p.trim().strip_prefix("Q="))
+            })
+            .filter_map(|q| q.trim().parse::<f64>().ok())
+            .next()
+            .unwrap_or(1.0);
+        q > 0.0
+    })
+}
+
+fn gzip(body: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut enc = flate2::write::GzEncoder::new(
+        Vec::with_capacity(body.len() / 4),
+        flate2::Compression::fast(),
+    );
+    enc.write_all(body)?;
+    enc.finish()
+}
+
+enum Route {
+    Landing,
+    Metrics,
+    Health,
+    Healthz,
+    Ready,
+}
+
+pub async fn handle<B>(rt: &Runtime, cfg: &ServerConfig, req: Request<B>) -> Resp {
+    let start = Instant::now();
+    let path = req.uri().path().to_owned();
+    let route = match path.as_str() {
+        "/" => Some(Route::Landing),
+        p if p == cfg.telemetry_path => Some(Route::Metrics),
+        "/health" => Some(Route::Health),
+        "/healthz" => Some(Route::Healthz),
+        "/ready" => Some(Route::Ready),
+        _ => None,
+    };
+    let mut resp = match route {
+        None => text(StatusCode::NOT_FOUND, "404 page not found\n"),
+        Some(_) if req.method() != Method::GET && req.method() != Method::HEAD => {
+            let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "405 method not allowed\n");
+            r.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+            r
+        }
+        Some(_) if has_body(&req) => text(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "request bodies are not accepted\n",
+        ),
+        Some(Route::Landing) => landing(rt, cfg),
+        Some(Route::Metrics) => metrics(rt, &req).await,
+        Some(Route::Health) => {
+            let report = health::report(rt);
+            let body = serde_json::to_vec_pretty(&report).unwrap_or_default();
+            response(StatusCode::OK, "application/json", body)
+        }
+        Some(Route::Healthz) => {
+            let st = health::overall(rt.slots.iter().map(|s| s.healthy(&s.state())));
+            if st == health::Status::Unhealthy {
+                text(StatusCode::SERVICE_UNAVAILABLE, "unhealthy\n")
+            } else {
+                text(StatusCode::OK, "OK")
+            }
+        }
+        Some(Route::Ready) => {
+            if rt.ready() {
+                text(StatusCode::OK, "ready\n")
+            } else {
+                text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "not ready: background collectors have not finished a first run\n",
+                )
+            }
+        }
+    };
+    if has_body(&req) {
+        // The body stays unread; the connection can't be reused.
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    let status = resp.status().as_u16().to_string();
+    let ms = format!("{:.1}", start.elapsed().as_secs_f64() * 1000.0);
+    let method = req.method().as_str().to_owned();
+    event(
+        Level::Debug,
+        "request",
+        &[
+            ("method", &method),
+            ("path", &path),
+            ("status", &status),
+            ("duration_ms", &ms),
+        ],
+    );
+    resp
+}
+
+async fn metrics<B>(rt: &Runtime, req: &Request<B>) -> Resp {
+    let scrape = rt.scrape().await;
+    let want_gzip = accepts_gzip(req.headers().get(header::ACCEPT_ENCODING));
+    let mut body = scrape.body;
+    let mut gzipped = false;
+    if want_gzip {
+        match gzip(&body) {
+            Ok(z) => {
+                body = z;
+                gzipped = true;
+            }
+            Err(e) => event(
+                Level::Warn,
+                "gzip failed, sending plain",
+                &[("err", &e.to_string())],
+            ),
+        }
+    }
+    let mut r = response(StatusCode::OK, METRICS_CONTENT_TYPE, body);
+    let h = r.headers_mut();
+    h.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+    if gzipped {
+        h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    }
+    r
+}
+
+fn html_escape(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => o.push_str("&amp;"),
+            '<' => o.push_str("&lt;"),
+            '>' => o.push_str("&gt;"),
+            '"' => o.push_str("&quot;"),
+            '\'' => o.push_str("&#39;"),
+            c => o.push(c),
+        }
+    }
+    o
+}
+
+fn landing(rt: &Runtime, cfg: &ServerConfig) -> Resp {
+    let name = html_escape(rt.name);
+    let version = html_escape(rt.version);
+    let about = html_escape(rt.about);
+    let metrics = html_escape(&cfg.telemetry_path);
+    let mut collectors = String::new();
+    for s in &rt.slots {
+        let mode = if s.is_background() {
+            "background"
+        } else {
+            "on scrape"
+        };
+        collectors.push_str(&format!(
+            "<li><code>{}</code> ({mode})</li>\n",
+            html_escape(s.name)
+        ));
+    }
+    if collectors.is_empty() {
+        collectors.push_str("<li>none enabled</li>\n");
+    }
+    let body = format!(
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head><meta charset=\"utf-8\"><title>{name}</title></head>\n\
+         <body>\n<h1>{name} {version}</h1>\n<p>{about}</p>\n<ul>\n\
+         <li><a href=\"{metrics}\">Metrics</a></li>\n\
+         <li><a href=\"/health\">Health</a> (JSON)</li>\n\
+         <li><a href=\"/healthz\">Liveness</a></li>\n\
+         <li><a href=\"/ready\">Readiness</a></li>\n</ul>\n\
+         <h2>Collectors</h2>\n<ul>\n{collectors}</ul>\n</body>\n</html>\n"
+    );
+    response(StatusCode::OK, "text/html; charset=utf-8", body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::collector::{Collector, Context, Mode, Sink};
+    use crate::{CollectorSpec, ExporterSpec};
+    use std::io::Read;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    const SPEC: ExporterSpec = ExporterSpec {
+        name: "h-exporter",
+        prefix: "h",
+        version: "0.0.7",
+        about: "Serves <tests> & more.",
+        default_port: 1,
+        collectors: &[] as &[CollectorSpec],
+    };
+
+    struct Test {
+        name: &'static str,
+        mode: Mode,
+        fail: Arc<AtomicBool>,
+        delay: Duration,
+    }
+
+    impl Collector for Test {
+        fn name(&self) -> &'static str {
+            self.name
+        }
+        fn mode(&self) -> Mode {
+            self.mode
+        }
+        fn collect(&self, _: &Context, out: &mut Sink) -> anyhow::Result<()> {
+            std::thread::sleep(self.delay);
+            if self.fail.load(Ordering::SeqCst) {
+                anyhow::bail!("{} cannot read its source", self.name);
+            }
+            out.gauge("h_value", "V.")
+                .sample(&[("from", self.name)], 42.0);
+            Ok(())
+        }
+    }
+
+    fn coll(
+        name: &'static str,
+        mode: Mode,
+        delay: Duration,
+    ) -> (Box<dyn Collector>, Arc<AtomicBool>) {
+        let fail = Arc::new(AtomicBool::new(false));
+        (
+            Box::new(Test {
+                name,
+                mode,
+                fail: Arc::clone(&fail),
+                delay,
+            }),
+            fail,
+        )
+    }
+
+    fn config() -> ServerConfig {
+        ServerConfig {
+            telemetry_path: "/metrics".into(),
+            max_connections: 8,
+            read_header_timeout: Duration::from_secs(5),
+            max_connection_age: Duration::from_secs(60),
+        }
+    }
+
+    struct Server {
+        addr: SocketAddr,
+        stop: Option<tokio::sync::oneshot::Sender<()>>,
+        task: tokio::task::JoinHandle<()>,
+        rt: Arc<Runtime>,
+    }
+
+    async fn start(collectors: Vec<Box<dyn Collector>>, cfg: ServerConfig) -> Server {
+        let rt = Arc::new(Runtime::new(
+            &SPEC,
+            collectors,
+            "/p".into(),
+            "/s".into(),
+            Duration::from_secs(5),
+        ));
+        let listeners = bind(&[ListenAddr::Host("127.0.0.1".into(), 0)])
+            .await
+            .unwrap();
+        let addr = listeners[0].local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(serve(Arc::clone(&rt), listeners, cfg, async {
+            let _ = rx.await;
+        }));
+        Server {
+            addr,
+            stop: Some(tx),
+            task,
+            rt,
+        }
+    }
+
+    impl Server {
+        async fn shutdown(mut self) {
+            let _ = self.stop.take().unwrap().send(());
+            tokio::time::timeout(Duration::from_secs(5), self.task)
+                .await
+                .unwrap()
+                .unwrap();
+        }
+    }
+
+    struct Reply {
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+    }
+
+    impl Reply {
+        fn header(&self, name: &str) -> Option<&str> {
+            self.headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.as_str())
+        }
+        fn text(&self) -> String {
+            String::from_utf8(self.body.clone()).unwrap()
+        }
+    }
+
+    fn parse_reply(raw: &[u8]) -> Reply {
+        let split = raw
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("no end of head");
+        let head = std::str::from_utf8(&raw[..split]).unwrap();
+        let mut lines = head.split("\r\n");
+        let status = lines
+            .next()
+            .unwrap()
+            .split(' ')
+            .nth(1)
+            .unwrap()
+            .parse()
+            .unwrap();
+        let headers = lines
+            .map(|l| {
+                let (k, v) = l.split_once(':').unwrap();
+                (k.trim().to_owned(), v.trim().to_owned())
+            })
+            .collect();
+        Reply {
+            status,
+            headers,
+            body: raw[split + 4..].to_vec(),
+        }
+    }
+
+    /// Send `method path` with extra header lines and read the reply to the end.
+    async fn request(addr: SocketAddr, method: &str, path: &str, extra: &str) -> Reply {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        let req =
+            format!("{method} {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n{extra}\r\n");
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut raw = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut raw))
+            .await
+            .unwrap()
+            .unwrap();
+        parse_reply(&raw)
+    }
+
+    async fn get(addr: SocketAddr, path: &str) -> Reply {
+        request(addr, "GET", path, "").await
+    }
+
+    const BG: Mode = Mode::Background {
+        interval: Duration::from_secs(3600),
+        timeout: Duration::from_secs(5),
+    };
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn endpoints() {
+        let (a, _) = coll("a", Mode::OnScrape, Duration::ZERO);
+        let srv = start(vec![a], config()).await;
+
+        let r = get(srv.addr, "/").await;
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"));
+        let html = r.text();
+        assert!(html.contains("<h1>h-exporter 0.0.7</h1>"), "{html}");
+        assert!(html.contains("Serves &lt;tests&gt; &amp; more."), "{html}");
+        for link in [
+            "href=\"/metrics\"",
+            "href=\"/health\"",
+            "href=\"/healthz\"",
+            "href=\"/ready\"",
+        ] {
+            assert!(html.contains(link), "{link} missing: {html}");
+        }
+
+        let r = get(srv.addr, "/metrics").await;
+        assert_eq!(r.status, 200);
+        assert_eq!(
+            r.header("content-type"),
+            Some("text/plain; version=0.0.4; charset=utf-8")
+        );
+        assert_eq!(r.header("vary"), Some("Accept-Encoding"));
+        assert_eq!(r.header("content-encoding"), None);
+        let plain = r.text();
+        assert!(plain.contains("h_value{from=\"a\"} 42\n"), "{plain}");
+        assert!(
+            plain.contains("h_collector_success{collector=\"a\"} 1\n"),
+            "{plain}"
+        );
+
+        let r = get(srv.addr, "/metrics?foo=bar").await;
+        assert_eq!(r.status, 200, "query strings are ignored");
+
+        let r = get(srv.addr, "/healthz").await;
+        assert_eq!((r.status, r.text().as_str()), (200, "OK"));
+        let r = get(srv.addr, "/ready").await;
+        assert_eq!(r.status, 200, "no background collector: ready at once");
+
+        let r = get(srv.addr, "/nope").await;
+        assert_eq!(r.status, 404);
+        let r = get(srv.addr, "/metrics/").await;
+        assert_eq!(r.status, 404);
+
+        for m in ["POST", "PUT", "DELETE", "OPTIONS"] {
+            let r = request(srv.addr, m, "/metrics", "").await;
+            assert_eq!(r.status, 405, "{m}");
+            assert_eq!(r.header("allow"), Some("GET, HEAD"));
+        }
+        let r = request(srv.addr, "POST", "/health", "Content-Length: 3\r\n").await;
+        assert_eq!(r.status, 405);
+
+        let r = request(srv.addr, "GET", "/metrics", "Content-Length: 100000\r\n").await;
+        assert_eq!(r.status, 413);
+        assert_eq!(r.header("connection"), Some("close"));
+
+        let r = request(srv.addr, "HEAD", "/metrics", "").await;
+        assert_eq!(r.status, 200);
+        assert!(r.body.is_empty());
+        let len: usize = r.header("content-length").unwrap().parse().unwrap();
+        assert!(len > 100, "{len}");
+        let r = request(srv.addr, "HEAD", "/health", "").await;
+        assert_eq!(r.status, 200);
+        assert!(r.body.is_empty());
+
+        srv.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn gzip_round_trip() {
+        let (a, _) = coll("a", Mode::OnScrape, Duration::ZERO);
+        let srv = start(vec![a], config()).await;
+        let r = request(
+            srv.addr,
+            "GET",
+            "/metrics",
+            "Accept-Encoding: deflate, gzip;q=0.5\r\n",
+        )
+        .await;
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("content-encoding"), Some("gzip"));
+        assert_eq!(r.header("vary"), Some("Accept-Encoding"));
+        assert_eq!(r.header("content-type"), Some(METRICS_CONTENT_TYPE));
+        let mut text = String::new();
+        flate2::read::GzDecoder::new(&r.body[..])
+            .read_to_string(&mut text)
+            .unwrap();
+        assert!(text.contains("h_value{from=\"a\"} 42\n"), "{text}");
+        assert!(
+            text.contains("# TYPE h_collector_success gauge\n"),
+            "{text}"
+        );
+        let r = request(srv.addr, "GET", "/metrics", "Accept-Encoding: gzip;q=0\r\n").await;
+        assert_eq!(r.header("content-encoding"), None);
+        assert!(r.text().contains("h_value"));
+        srv.shutdown().await;
+    }
+
+    #[test]
+    fn accept_encoding_parsing() {
+        let h = |s: &'static str| accepts_gzip(Some(&HeaderValue::from_static(s)));
+        assert!(h("gzip"));
+        assert!(h("br, GZIP"));
+        assert!(h("gzip;q=0.1"));
+        assert!(h("*"));
+        assert!(!h("gzip;q=0"));
+        assert!(!h("deflate, br"));
+        assert!(!h("xgzip"));
+        assert!(!accepts_gzip(None));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn health_degraded_unhealthy_and_ready() {
+        let (a, fail_a) = coll("a", Mode::OnScrape, Duration::ZERO);
+        let (b, _) = coll("b", Mode::OnScrape, Duration::ZERO);
+        let (bg, _) = coll("bg", BG, Duration::ZERO);
+        let srv = start(vec![a, b, bg], config()).await;
+
+        let r = get(srv.addr, "/ready").await;
+        assert_eq!(r.status, 503, "background collector has not run");
+        let r = get(srv.addr, "/health").await;
+        assert_eq!(r.header("content-type"), Some("application/json"));
+        let h: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(h["status"], "healthy", "pending counts as healthy: {h}");
+        assert_eq!(h["version"], "0.0.7");
+        assert!(h["uptime_seconds"].as_f64().unwrap() >= 0.0);
+        assert_eq!(h["components"]["bg"]["state"], "pending");
+        assert_eq!(
+            h["components"]["bg"]["last_success"],
+            serde_json::Value::Null
+        );
+        assert_eq!(h["components"]["bg"]["mode"], "background");
+        assert_eq!(h["components"]["bg"]["interval_seconds"], 3600.0);
+
+        srv.rt.run_background_once().await;
+        assert_eq!(get(srv.addr, "/ready").await.status, 200);
+
+        fail_a.store(true, Ordering::SeqCst);
+        for _ in 0..12 {
+            get(srv.addr, "/metrics").await;
+        }
+        let before = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        let r = get(srv.addr, "/metrics").await;
+        assert!(r
+            .text()
+            .contains("h_collector_success{collector=\"a\"} 0\n"));
+        let h: serde_json::Value =
+            serde_json::from_slice(&get(srv.addr, "/health").await.body).unwrap();
+        assert_eq!(h["status"], "degraded", "{h}");
+        let a = &h["components"]["a"];
+        assert_eq!(a["healthy"], false);
+        assert_eq!(a["state"], "failed");
+        assert_eq!(a["mode"], "on_scrape");
+        assert_eq!(a["consecutive_failures"], 13);
+        let errors = a["errors"].as_array().unwrap();
+        assert_eq!(errors.len(), 10);
+        assert_eq!(errors[9]["message"], "a cannot read its source");
+        let t = errors[9]["time"].as_f64().unwrap();
+        assert!((t - before).abs() < 5.0, "{t} vs {before}");
+        assert_eq!(h["components"]["b"]["healthy"], true);
+        assert_eq!(h["components"]["b"]["state"], "ok");
+        assert!(h["components"]["b"]["last_success"].as_f64().unwrap() > 1.6e9);
+        assert_eq!(h["components"]["b"]["errors"].as_array().unwrap().len(), 0);
+        let r = get(srv.addr, "/healthz").await;
+        assert_eq!(r.status, 200, "degraded is still alive");
+        srv.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn all_failing_is_unhealthy() {
+        let (a, fail) = coll("a", Mode::OnScrape, Duration::ZERO);
+        fail.store(true, Ordering::SeqCst);
+        let srv = start(vec![a], config()).await;
+        get(srv.addr, "/metrics").await;
+        let h: serde_json::Value =
+            serde_json::from_slice(&get(srv.addr, "/health").await.body).unwrap();
+        assert_eq!(h["status"], "unhealthy");
+        let r = get(srv.addr, "/healthz").await;
+        assert_eq!(r.status, 503);
+        srv.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn slow_loris_is_dropped_and_does_not_pin_the_server() {
+        let (a, _) = coll("a", Mode::OnScrape, Duration::ZERO);
+        let cfg = ServerConfig {
+            max_connections: 2,
+            read_header_timeout: Duration::from_millis(500),
+            ..config()
+        };
+        let srv = start(vec![a], cfg).await;
+        // Two clients take every connection slot and trickle header bytes forever.
+        let mut loris = Vec::new();
+        for _ in 0..2 {
+            let addr = srv.addr;
+            loris.push(tokio::spawn(async move {
+                let start = Instant::now();
+                let mut s = TcpStream::connect(addr).await.unwrap();
+                s.write_all(b"GET /metrics HTTP/1.1\r\nHost: t\r\n")
+                    .await
+                    .unwrap();
+                for i in 0..100 {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    if s.write_all(format!("X-{i}: y\r\n").as_bytes())
+                        .await
+                        .is_err()
+                    {
+                        break;
+                    }
+                    let mut buf = [0u8; 64];
+                    match tokio::time::timeout(Duration::from_millis(1), s.read(&mut buf)).await {
+                        Ok(Ok(0)) | Ok(Err(_)) => break,
+                        _ => {}
+                    }
+                }
+                start.elapsed()
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        // A real scrape queued behind them is answered once the header timeout frees a slot.
+        let start = Instant::now();
+        let r = get(srv.addr, "/metrics").await;
+        assert_eq!(r.status, 200);
+        assert!(
+            start.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            start.elapsed()
+        );
+        for l in loris {
+            let held = l.await.unwrap();
+            assert!(
+                held < Duration::from_secs(3),
+                "slow client kept its connection {held:?}"
+            );
+        }
+        srv.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn oversized_headers_are_refused() {
+        let (a, _) = coll("a", Mode::OnScrape, Duration::ZERO);
+        let srv = start(vec![a], config()).await;
+        let big = format!("X-Big: {}\r\n", "a".repeat(MAX_BUF + 1));
+        let r = request(srv.addr, "GET", "/metrics", &big).await;
+        assert_eq!(r.status, 431);
+        srv.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn shutdown_finishes_the_scrape_in_flight() {
+        let (slow, _) = coll("slow", Mode::OnScrape, Duration::from_millis(800));
+        let srv = start(vec![slow], config()).await;
+        let addr = srv.addr;
+        let inflight = tokio::spawn(async move { get(addr, "/metrics").await });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let start = Instant::now();
+        srv.shutdown().await;
+        assert!(
+            start.elapsed() >= Duration::from_millis(400),
+            "returned before the scrape ended"
+        );
+        let r = inflight.await.unwrap();
+        assert_eq!(r.status, 200);
+        assert!(r.text().contains("h_value{from=\"slow\"} 42\n"));
+        // Not accepting any more.
+        assert!(TcpStream::connect(addr).await.is_err());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn keep_alive_connection_is_closed_at_max_age() {
+        let (a, _) = coll("a", Mode::OnScrape, Duration::ZERO);
+        let cfg = ServerConfig {
+            max_connection_age: Duration::from_millis(300),
+            ..config()
+        };
+        let srv = start(vec![a], cfg).await;
+        let mut s = TcpStream::connect(srv.addr).await.unwrap();
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+            .await
+            .unwrap();
+        let start = Instant::now();
+        let mut raw = Vec::new();
+        tokio::time::timeout(Duration::from_secs(3), s.read_to_end(&mut raw))
+            .await
+            .unwrap()
+            .unwrap();
+        let r = parse_reply(&raw);
+        assert_eq!((r.status, r.text().as_str()), (200, "OK"));
+        assert!(
+            start.elapsed() >= Duration::from_millis(200),
+            "{:?}",
+            start.elapsed()
+        );
+        srv.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn bind_failure_names_the_address() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = taken.local_addr().unwrap().port();
+        let err = bind(&[ListenAddr::Host("127.0.0.1".into(), port)])
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with(&format!("cannot listen on 127.0.0.1:{port}: ")),
+            "{err}"
+        );
+        assert!(err.to_lowercase().contains("in use"), "{err}");
+    }
+}
