@@ -946,7 +946,11 @@ mod tests {
             assert!(!rt.slots[0].healthy(&st), "past its timeout");
         }
         assert!(!rt.ready());
-        std::thread::sleep(Duration::from_millis(350));
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while rt.slots[0].state().runs == 0 {
+            assert!(Instant::now() < deadline, "first run never finished");
+            std::thread::sleep(Duration::from_millis(10));
+        }
         {
             let st = rt.slots[0].state();
             assert_eq!(st.runs, 1);
