@@ -280,7 +280,9 @@ pub fn command<A: clap::Args>(spec: &ExporterSpec) -> Command {
         .version(spec.version)
         .about(spec.about)
         .args(shared_args(spec));
-    let cmd = A::augment_args(cmd);
+    // A doc comment on the exporter's (or a flattened) Args struct would replace the about
+    // text; the spec's line wins.
+    let cmd = A::augment_args(cmd).about(spec.about).long_about(None);
     let exporter = spec.name;
     cmd.mut_args(|a| add_env_twin(exporter, a))
 }

@@ -51,7 +51,8 @@ impl Context {
 ///
 /// `collect` returns `Err` when the source as a whole could not be read (file missing, command
 /// failed): the runtime records it, sets `<prefix>_collector_success` to 0, keeps serving
-/// everything else, and (background mode) keeps serving nothing stale for this collector.
+/// everything else, and serves only what this failed run wrote before returning (never a result
+/// of an earlier run, so nothing stale is served).
 /// Per-item problems (a malformed line, a vanished process) are not errors: count them with
 /// [`Sink::item_error`] and carry on.
 pub trait Collector: Send + Sync + 'static {

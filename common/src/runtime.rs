@@ -40,7 +40,7 @@ pub struct SlotState {
     pub errors: VecDeque<RunError>,
     /// Background: when the run now in progress started.
     pub running_since: Option<(Instant, SystemTime)>,
-    /// Background: families of the last successful run (empty after a failed one).
+    /// Background: families of the last run (only what a failed run wrote before failing).
     pub families: Vec<MetricFamily>,
     /// Background: when the stored families were produced.
     pub result_at: Option<Instant>,
@@ -120,9 +120,11 @@ impl Slot {
                 }
             }
             Ok(Err(e)) => {
-                let (_, item_errors) = sink.into_parts();
+                // What the run wrote before failing describes this run (a prober's failure
+                // counters, say) and is served; nothing from an earlier run is.
+                let (families, item_errors) = sink.into_parts();
                 Outcome {
-                    families: Vec::new(),
+                    families,
                     item_errors,
                     duration,
                     error: Some(format!("{e:#}")),
@@ -193,7 +195,7 @@ impl Slot {
                     st.errors.pop_front();
                 }
                 st.errors.push_back(RunError { time: now, message });
-                Vec::new()
+                outcome.families
             }
         };
         if self.is_background() {
@@ -815,8 +817,9 @@ mod tests {
             t.contains("t_collector_success{collector=\"b\"} 1\n"),
             "{t}"
         );
-        // A failed run contributes no families, not even the ones written before the error.
-        assert!(!t.contains("source=\"a\""), "{t}");
+        // A failed run serves what it wrote before the error (t_shared), and nothing of
+        // earlier runs (t_a_runs_total is written only after the point where it fails).
+        assert!(t.contains("t_shared{source=\"a\"} 1\n"), "{t}");
         assert!(!t.contains("t_a_runs_total"), "{t}");
         {
             let st = rt.slots[0].state();
