@@ -13,7 +13,8 @@ Modes (Python standard library only):
   dashboard_queries.py --list-metrics         every metric name an exporter must serve
   dashboard_queries.py --list-metrics=all     ... plus series Prometheus makes itself (up, ALERTS)
   dashboard_queries.py --lint                 static checks (datasource, ids, $instance, names
-                                              documented in docs/metrics.md, =~ for multi-values)
+                                              documented in docs/metrics.md, =~ for multi-values;
+                                              with --allow-empty, that each entry names a panel)
   dashboard_queries.py --prometheus URL       run every query; exit 1 if one errors or returns
                                               nothing, unless listed in --allow-empty FILE
 
@@ -313,7 +314,7 @@ def lint(dashboards, doc):
             errors.append(f"{where}: no `datasource` variable of type datasource (prometheus)")
         if not d.variable("instance"):
             errors.append(f"{where}: no `instance` variable")
-        ids = {}
+        ids, titles = {}, set()
         for p in d.panels:
             title = p.get("title", "")
             pid = p.get("id")
@@ -327,6 +328,9 @@ def lint(dashboards, doc):
                 errors.append(f'{where}: panel "{title}" has no complete gridPos')
             if p.get("type") == "row":
                 continue
+            if title in titles:
+                errors.append(f'{where}: two panels titled "{title}" (--allow-empty entries name panels by title)')
+            titles.add(title)
             ds = p.get("datasource")
             if not isinstance(ds, dict) or ds.get("uid") not in VAR_DATASOURCE_UIDS:
                 errors.append(f'{where}: panel "{title}" datasource is {json.dumps(ds)}, not ${{datasource}}')
@@ -608,6 +612,11 @@ def main(argv=None):
         if doc is None:
             print(f"note: {args.metrics_doc} not found; metric names not checked", file=sys.stderr)
         errors = lint(dashboards, doc)
+        if args.allow_empty:
+            known = {(q.uid, q.title) for d in dashboards for q in d.queries}
+            for uid, title in read_allow_empty(args.allow_empty):
+                if (uid, title) not in known:
+                    errors.append(f'{args.allow_empty}: no query in panel "{title}" of {uid}')
         for e in errors:
             print(e)
         nq = sum(len(d.queries) for d in dashboards)
