@@ -8,7 +8,8 @@ are checked here instead, against what they must agree with rather than a copied
   endpoint's `port` is a named port of that Service; only fields of the monitoring.coreos.com/v1
   API that ODIN uses are accepted (a typo in a field name is an error, as --strict would make it);
 - every PrometheusRule's spec.groups equals the `groups` of the rule file it came from
-  (annotation odin/source), and is written to OUTDIR/<name>.yml for `promtool check rules`.
+  (annotation odin/source; whitespace inside `expr` aside, see promql_spaces), and is
+  written to OUTDIR/<name>.yml for `promtool check rules`.
 
 Usage: kubectl kustomize OVERLAY | check-operator-objects.py REPO OUTDIR
 Needs PyYAML (installed in .venv with yamllint).
@@ -29,6 +30,23 @@ ACTIONS = {"replace", "keep", "drop", "hashmod", "labelmap", "labeldrop", "label
            "lowercase", "uppercase", "keepequal", "dropequal",
            "Replace", "Keep", "Drop", "HashMod", "LabelMap", "LabelDrop", "LabelKeep",
            "Lowercase", "Uppercase", "KeepEqual", "DropEqual"}
+
+
+def promql_spaces(groups):
+    """The groups with whitespace runs in `expr` collapsed, everything else as it is.
+
+    kustomize's YAML library reads a folded (`>-`) scalar whose lines are indented more than
+    its first one with an extra line break after the first line ("(\\n\\n  rate(...)"), so
+    a multi-line PromQL expression can come out of `kubectl kustomize` with a blank line that
+    the rule file does not have. Whitespace is insignificant in PromQL; labels, annotations
+    and everything else must match exactly.
+    """
+    if isinstance(groups, dict):
+        return {k: (" ".join(v.split()) if k == "expr" and isinstance(v, str) else promql_spaces(v))
+                for k, v in groups.items()}
+    if isinstance(groups, list):
+        return [promql_spaces(x) for x in groups]
+    return groups
 
 
 def main():
@@ -77,7 +95,7 @@ def main():
             if src:
                 with open(os.path.join(repo, src), encoding="utf-8") as f:
                     original = yaml.safe_load(f)
-                if original.get("groups") != groups:
+                if promql_spaces(original.get("groups")) != promql_spaces(groups):
                     errors.append(f"{where}: spec.groups differs from {src}")
             elif groups:
                 errors.append(f"{where}: rules without an odin/source annotation")
