@@ -186,7 +186,9 @@ impl RowReader<'_> {
 /// stay `None`. A row is skipped (and noted) when its value count does not match the header or
 /// its `index` is not a number; a single unreadable value only blanks that value (and is noted).
 pub fn parse_query_gpu(text: &str, layout: Layout<'_>) -> Result<Parsed<GpuReading>, ParseError> {
-    let table = Table::parse(text, layout, Some("name")).map_err(ParseError)?;
+    // No free-text re-joining here: GPU names have no commas, and re-joining would turn a row
+    // that is too long (a cut header, a misaligned row) into a wrong name instead of a skip.
+    let table = Table::parse(text, layout, None).map_err(ParseError)?;
     let mut problems = table.problems.clone();
     let mut items = Vec::with_capacity(table.rows.len());
     for row in &table.rows {
