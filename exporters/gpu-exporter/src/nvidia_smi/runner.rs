@@ -6,7 +6,9 @@
 //!   wrapper such as `ssh host nvidia-smi` or `sh -c ...` does not leave children behind);
 //! - the killed child is reaped, so no zombie is left; if it cannot die at once (a process in
 //!   uninterruptible sleep in the driver, which is how a wedged GPU looks) a detached thread
-//!   waits for it so the caller is not blocked;
+//!   waits for it so the caller is not blocked. Grandchildren killed with the group are
+//!   re-parented to init, or to us when we are PID 1 of a container or a child subreaper
+//!   ([`become_subreaper`]); in the latter cases the runner reaps them too;
 //! - stdout is capped at `max_stdout_bytes` (the command is killed when it writes more), and
 //!   only the start of stderr is kept;
 //! - a non-zero exit is an error carrying a short excerpt of what the command said (nvidia-smi
@@ -34,6 +36,8 @@ const STDERR_KEEP: usize = 4096;
 /// How long to wait, after SIGKILL, for the child to be reaped before handing it to a thread.
 const KILL_GRACE: Duration = Duration::from_millis(500);
 const POLL: Duration = Duration::from_millis(5);
+/// How long to wait for killed grandchildren to be re-parented to us so they can be reaped.
+const ORPHAN_GRACE: Duration = Duration::from_millis(300);
 
 /// Split a command line the way a POSIX shell splits words, without running a shell: blanks
 /// separate words, `'...'` is literal, `"..."` keeps blanks and honours `\"`, `\\`, `\$` and
@@ -296,6 +300,7 @@ impl Runner {
                 } else {
                     kill_and_reap(&mut child)
                 };
+                reap_group_orphans(pid);
                 return Err(RunError::Timeout {
                     pid,
                     after: now - start,
@@ -320,6 +325,7 @@ impl Runner {
                     } else {
                         kill_group(pid);
                     }
+                    reap_group_orphans(pid);
                     return Err(RunError::OutputTooLarge { pid, limit: cap });
                 }
                 Ok(Msg::Stderr(bytes)) => err = Some(bytes),
@@ -429,6 +435,68 @@ fn kill_and_reap(child: &mut Child) -> bool {
         .name(format!("reap-{pid}"))
         .spawn(move || wait_blocking(pid));
     false
+}
+
+/// Make this process the reaper of its orphaned descendants (`PR_SET_CHILD_SUBREAPER`), so
+/// the grandchildren of a killed wrapper come back to us and [`Runner::run`] reaps them
+/// instead of leaving them to an init that might not (a container whose PID 1 is not an init).
+/// Process-wide; meant to be called once from `main` (and by the tests).
+pub fn become_subreaper() -> io::Result<()> {
+    // SAFETY: prctl(PR_SET_CHILD_SUBREAPER, 1) takes integers only and touches no memory.
+    let r = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1 as libc::c_ulong, 0, 0, 0) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Reap processes of the killed group `pgid` that were re-parented to us (we are PID 1 or a
+/// subreaper). Waits up to [`ORPHAN_GRACE`] for them to die and come back; any that do not are
+/// left to the next call or to init. Only our own children in that group are touched.
+fn reap_group_orphans(pgid: u32) {
+    let me = std::process::id();
+    let until = Instant::now() + ORPHAN_GRACE;
+    loop {
+        let mut left = 0;
+        for (pid, ppid, pgrp) in proc_entries() {
+            if ppid != me || pgrp != pgid {
+                continue;
+            }
+            let Ok(p) = libc::pid_t::try_from(pid) else {
+                continue;
+            };
+            let mut status = 0;
+            // SAFETY: waitpid writes only to `status`, a live local; WNOHANG never blocks. `p`
+            // is our child in the group we killed; no `Child` handle exists for it.
+            let r = unsafe { libc::waitpid(p, &mut status, libc::WNOHANG) };
+            if r == 0 {
+                left += 1;
+            }
+        }
+        if left == 0 || Instant::now() >= until {
+            return;
+        }
+        thread::sleep(POLL);
+    }
+}
+
+/// (pid, ppid, process group) of every process in /proc (this process's own pid namespace).
+fn proc_entries() -> Vec<(u32, u32, u32)> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| {
+        let pid: u32 = e.ok()?.file_name().to_str()?.parse().ok()?;
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // "pid (comm) state ppid pgrp ..."; comm may contain spaces and parentheses.
+        let mut rest = stat.rsplit_once(')')?.1.split_whitespace();
+        let _state = rest.next()?;
+        let ppid = rest.next()?.parse().ok()?;
+        let pgrp = rest.next()?.parse().ok()?;
+        Some((pid, ppid, pgrp))
+    })
+    .collect()
 }
 
 /// Block until `pid` (our child) exits and reap it.
