@@ -316,16 +316,11 @@ impl Runner {
             match rx.recv_timeout(wait) {
                 Ok(Msg::Stdout(Ok(bytes))) => out = Some(bytes),
                 Ok(Msg::Stdout(Err(e))) => {
-                    kill_and_reap(&mut child);
+                    abort(&mut child, status.is_some());
                     return Err(RunError::Io(e));
                 }
                 Ok(Msg::StdoutOverflow) => {
-                    if status.is_none() {
-                        kill_and_reap(&mut child);
-                    } else {
-                        kill_group(pid);
-                    }
-                    reap_group_orphans(pid);
+                    abort(&mut child, status.is_some());
                     return Err(RunError::OutputTooLarge { pid, limit: cap });
                 }
                 Ok(Msg::Stderr(bytes)) => err = Some(bytes),
@@ -398,6 +393,17 @@ fn read_stderr(mut pipe: impl Read) -> Vec<u8> {
             Err(_) => return keep,
         }
     }
+}
+
+/// Stop a run early: kill the child's group, reap the child (unless `exited`: already reaped
+/// by `try_wait`) and whatever of its group came back to us.
+fn abort(child: &mut Child, exited: bool) {
+    if exited {
+        kill_group(child.id());
+    } else {
+        kill_and_reap(child);
+    }
+    reap_group_orphans(child.id());
 }
 
 /// SIGKILL the child's whole process group (the child is its leader, see `process_group(0)`).
