@@ -107,6 +107,9 @@ def main() -> int:
                     "--bind-interfaces", "--listen-address=127.0.0.1", f"--port={dns_port}",
                     "--local=/odin.test/", "--address=/ok.odin.test/127.0.0.9", "--user=root",
                     "--pid-file="], work / "dnsmasq.log")
+    deadline = time.time() + 10
+    while "started" not in dnsmasq.output() and time.time() < deadline:
+        time.sleep(0.05)
     dns_flags = ["--dns.probe-name=ok.odin.test", "--dns.probe-name=missing.odin.test",
                  f"--dns.server=127.0.0.1:{dns_port}", "--dns.interval=1s", "--dns.timeout=1s"]
     live = Proc([exporter, f"--web.listen-address=127.0.0.1:{live_port}", *dns_flags],
@@ -191,7 +194,9 @@ scrape_configs:
                 "\n    ".join(problems))
 
         p = subprocess.run([sys.executable, str(REPO / "tests/dashboard_queries.py"),
-                            "--prometheus", base, "dashboards/network.json", "dashboards/overview.json"],
+                            "--prometheus", base, "--rate-interval", "1m", "--wait", "60",
+                            "--allow-empty", "dashboards/e2e-allow-empty.tsv",
+                            "dashboards/network.json", "dashboards/overview.json"],
                            capture_output=True, text=True, cwd=REPO)
         print(p.stdout)
         c.check(p.returncode == 0, "every dashboard query returns data", p.stderr[-2000:])

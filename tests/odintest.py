@@ -120,7 +120,8 @@ class Proc:
         return self.p.returncode
 
     def output(self) -> str:
-        self.log.flush()
+        if not self.log.closed:
+            self.log.flush()
         return self.log_path.read_text(errors="replace")
 
     def __enter__(self):

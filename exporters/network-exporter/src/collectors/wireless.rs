@@ -201,8 +201,10 @@ mod tests {
             value(&sink, "network_wireless_signal_dbm", &wlan0),
             Some(-52.0)
         );
-        // host-a's driver reports no noise (-256).
-        assert_eq!(value(&sink, "network_wireless_noise_dbm", &wlan0), None);
+        assert_eq!(
+            value(&sink, "network_wireless_noise_dbm", &wlan0),
+            Some(-92.0)
+        );
         let discarded = |r| {
             value(
                 &sink,
@@ -271,6 +273,8 @@ Inter-| sta-|   Quality        |   Discarded packets               | Missed | WE
         );
         let names: Vec<_> = lines.iter().map(|w| w.device).collect();
         assert_eq!(names, ["wlan0", "wlan4"]);
+        // -256 is the kernel's "no reading": no noise series for wlan0.
+        assert_eq!(lines[0].noise, None);
         assert_eq!(lines[1].noise, Some(-90));
         assert_eq!(lines[1].missed_beacons, 6);
         assert_eq!(
