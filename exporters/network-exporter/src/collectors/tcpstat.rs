@@ -5,8 +5,8 @@
 //!
 //! Two sources give the same numbers, chosen with `--collector.tcpstat.source`:
 //!
-//! - `netlink`: an inet_diag dump (`SOCK_DIAG_BY_FAMILY` over `NETLINK_SOCK_DIAG`) per family,
-//!   reading only state, `idiag_rqueue` and `idiag_wqueue` of each socket ([`sock_diag`]).
+//! - `netlink`: an inet_diag dump over `NETLINK_SOCK_DIAG` (one for both families), reading
+//!   only family, state, `idiag_rqueue` and `idiag_wqueue` of each socket ([`sock_diag`]).
 //! - `procfs`: `/proc/net/tcp` and `/proc/net/tcp6` under `--path.procfs`, parsed as text.
 //! - `auto` (default): netlink when the procfs root is a real procfs mount (`statfs` says
 //!   `PROC_SUPER_MAGIC`) and the dump works; files otherwise. A fixture tree is therefore read as
@@ -47,7 +47,7 @@ use std::fs::File;
 use std::io::{self, BufRead, BufReader};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Mutex;
 
 use anyhow::Context as _;
@@ -86,6 +86,9 @@ pub struct Tcpstat {
     auto: AtomicU8,
     /// Receive buffer of the netlink dumps, reused across runs.
     buf: Mutex<Vec<u8>>,
+    /// Whether the kernel takes the one-dump (both families) inet_diag request; see
+    /// [`sock_diag`].
+    netlink_one_dump: AtomicBool,
 }
 
 const AUTO_UNDECIDED: u8 = 0;
@@ -102,6 +105,7 @@ impl Tcpstat {
             source,
             auto: AtomicU8::new(AUTO_UNDECIDED),
             buf: Mutex::new(Vec::new()),
+            netlink_one_dump: AtomicBool::new(true),
         }
     }
 }
@@ -353,11 +357,11 @@ impl Tcpstat {
         Ok(Tables { v4, v6 })
     }
 
-    /// Dump both families over netlink. Item errors go to `out` only when the whole read
-    /// succeeds, so a failed attempt that falls back to the files leaves no trace in the run.
+    /// Dump the sockets over netlink. Item errors go to `out` only when the whole read succeeds,
+    /// so a failed attempt that falls back to the files leaves no trace in the run.
     fn read_netlink(&self, ctx: &Context, out: &mut Sink) -> anyhow::Result<Tables> {
-        let sock = sock_diag::DiagSocket::open(ctx.timeout)
-            .context("opening a NETLINK_SOCK_DIAG socket")?;
+        // Same rule as the files: no tcp6 file, IPv6 is off, no ipv6 series.
+        let want_v6 = ctx.proc_path("net/tcp6").exists();
         let mut buf = self
             .buf
             .lock()
@@ -366,17 +370,20 @@ impl Tcpstat {
             buf.resize(sock_diag::RECV_BUFFER, 0);
         }
         let mut item_errors = Vec::new();
-        let v4 = sock.dump_tcp(libc::AF_INET as u8, 1, &mut buf, &mut item_errors)?;
-        // Same rule as the files: no tcp6 file, IPv6 is off, no ipv6 series.
-        let v6 = if ctx.proc_path("net/tcp6").exists() {
-            Some(sock.dump_tcp(libc::AF_INET6 as u8, 2, &mut buf, &mut item_errors)?)
-        } else {
-            None
-        };
+        let counts = sock_diag::tcp_sockets(
+            ctx.timeout,
+            &self.netlink_one_dump,
+            want_v6,
+            &mut buf,
+            &mut item_errors,
+        )?;
         for e in item_errors {
             out.item_error(e);
         }
-        Ok(Tables { v4, v6 })
+        Ok(Tables {
+            v4: counts.v4,
+            v6: want_v6.then_some(counts.v6),
+        })
     }
 
     fn read(&self, ctx: &Context, out: &mut Sink) -> anyhow::Result<Tables> {
