@@ -16,6 +16,8 @@ struct Args {
     devices: device_filter::DeviceFilterArgs,
     #[command(flatten)]
     dns: dns::DnsArgs,
+    #[command(flatten)]
+    tcpstat: tcpstat::TcpstatArgs,
 }
 
 const fn on(name: &'static str, help: &'static str) -> CollectorSpec {
@@ -45,7 +47,7 @@ const SPEC: ExporterSpec = ExporterSpec {
         ),
         on(
             "tcpstat",
-            "TCP sockets by state and queued bytes from /proc/net/tcp{,6}",
+            "TCP sockets by state and queued bytes (netlink inet_diag or /proc/net/tcp{,6})",
         ),
         on(
             "netstat",
@@ -73,7 +75,7 @@ fn main() -> ExitCode {
             out.push(Box::new(softnet::Softnet::new()));
         }
         if settings.enabled("tcpstat") {
-            out.push(Box::new(tcpstat::Tcpstat::new()));
+            out.push(Box::new(tcpstat::Tcpstat::new(&args.tcpstat)));
         }
         if settings.enabled("netstat") {
             out.push(Box::new(netstat::Netstat::new()));
