@@ -65,6 +65,8 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--scrapes", type=int, default=1000, help="scrapes per exporter")
     ap.add_argument("--rounds", type=int, default=10, help="alternations between the two")
+    ap.add_argument("--ours-arg", action="append", default=[],
+                    help="extra flag for network-exporter, e.g. --collector.tcpstat.source=procfs")
     args = ap.parse_args()
 
     subprocess.run(["cargo", "build", "--release", "--locked", "-q", "-p", "network-exporter"],
@@ -74,7 +76,7 @@ def main() -> int:
     p_ours, p_node = free_port(), free_port()
     ours = Proc([ours_bin, f"--web.listen-address=127.0.0.1:{p_ours}", "--log.level=warn",
                  "--no-collector.netclass", "--no-collector.softnet", "--no-collector.wireless",
-                 "--no-collector.dns"], work / "ours.log")
+                 "--no-collector.dns", *args.ours_arg], work / "ours.log")
     node = Proc(["prometheus-node-exporter", f"--web.listen-address=127.0.0.1:{p_node}",
                  "--collector.disable-defaults", "--collector.netdev", "--collector.netstat",
                  "--collector.sockstat", "--collector.tcpstat", "--log.level=warn"], work / "node.log")
@@ -113,7 +115,8 @@ def main() -> int:
             "hwm_mib": mem[name][1] / 1024,
             "gzip_bytes": size[name],
         }
-    print(f"\n{n} scrapes each, {args.rounds} alternating rounds, gzip, kept-alive connection\n")
+    print(f"\n{n} scrapes each, {args.rounds} alternating rounds, gzip, kept-alive connection"
+          f"{'; network-exporter ' + ' '.join(args.ours_arg) if args.ours_arg else ''}\n")
     print("| exporter | CPU s / 1,000 scrapes | p50 latency (ms) | p99 latency (ms) | RSS (MiB) | peak RSS (MiB) | response (gzip bytes) |")
     print("|---|---|---|---|---|---|---|")
     for name, r in rows.items():
