@@ -110,6 +110,62 @@ pub struct GpuReading {
     pub remapped_rows_uncorrectable: Option<f64>,
     pub remapped_rows_pending: Option<bool>,
     pub remapped_rows_failure: Option<bool>,
+
+    // --- NVML only (nvidia-smi's --query-gpu has no field for these; None there) ---
+    /// Energy consumed since the driver loaded (`nvmlDeviceGetTotalEnergyConsumption`, mJ/1000).
+    pub energy_consumed_joules: Option<f64>,
+    /// `NVML_TEMPERATURE_THRESHOLD_SLOWDOWN`.
+    pub temperature_slowdown_threshold_celsius: Option<f64>,
+    /// `NVML_TEMPERATURE_THRESHOLD_SHUTDOWN`.
+    pub temperature_shutdown_threshold_celsius: Option<f64>,
+    /// Every fan's speed in percent, by fan index (NVML: `nvmlDeviceGetFanSpeed_v2`).
+    /// nvidia-smi fills only `fan_speed_percent` (its first fan).
+    pub fan_speeds_percent: Vec<f64>,
+    /// `nvmlDeviceGetPcieThroughput`, bytes per second over the driver's ~20 ms window.
+    pub pcie_rx_bytes_per_second: Option<f64>,
+    pub pcie_tx_bytes_per_second: Option<f64>,
+    /// `nvmlDeviceGetPcieReplayCounter` (a counter).
+    pub pcie_replays: Option<f64>,
+    /// XID errors seen since the exporter started, by XID code (NVML events; counters).
+    pub xid_errors: std::collections::BTreeMap<u64, u64>,
+}
+
+/// One MIG device (GPU instance + compute instance) of a MIG-enabled GPU (NVML only).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MigDeviceReading {
+    /// Index of the parent GPU (its `gpu` label).
+    pub gpu_index: u32,
+    pub gpu_uuid: String,
+    /// `MIG-xxxxxxxx-...`
+    pub uuid: String,
+    pub gpu_instance_id: Option<u32>,
+    pub compute_instance_id: Option<u32>,
+    /// Profile name, e.g. `1g.10gb`.
+    pub profile: Option<String>,
+    pub memory_used_bytes: Option<f64>,
+    pub memory_total_bytes: Option<f64>,
+}
+
+/// Everything one backend read in one pass.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Snapshot {
+    pub gpus: Vec<GpuReading>,
+    pub processes: Vec<ProcessReading>,
+    pub mig_devices: Vec<MigDeviceReading>,
+    /// CUDA driver version (`13.1`), where the backend can tell.
+    pub cuda_version: Option<String>,
+    /// Per-item problems (a row skipped, one GPU lost, a call NotSupported that was expected to
+    /// work): reported through `Sink::item_error`, never fatal.
+    pub problems: Vec<String>,
+}
+
+/// A source of GPU readings: NVML or nvidia-smi. `read` is called from a background collector
+/// thread; it must return within `timeout` (the nvidia-smi runner kills its child), and
+/// returns `Err` only when nothing could be read at all.
+pub trait Backend: Send + Sync {
+    /// `nvml` or `nvidia-smi`: the `backend` label of `nvidia_gpu_backend_info`.
+    fn name(&self) -> &'static str;
+    fn read(&self, timeout: std::time::Duration) -> anyhow::Result<Snapshot>;
 }
 
 /// Why the clocks are below their maximum. nvidia-smi calls these `clocks_event_reasons.*`
