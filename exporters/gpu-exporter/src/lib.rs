@@ -6,4 +6,5 @@
 //! wiring into odin-common's runtime do not exist yet. See the crate README.
 
 pub mod nvidia_smi;
+pub mod nvml;
 pub mod reading;
