@@ -9,4 +9,6 @@ pub mod netstat;
 pub mod sockstat;
 pub mod softnet;
 pub mod tcpstat;
+#[cfg(test)]
+pub(crate) mod testing;
 pub mod wireless;

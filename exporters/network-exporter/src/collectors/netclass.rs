@@ -260,7 +260,7 @@ impl Collector for Netclass {
 
 #[cfg(test)]
 mod tests {
-    use super::super::netdev::testing::{at, host_a, label_values, live_host, value};
+    use super::super::testing::{at, host_a, label_values, live_host, value};
     use super::*;
 
     fn collect(filter: DeviceFilter, ctx: &Context) -> Sink {

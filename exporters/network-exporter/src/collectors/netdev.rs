@@ -164,80 +164,9 @@ impl Collector for Netdev {
     }
 }
 
-/// Helpers for the collector tests of this module and its siblings.
-#[cfg(test)]
-pub(crate) mod testing {
-    use std::path::PathBuf;
-    use std::time::Duration;
-
-    use odin_common::{Context, Sink};
-    use prometheus::proto::MetricType;
-
-    /// The fixture host: `tests/fixtures/host-a/{proc,sys}`.
-    pub fn host_a() -> Context {
-        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/host-a");
-        Context {
-            procfs: root.join("proc"),
-            sysfs: root.join("sys"),
-            timeout: Duration::from_secs(5),
-        }
-    }
-
-    /// The machine the tests run on.
-    pub fn live_host() -> Context {
-        Context {
-            procfs: PathBuf::from("/proc"),
-            sysfs: PathBuf::from("/sys"),
-            timeout: Duration::from_secs(5),
-        }
-    }
-
-    /// A context whose procfs/sysfs are the given directory.
-    pub fn at(dir: &std::path::Path) -> Context {
-        Context {
-            procfs: dir.to_path_buf(),
-            sysfs: dir.to_path_buf(),
-            timeout: Duration::from_secs(5),
-        }
-    }
-
-    /// The value of the sample of family `name` whose labels are exactly `labels` (any order).
-    pub fn value(sink: &Sink, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-        let fam = sink.families().iter().find(|f| f.name() == name)?;
-        let m = fam.get_metric().iter().find(|m| {
-            m.get_label().len() == labels.len()
-                && labels.iter().all(|(k, v)| {
-                    m.get_label()
-                        .iter()
-                        .any(|lp| lp.name() == *k && lp.value() == *v)
-                })
-        })?;
-        Some(if fam.get_field_type() == MetricType::COUNTER {
-            m.get_counter().get_value()
-        } else {
-            m.get_gauge().get_value()
-        })
-    }
-
-    /// The values of label `label` over the samples of family `name`, in output order.
-    pub fn label_values(sink: &Sink, name: &str, label: &str) -> Vec<String> {
-        sink.families()
-            .iter()
-            .filter(|f| f.name() == name)
-            .flat_map(|f| f.get_metric())
-            .filter_map(|m| {
-                m.get_label()
-                    .iter()
-                    .find(|lp| lp.name() == label)
-                    .map(|lp| lp.value().to_owned())
-            })
-            .collect()
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::testing::{host_a, label_values, live_host, value};
+    use super::super::testing::{host_a, label_values, live_host, value};
     use super::*;
 
     fn collect(filter: DeviceFilter, ctx: &Context) -> Sink {
@@ -410,7 +339,10 @@ Inter-|   Receive                                                |  Transmit
             "Inter-|\n face |\n  eth0: 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16\n  eth1: 1 2 3\n",
         )
         .unwrap();
-        let sink = collect(DeviceFilter::default(), &super::testing::at(dir.path()));
+        let sink = collect(
+            DeviceFilter::default(),
+            &super::super::testing::at(dir.path()),
+        );
         assert_eq!(sink.item_errors().len(), 1);
         assert!(sink.item_errors()[0].ends_with("net/dev line 4: expected 16 counters, found 3"));
         assert_eq!(
@@ -432,7 +364,7 @@ Inter-|   Receive                                                |  Transmit
         let dir = tempfile::tempdir().unwrap();
         let mut sink = Sink::new();
         let err = Netdev::new(DeviceFilter::default())
-            .collect(&super::testing::at(dir.path()), &mut sink)
+            .collect(&super::super::testing::at(dir.path()), &mut sink)
             .unwrap_err();
         assert!(format!("{err:#}").contains("net/dev"), "{err:#}");
     }

@@ -287,46 +287,12 @@ impl Collector for Netstat {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::collectors::testing::{at as tmp_ctx, fixture as ctx, value};
     use std::path::PathBuf;
     use std::time::Duration;
 
-    fn ctx(tree: &str) -> Context {
-        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures")
-            .join(tree);
-        Context {
-            procfs: root.join("proc"),
-            sysfs: root.join("sys"),
-            timeout: Duration::from_secs(5),
-        }
-    }
-
-    fn tmp_ctx(dir: &Path) -> Context {
-        Context {
-            procfs: dir.to_path_buf(),
-            sysfs: dir.to_path_buf(),
-            timeout: Duration::from_secs(1),
-        }
-    }
-
     /// (metric, labels, value).
     type Expected = (&'static str, &'static [(&'static str, &'static str)], f64);
-
-    /// The value of the sample of `name` whose labels are exactly `labels`.
-    fn value(sink: &Sink, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-        let fam = sink.families().iter().find(|f| f.name() == name)?;
-        fam.get_metric()
-            .iter()
-            .find(|m| {
-                let got: Vec<(&str, &str)> = m
-                    .get_label()
-                    .iter()
-                    .map(|l| (l.name(), l.value()))
-                    .collect();
-                got == labels
-            })
-            .map(|m| m.get_counter().get_value())
-    }
 
     #[test]
     fn table_matches_docs_contract() {

@@ -153,7 +153,7 @@ impl Collector for Softnet {
 
 #[cfg(test)]
 mod tests {
-    use super::super::netdev::testing::{at, host_a, label_values, live_host, value};
+    use super::super::testing::{at, host_a, label_values, live_host, value};
     use super::*;
 
     fn collect(ctx: &Context) -> Sink {

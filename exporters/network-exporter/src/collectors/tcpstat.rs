@@ -468,35 +468,9 @@ impl Collector for Tcpstat {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::collectors::testing::{fixture as ctx, value};
     use std::path::PathBuf;
     use std::time::Duration;
-
-    fn ctx(tree: &str) -> Context {
-        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures")
-            .join(tree);
-        Context {
-            procfs: root.join("proc"),
-            sysfs: root.join("sys"),
-            timeout: Duration::from_secs(5),
-        }
-    }
-
-    /// The value of the sample of `name` whose labels are exactly `labels`.
-    fn value(sink: &Sink, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-        let fam = sink.families().iter().find(|f| f.name() == name)?;
-        fam.get_metric()
-            .iter()
-            .find(|m| {
-                let got: Vec<(&str, &str)> = m
-                    .get_label()
-                    .iter()
-                    .map(|l| (l.name(), l.value()))
-                    .collect();
-                got == labels
-            })
-            .map(|m| m.get_gauge().get_value())
-    }
 
     fn state(sink: &Sink, family: &str, state: &str) -> f64 {
         value(
