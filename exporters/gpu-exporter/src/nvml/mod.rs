@@ -54,8 +54,8 @@ pub fn open(library: Option<&Path>) -> anyhow::Result<Box<dyn Backend>> {
 /// The NVML backend. Holds the initialised library for its whole life (`nvmlShutdown` and
 /// unloading happen on drop).
 pub struct NvmlBackend {
-    // Declared before `nvml` is irrelevant for `state` (plain data); the event set is freed in
-    // `Drop::drop`, which runs before any field is dropped.
+    // The event set in `state` is freed in `Drop::drop`, which runs before `nvml` (and with it
+    // nvmlShutdown and the library) is dropped.
     state: Mutex<State>,
     driver_version: Option<String>,
     cuda_version: Option<String>,
@@ -291,6 +291,24 @@ impl Cx<'_> {
             }
         }
     }
+
+    /// One value of `nvmlDeviceGetFieldValues`. A field id the driver does not know (older
+    /// drivers answer `InvalidArg` or an unknown value type for it) is noted once, like a
+    /// missing function, instead of on every read.
+    fn take_field(&mut self, id: u32, r: Result<f64, NvmlError>) -> Option<f64> {
+        let function = format!("nvmlDeviceGetFieldValues(field {id})");
+        match r {
+            Err(NvmlError::InvalidArg | NvmlError::UnexpectedVariant(_)) => {
+                if self.missing.insert(function.clone()) {
+                    self.problems.push(format!(
+                        "{function}: not known to this driver; its value is absent"
+                    ));
+                }
+                None
+            }
+            r => self.take(&function, r),
+        }
+    }
 }
 
 fn f(v: impl Into<f64>) -> f64 {
@@ -415,12 +433,11 @@ impl NvmlBackend {
         let fields = [FI_MEMORY_TEMP, FI_POWER_AVERAGE, FI_POWER_INSTANT].map(FieldId);
         if let Some(values) = cx.take("nvmlDeviceGetFieldValues", dev.field_values_for(&fields)) {
             let mut at = |k: usize| -> Option<f64> {
-                let what = format!("nvmlDeviceGetFieldValues({})", fields[k].0);
                 let value = match values.get(k)? {
                     Ok(sample) => sample.value.as_ref().map_err(clone_error),
                     Err(e) => Err(clone_error(e)),
                 };
-                cx.take(&what, value.map(sample_value))
+                cx.take_field(fields[k].0, value.map(sample_value))
             };
             g.memory_temperature_celsius = at(0);
             g.power_draw_average_watts = at(1).map(|mw| mw / 1000.0);
@@ -824,6 +841,13 @@ mod tests {
         );
         assert!(cx.lost);
         assert_eq!(cx.take("nvmlDeviceGetV", Ok(7u32)), Some(7));
+        assert_eq!(cx.take_field(185, Err(NvmlError::InvalidArg)), None);
+        assert_eq!(
+            cx.take_field(185, Err(NvmlError::UnexpectedVariant(5))),
+            None
+        );
+        assert_eq!(cx.take_field(82, Err(NvmlError::NotSupported)), None);
+        assert_eq!(cx.take_field(82, Ok(41.0)), Some(41.0));
         assert_eq!(
             problems,
             vec![
@@ -831,6 +855,9 @@ mod tests {
                     .to_owned(),
                 "gpu 0: nvmlDeviceGetZ: the current user does not have permission to perform \
                  this operation"
+                    .to_owned(),
+                "nvmlDeviceGetFieldValues(field 185): not known to this driver; its value is \
+                 absent"
                     .to_owned(),
             ]
         );
