@@ -128,6 +128,9 @@ pub struct GpuReading {
     pub pcie_replays: Option<f64>,
     /// XID errors seen since the exporter started, by XID code (NVML events; counters).
     pub xid_errors: std::collections::BTreeMap<u64, u64>,
+    /// Code of the last XID error seen since the exporter started (dcgm-exporter's
+    /// `DCGM_FI_DEV_XID_ERRORS`); None before the first one.
+    pub last_xid: Option<u64>,
 }
 
 /// One MIG device (GPU instance + compute instance) of a MIG-enabled GPU (NVML only).

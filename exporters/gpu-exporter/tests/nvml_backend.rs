@@ -509,18 +509,21 @@ fn xid_events_are_counted_per_gpu_and_code() {
     assert!(read(b.as_ref())
         .gpus
         .iter()
-        .all(|g| g.xid_errors.is_empty()));
+        .all(|g| g.xid_errors.is_empty() && g.last_xid.is_none()));
     assert!(fake.inject_xid(1, 79));
     assert!(fake.inject_xid(1, 79));
     assert!(fake.inject_xid(0, 48));
     let snap = read(b.as_ref());
     assert_eq!(snap.gpus[0].xid_errors, [(48, 1)].into());
     assert_eq!(snap.gpus[1].xid_errors, [(79, 2)].into());
+    assert_eq!(snap.gpus[0].last_xid, Some(48));
+    assert_eq!(snap.gpus[1].last_xid, Some(79));
     assert!(fake.inject_xid(1, 79));
     assert!(fake.inject_xid(1, 13));
     let snap = read(b.as_ref());
     assert_eq!(snap.gpus[0].xid_errors, [(48, 1)].into(), "cumulative");
     assert_eq!(snap.gpus[1].xid_errors, [(13, 1), (79, 3)].into());
+    assert_eq!(snap.gpus[1].last_xid, Some(13), "the last one injected");
     assert_eq!(snap.problems, Vec::<String>::new());
 }
 

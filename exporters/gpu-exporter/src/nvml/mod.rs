@@ -69,6 +69,8 @@ struct State {
     registered: BTreeMap<usize, u32>,
     /// XID errors seen since `open`, by GPU index and XID code.
     xid: BTreeMap<u32, BTreeMap<u64, u64>>,
+    /// The code of the last XID error seen, by GPU index.
+    last_xid: BTreeMap<u32, u64>,
     /// NVML functions found missing from the library: each is reported once.
     missing: BTreeSet<String>,
     /// Notes from `open` (for example: XID events not supported) for the first read.
@@ -94,6 +96,7 @@ impl NvmlBackend {
             events: None,
             registered: BTreeMap::new(),
             xid: BTreeMap::new(),
+            last_xid: BTreeMap::new(),
             missing: BTreeSet::new(),
             notes: Vec::new(),
         };
@@ -248,6 +251,7 @@ impl Backend for NvmlBackend {
             if let Some(seen) = state.xid.get(&i) {
                 g.xid_errors = seen.clone();
             }
+            g.last_xid = state.last_xid.get(&i).copied();
             snap.problems.append(&mut problems);
             snap.gpus.push(g);
             snap.processes.extend(procs);
@@ -754,6 +758,7 @@ impl NvmlBackend {
                         .or_default()
                         .entry(ev.data)
                         .or_insert(0) += 1;
+                    state.last_xid.insert(gpu, ev.data);
                 }
                 Ok(None) => break,
                 Err(e) => {
