@@ -154,7 +154,7 @@ fn emit_identity(s: &Snapshot, gpus: &[Gpu<'_>], opts: &EmitOptions, out: &mut S
             1.0,
         );
     }
-    out.gauge("nvidia_gpu_count", "GPUs the backend sees.")
+    out.gauge("nvidia_gpu_devices", "GPUs the backend sees.")
         .sample(&[], gpus.len() as f64);
     single(
         out,

@@ -103,7 +103,7 @@ fn rtx_2080_super_idle() {
         &format!("nvidia_gpu_memory_total_bytes{{{U}}} 8589934592"),
     );
     has(&t, &format!("nvidia_gpu_utilization_percent{{{U}}} 0"));
-    has(&t, "nvidia_gpu_count 1");
+    has(&t, "nvidia_gpu_devices 1");
     has(
         &t,
         &format!(
@@ -418,7 +418,7 @@ fn every_capture_renders_cleanly() {
                 let name = series.split('{').next().unwrap();
                 assert!(t.contains(&format!("# TYPE {name} ")), "{file}: {name}");
             }
-            has(&t, "nvidia_gpu_count 1");
+            has(&t, "nvidia_gpu_devices 1");
             // Hydra's five names exist for every capture except utilization under MIG.
             for name in [
                 "nvidia_gpu_temperature_celsius",

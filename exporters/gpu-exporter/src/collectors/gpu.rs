@@ -8,12 +8,12 @@
 //! - Runtime-suspended GPUs are not woken: before calling the backend the collector checks
 //!   `<sysfs>/bus/pci/devices/<bus id>/power/runtime_status` of every GPU it saw in the last
 //!   successful read. If all are `suspended` the backend is not called: the run serves
-//!   `nvidia_gpu_suspended 1`, `nvidia_gpu_info` and `nvidia_gpu_count` from that last read.
+//!   `nvidia_gpu_suspended 1`, `nvidia_gpu_info` and `nvidia_gpu_devices` from that last read.
 //!   Limitations: the very first read happens before any GPU is known (it wakes a sleeping
 //!   GPU once), and when only some GPUs sleep (a laptop with two dGPUs) the backend is called
 //!   and wakes them, since neither NVML nor nvidia-smi can be asked about some GPUs only
 //!   without opening the others; their series then say `nvidia_gpu_suspended 1` for that run.
-//! - With no backend at all the run writes `nvidia_gpu_count 0` and fails with a hint naming
+//! - With no backend at all the run writes `nvidia_gpu_devices 0` and fails with a hint naming
 //!   the fixes, so `/health` shows why.
 
 use std::collections::BTreeMap;
@@ -126,7 +126,7 @@ impl Collector for GpuCollector {
         let backend = match &self.source {
             Source::Backend(b) => b,
             Source::Unavailable { hint } => {
-                out.gauge("nvidia_gpu_count", "GPUs the backend sees.")
+                out.gauge("nvidia_gpu_devices", "GPUs the backend sees.")
                     .sample(&[], 0.0);
                 anyhow::bail!("{hint}");
             }
@@ -284,7 +284,7 @@ mod tests {
             text.contains("nvidia_gpu_suspended{gpu=\"1\",uuid=\"GPU-1\"} 1\n"),
             "{text}"
         );
-        assert!(text.contains("nvidia_gpu_count 2\n"), "{text}");
+        assert!(text.contains("nvidia_gpu_devices 2\n"), "{text}");
         assert!(text.contains(
             "nvidia_gpu_info{gpu=\"1\",uuid=\"GPU-1\",name=\"Laptop GPU\",pci_bus_id=\"00000000:02:00.0\",driver_version=\"\",vbios_version=\"\",compute_capability=\"\",serial=\"\",cuda_version=\"12.4\"} 1\n"
         ), "{text}");
@@ -369,6 +369,6 @@ mod tests {
         let mut sink = Sink::new();
         let err = c.collect(&ctx, &mut sink).unwrap_err();
         assert_eq!(err.to_string(), "no GPU backend available (x)");
-        assert_eq!(render(sink), "# HELP nvidia_gpu_count GPUs the backend sees.\n# TYPE nvidia_gpu_count gauge\nnvidia_gpu_count 0\n");
+        assert_eq!(render(sink), "# HELP nvidia_gpu_devices GPUs the backend sees.\n# TYPE nvidia_gpu_devices gauge\nnvidia_gpu_devices 0\n");
     }
 }
