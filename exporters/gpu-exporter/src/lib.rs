@@ -1,10 +1,18 @@
-//! gpu-exporter as a library: the pieces the binary will be assembled from.
+//! gpu-exporter as a library: the pieces the binary is assembled from.
 //!
-//! Status (issue 3, first session): the nvidia-smi backend's parsing ([`nvidia_smi::parse`],
-//! [`nvidia_smi::table`]) and process handling ([`nvidia_smi::runner`]) exist and are tested
-//! against the real captures; the NVML backend, the collectors that emit metrics, and the
-//! wiring into odin-common's runtime do not exist yet. See the crate README.
+//! - [`reading`], what a backend reads (backend-neutral [`reading::Snapshot`]).
+//! - [`nvidia_smi`], the nvidia-smi backend (parser, runner, [`nvidia_smi::backend`]).
+//! - [`nvml`], the NVML backend.
+//! - [`backend_select`], `--backend=auto|nvml|nvidia-smi`.
+//! - [`metrics`] and [`dcgm`], a snapshot to metric families (`docs/metrics.md`).
+//! - [`suspend`], runtime-suspend state of a GPU from sysfs.
+//! - [`collectors`], the `gpu` and `backend` collectors handed to odin-common.
 
+pub mod backend_select;
+pub mod collectors;
+pub mod dcgm;
+pub mod metrics;
 pub mod nvidia_smi;
 pub mod nvml;
 pub mod reading;
+pub mod suspend;

@@ -300,6 +300,25 @@ pub struct ProcessReading {
     pub gpu_pci_bus_id: Option<String>,
 }
 
+impl GpuReading {
+    /// Only the identity of this GPU (index, uuid, name, bus id, serial, versions), every
+    /// measured value `None`: what the collector keeps between reads and serves while the GPU
+    /// is runtime-suspended and must not be woken up to be measured.
+    pub fn identity(&self) -> GpuReading {
+        GpuReading {
+            index: self.index,
+            uuid: self.uuid.clone(),
+            name: self.name.clone(),
+            pci_bus_id: self.pci_bus_id.clone(),
+            serial: self.serial.clone(),
+            driver_version: self.driver_version.clone(),
+            vbios_version: self.vbios_version.clone(),
+            compute_capability: self.compute_capability.clone(),
+            ..GpuReading::default()
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,10 +5,10 @@
 //! - [`parse`]: rows to [`crate::reading::GpuReading`] / [`crate::reading::ProcessReading`] by
 //!   column name; the field list; `--help-query-gpu` to learn which fields a driver accepts.
 //! - [`runner`]: running the command with a deadline, killing and reaping it on timeout.
-//!
-//! Not here yet (issue 3): the background collector that calls these every
-//! `--collect.interval` and turns readings into metric families.
+//! - [`backend`]: the [`crate::reading::Backend`] built from the three: probes the field list
+//!   once, then runs the queries on every read.
 
+pub mod backend;
 pub mod parse;
 pub mod runner;
 pub mod table;
