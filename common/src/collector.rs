@@ -67,6 +67,12 @@ pub trait Collector: Send + Sync + 'static {
 
     /// Read the source once and write metric families into `out`.
     fn collect(&self, ctx: &Context, out: &mut Sink) -> anyhow::Result<()>;
+
+    /// A line for `/health` that is not an error: what the collector is doing and why (for
+    /// example "nvidia-smi: NVML could not load: ..."). Never a secret.
+    fn detail(&self) -> Option<String> {
+        None
+    }
 }
 
 /// What a collector produces in one run: metric families plus per-item error notes.

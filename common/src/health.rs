@@ -46,6 +46,10 @@ pub struct Component {
     pub item_errors_total: u64,
     /// Most recent last, at most 10.
     pub errors: Vec<ErrorEntry>,
+    /// What the collector says about itself ([`crate::Collector::detail`]), e.g. which
+    /// backend it uses and why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -105,6 +109,7 @@ pub fn component(slot: &Slot) -> Component {
         consecutive_failures: st.consecutive_failures + u64::from(overdue.is_some()),
         item_errors_total: st.item_errors_total,
         errors,
+        detail: slot.collector.detail(),
     }
 }
 

@@ -1,10 +1,11 @@
 //! Collector `backend`: which GPU backend is active and why.
 //!
-//! Writes `nvidia_gpu_backend_info{backend, reason} 1`. It fails (so `/health` shows the
-//! `backend` component unhealthy, with the reason as its error) when the selection did not get
-//! what it wanted: auto fell back to nvidia-smi because NVML could not load
-//! (`nvml_unavailable_fell_back`; the exporter is then `degraded`), or no backend works at all.
-//! A forced `--backend=nvidia-smi` is not a failure of this component.
+//! Writes `nvidia_gpu_backend_info{backend, reason} 1` and says in `/health` (the component's
+//! `detail`) which backend is active and why, NVML's error included when auto fell back to
+//! nvidia-smi. It fails (the `backend` component unhealthy, the reason as its error) only when
+//! no backend works: nothing available, or a forced `--backend=nvml` that cannot load. A
+//! fallback is not a failure: GPUs are measured; the `GpuBackendFellBack` alert and the info
+//! metric tell the story.
 
 use odin_common::{Collector, Context, Sink};
 
@@ -15,23 +16,25 @@ pub struct BackendInfo {
     reason: &'static str,
     /// The error this component reports on every run, if any.
     failure: Option<String>,
+    /// The `/health` line: backend, reason, and the problem that led there.
+    detail: String,
 }
 
 impl BackendInfo {
     pub fn new(sel: &Selection) -> BackendInfo {
+        let detail = match sel.problem.as_deref() {
+            Some(p) => format!("backend={} reason={}: {p}", sel.name, sel.reason),
+            None => format!("backend={} reason={}", sel.name, sel.reason),
+        };
         let failure = match sel.reason {
-            reason::FELL_BACK | reason::NOTHING | reason::FORCED_UNAVAILABLE => Some(format!(
-                "backend={} reason={}: {}",
-                sel.name,
-                sel.reason,
-                sel.problem.as_deref().unwrap_or("")
-            )),
+            reason::NOTHING | reason::FORCED_UNAVAILABLE => Some(detail.clone()),
             _ => None,
         };
         BackendInfo {
             name: sel.name,
             reason: sel.reason,
             failure,
+            detail,
         }
     }
 }
@@ -51,5 +54,9 @@ impl Collector for BackendInfo {
             Some(f) => Err(anyhow::anyhow!("{f}")),
             None => Ok(()),
         }
+    }
+
+    fn detail(&self) -> Option<String> {
+        Some(self.detail.clone())
     }
 }

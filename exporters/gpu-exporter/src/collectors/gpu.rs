@@ -97,9 +97,12 @@ impl State {
         for g in &snap.gpus {
             let Some(i) = g.index else { continue };
             let before = self.xid_seen.entry(i).or_default();
-            // Of the codes whose count went up since the last read, the highest one stands for
-            // "the last XID" (the counters do not say which came last within one interval).
-            if let Some(code) = g
+            // The backend's own record of the last code wins (NVML sees events in order).
+            // Without one, of the codes whose count went up since the last read the highest
+            // stands for "the last XID" (counters do not say which came last in one interval).
+            if let Some(code) = g.last_xid {
+                self.last_xid.insert(i, code);
+            } else if let Some(code) = g
                 .xid_errors
                 .iter()
                 .filter(|(c, n)| !matches!(before.get(c), Some(b) if *n <= b))
