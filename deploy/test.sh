@@ -250,6 +250,8 @@ json_valid() {
 check "dashboards/*.json are valid JSON" json_valid
 check "dashboard lint (tests/dashboard_queries.py --lint)" python3 tests/dashboard_queries.py --lint \
   --allow-empty dashboards/e2e-allow-empty.tsv
+check "dashboard lint with the GPU end-to-end allow-list" python3 tests/dashboard_queries.py --lint \
+  --allow-empty dashboards/e2e-allow-empty-gpu.tsv
 
 lint_catches_faults() {
   # A panel on a fixed datasource, a duplicate id, a query without $instance and an
@@ -289,35 +291,59 @@ free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 cat >"$TMP/doc_exporter.py" <<'EOF'
-import http.server, re, sys, time
+import http.server, itertools, re, sys, time
 port, doc = int(sys.argv[1]), sys.argv[2]
+# One value per label, or a list: one series per value (dashboards that select each value).
 VALUES = {"device": "eth0", "family": "ipv4", "state": "established", "cpu": "0",
           "collector": "netdev", "name": "example.com", "server": "system", "result": "failure",
           "rcode": "servfail", "reason": "retry", "operstate": "up", "duplex": "full",
-          "address": "02:00:00:00:00:01", "version": "0.1.0"}
+          "address": "02:00:00:00:00:01", "version": "0.1.0",
+          # gpu-exporter
+          "gpu": "0", "uuid": "GPU-00000000-0000-0000-0000-000000000001",
+          "pci_bus_id": "00000000:01:00.0", "driver_version": "595.71.05",
+          "vbios_version": "95.03.1f.00.01", "compute_capability": "8.9", "serial": "0",
+          "cuda_version": "13.0", "backend": "nvml", "threshold": ["slowdown", "shutdown"],
+          "engine": "memory", "clock": "sm", "fan": "0", "link": ["current", "max"],
+          "direction": "rx", "type": "uncorrected", "scope": "volatile",
+          "kind": "correctable", "xid": "13", "pid": "4242", "process": "python3",
+          "mig_uuid": "MIG-00000000-0000-0000-0000-000000000001", "gpu_instance": "1",
+          "compute_instance": "0", "profile": "1g.10gb", "UUID": "GPU-00000000-0000-0000-0000-000000000001",
+          "modelName": "NVIDIA GeForce RTX 4080 SUPER", "Hostname": "ws1", "cause": "double_bit_ecc"}
+PREFIXES = ("network", "nvidia_gpu")
 rows = []
 for line in open(doc, encoding="utf-8"):
     m = re.match(r"^\|\s*`([^`]+)`\s*\|\s*(\w+)\s*\|([^|]*)\|", line)
-    if m and (m.group(1).startswith("network_") or m.group(1).startswith("<prefix>_")):
-        labels = [x.strip() for x in m.group(3).split(",") if x.strip()]
-        rows.append((m.group(1).replace("<prefix>", "network"), m.group(2), labels))
+    if not m:
+        continue
+    labels = [x.strip() for x in m.group(3).split(",") if x.strip()]
+    if m.group(1).startswith("<prefix>_"):
+        for prefix in PREFIXES:
+            rows.append((m.group(1).replace("<prefix>", prefix), m.group(2), labels))
+    elif m.group(1).startswith(tuple(p + "_" for p in PREFIXES)) or m.group(1).startswith("DCGM_"):
+        rows.append((m.group(1), m.group(2), labels))
 start = time.time()
+
+def labelsets(labels):
+    choices = [[(l, v) for v in (VALUES[l] if isinstance(VALUES[l], list) else [VALUES[l]])]
+               for l in labels]
+    for combo in itertools.product(*choices):
+        yield ",".join(f'{l}="{v}"' for l, v in combo)
 
 def body():
     t = time.time() - start
     out = []
     for name, mtype, labels in rows:
-        ls = ",".join(f'{l}="{VALUES[l]}"' for l in labels)
         out.append(f"# TYPE {name} {mtype}")
-        if mtype == "histogram":
-            n = int(t) + 1
-            sep = "," if ls else ""
-            out.append(f'{name}_bucket{{{ls}{sep}le="0.05"}} {n}')
-            out.append(f'{name}_bucket{{{ls}{sep}le="+Inf"}} {n}')
-            out.append(f"{name}_sum{{{ls}}} {0.01 * n}")
-            out.append(f"{name}_count{{{ls}}} {n}")
-        else:
-            out.append(f"{name}{{{ls}}} {100 * t + 1 if mtype == 'counter' else 1}")
+        for ls in labelsets(labels):
+            if mtype == "histogram":
+                n = int(t) + 1
+                sep = "," if ls else ""
+                out.append(f'{name}_bucket{{{ls}{sep}le="0.05"}} {n}')
+                out.append(f'{name}_bucket{{{ls}{sep}le="+Inf"}} {n}')
+                out.append(f"{name}_sum{{{ls}}} {0.01 * n}")
+                out.append(f"{name}_count{{{ls}}} {n}")
+            else:
+                out.append(f"{name}{{{ls}}} {100 * t + 1 if mtype == 'counter' else 1}")
     return ("\n".join(out) + "\n").encode()
 
 class H(http.server.BaseHTTPRequestHandler):

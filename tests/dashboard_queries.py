@@ -255,7 +255,8 @@ def query_metric_names(q, values):
 
 
 def documented_metrics(path):
-    """Parse docs/metrics.md: {name or regex: set(labels)}; `<prefix>` rows become regexes."""
+    """Parse docs/metrics.md: {name or regex: set(labels)}; `<prefix>` rows become regexes
+    (one word, or two for gpu-exporter's `nvidia_gpu`)."""
     exact, patterns = {}, []
     if not os.path.exists(path):
         return None
@@ -274,7 +275,7 @@ def documented_metrics(path):
             for n in names:
                 ls = labelset_b if n.endswith("_bucket") else labelset
                 if "<prefix>" in n:
-                    patterns.append((re.compile("^" + re.escape(n).replace(re.escape("<prefix>"), "[a-z]+") + "$"), ls))
+                    patterns.append((re.compile("^" + re.escape(n).replace(re.escape("<prefix>"), "[a-z]+(?:_[a-z]+)?") + "$"), ls))
                 else:
                     exact[n] = ls
     return exact, patterns
