@@ -156,6 +156,93 @@ EOF
 }
 check "DaemonSet and Service settings" daemonset_settings
 
+gpu_daemonset_settings() {
+  "$VENV/python" - "$TMP/base.yaml" <<'EOF'
+import sys, yaml
+docs = {(d["kind"], d["metadata"]["name"]): d for d in yaml.safe_load_all(open(sys.argv[1])) if d}
+ds = docs[("DaemonSet", "gpu-exporter")]
+svc = docs[("Service", "gpu-exporter")]
+sa = docs[("ServiceAccount", "gpu-exporter")]
+pod = ds["spec"]["template"]["spec"]
+c = pod["containers"][0]
+sc, psc = c["securityContext"], pod["securityContext"]
+env = {e["name"]: e for e in c.get("env", [])}
+mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
+vols = {v["name"]: v for v in pod["volumes"]}
+want = {
+    "namespace monitoring": all(d["metadata"].get("namespace") == "monitoring"
+                                for d in (ds, svc, sa)),
+    "GPU nodes only": pod.get("nodeSelector", {}).get("nvidia.com/gpu.present") == "true",
+    "runtimeClassName nvidia": pod.get("runtimeClassName") == "nvidia",
+    "hostPID (GPU processes of other pods)": pod.get("hostPID") is True,
+    "not on the host network": not pod.get("hostNetwork"),
+    "tolerates every taint": {"operator": "Exists"} in pod.get("tolerations", []),
+    "runAsNonRoot 65534": psc.get("runAsNonRoot") is True and psc.get("runAsUser") == 65534,
+    "seccomp RuntimeDefault": psc.get("seccompProfile", {}).get("type") == "RuntimeDefault",
+    "readOnlyRootFilesystem": sc.get("readOnlyRootFilesystem") is True,
+    "no privilege escalation": sc.get("allowPrivilegeEscalation") is False,
+    "not privileged": not sc.get("privileged"),
+    "drop ALL capabilities": sc.get("capabilities", {}).get("drop") == ["ALL"] and not sc["capabilities"].get("add"),
+    "no GPU resource taken": not any("nvidia.com/gpu" in c["resources"].get(k, {}) for k in ("requests", "limits")),
+    "command": c.get("command") == ["/usr/local/bin/gpu-exporter"],
+    "args": c.get("args") == ["--web.listen-address=:9835", "--path.sysfs=/host/sys", "--metrics.dcgm-compat"],
+    "NVIDIA_VISIBLE_DEVICES=all": env.get("NVIDIA_VISIBLE_DEVICES", {}).get("value") == "all",
+    "NVIDIA_DRIVER_CAPABILITIES=utility": env.get("NVIDIA_DRIVER_CAPABILITIES", {}).get("value") == "utility",
+    "NODE_NAME from spec.nodeName": env.get("NODE_NAME", {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "spec.nodeName",
+    "DCGM Hostname is the node": env.get("GPU_EXPORTER_METRICS_DCGM_HOSTNAME", {}).get("value") == "$(NODE_NAME)",
+    "port metrics 9835": {"name": "metrics", "containerPort": 9835, "protocol": "TCP"} in c["ports"],
+    "liveness /healthz": c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"},
+    "readiness /ready": c["readinessProbe"]["httpGet"] == {"path": "/ready", "port": "metrics"},
+    "requests and limits": all(k in c["resources"].get(s, {}) for s in ("requests", "limits") for k in ("cpu", "memory")),
+    "/sys read-only": mounts["/host/sys"].get("readOnly") is True and vols[mounts["/host/sys"]["name"]]["hostPath"]["path"] == "/sys",
+    "no service account token": pod.get("automountServiceAccountToken") is False,
+    "headless service": svc["spec"].get("clusterIP") == "None",
+    "service selects the pods": all(ds["spec"]["template"]["metadata"]["labels"].get(k) == v
+                                    for k, v in svc["spec"]["selector"].items()),
+    "service port metrics 9835": any(p["name"] == "metrics" and p["port"] == 9835 for p in svc["spec"]["ports"]),
+}
+bad = [k for k, ok in want.items() if not ok]
+print("missing: " + ", ".join(bad) if bad else f"{len(want)} settings as intended")
+sys.exit(1 if bad else 0)
+EOF
+}
+check "gpu-exporter DaemonSet and Service settings" gpu_daemonset_settings
+
+# The optional GPU components, each rendered on top of the base and validated.
+gpu_components() {
+  local comp dir out
+  for comp in gpu-runtimeclass gpu-default-runtime; do
+    dir="$TMP/comp-$comp"
+    mkdir -p "$dir"
+    # kustomize refuses absolute paths; relative ones may leave the kustomization's root.
+    cat >"$dir/kustomization.yaml" <<EOF
+apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources:
+  - $(realpath --relative-to="$dir" "$REPO/$K8S/base")
+components:
+  - $(realpath --relative-to="$dir" "$REPO/$K8S/components/$comp")
+EOF
+    out="$dir/rendered.yaml"
+    kubectl kustomize "$dir" >"$out" || return 1
+    if ! validate "$out" "" >"$dir/validate.txt"; then
+      echo "$comp: kubernetes-validate failed"
+      cat "$dir/validate.txt"
+      return 1
+    fi
+    case "$comp" in
+      gpu-runtimeclass)
+        "$VENV/python" -c 'import sys, yaml; d = [x for x in yaml.safe_load_all(open(sys.argv[1])) if x and x["kind"] == "RuntimeClass"]; sys.exit(0 if len(d) == 1 and d[0]["handler"] == "nvidia" and d[0]["metadata"]["name"] == "nvidia" else 1)' "$out" ||
+          { echo "$comp: no RuntimeClass nvidia"; return 1; } ;;
+      gpu-default-runtime)
+        "$VENV/python" -c 'import sys, yaml; d = [x for x in yaml.safe_load_all(open(sys.argv[1])) if x and x["kind"] == "DaemonSet" and x["metadata"]["name"] == "gpu-exporter"]; sys.exit(0 if len(d) == 1 and "runtimeClassName" not in d[0]["spec"]["template"]["spec"] else 1)' "$out" ||
+          { echo "$comp: runtimeClassName still set"; return 1; } ;;
+    esac
+    echo "$comp: renders and validates"
+  done
+}
+check "optional GPU components (gpu-runtimeclass, gpu-default-runtime)" gpu_components
+
 dashboard_configmaps() {
   "$VENV/python" - "$TMP/overlays_default.yaml" <<'EOF'
 import glob, os, sys, yaml
