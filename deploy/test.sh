@@ -6,7 +6,7 @@
 #                check-operator-objects.py and `promtool check rules`; the committed
 #                PrometheusRule file is up to date; the dashboard ConfigMaps are the JSON files.
 #   Prometheus   `promtool check config` on the static config; its rule_files glob finds rules/.
-#   systemd      `systemd-analyze verify` and an offline security score (skipped if unusable).
+#   systemd      `systemd-analyze verify` and an offline security score for each unit (skipped if unusable).
 #   Docker       hadolint.
 #   YAML         yamllint --strict (.yamllint) on deploy/, rules/, dashboards/kustomization.yaml.
 #   Dashboards   valid JSON; tests/dashboard_queries.py --lint (datasource ${datasource},
@@ -293,32 +293,34 @@ check "promtool check config deploy/prometheus/prometheus.yml" prometheus_config
 
 # ------------------------------------------------------------------ systemd
 if command -v systemd-analyze >/dev/null; then
-  unit="$TMP/network-exporter.service"
-  # verify insists that ExecStart's binary exists; point it at one that does.
-  sed -e 's#^ExecStart=/usr/local/bin/network-exporter#ExecStart=/bin/true#' \
-    deploy/systemd/network-exporter.service >"$unit"
-  if systemd-analyze verify "$unit" >"$TMP/sd" 2>&1; then
-    passed=$((passed + 1))
-    echo "ok    systemd-analyze verify network-exporter.service"
-  elif grep -q -i -e 'not permitted' -e 'no such file or directory.*/run/systemd' -e 'System has not been booted' "$TMP/sd"; then
-    skip "systemd-analyze verify: cannot run here ($(head -n 1 "$TMP/sd"))"
-  else
-    failed=$((failed + 1))
-    echo "FAIL  systemd-analyze verify network-exporter.service"
-    sed -e 's/^/      /' "$TMP/sd"
-  fi
-  security_score() {
-    local out score
-    out="$(systemd-analyze security --offline=true "$unit" 2>&1)" || true
-    score="$(sed -n 's/.*Overall exposure level for [^:]*: \([0-9.]*\).*/\1/p' <<<"$out")"
-    echo "exposure ${score:-unknown} (must be at most 2.0)"
-    [ -n "$score" ] && awk -v s="$score" 'BEGIN { exit !(s <= 2.0) }'
-  }
-  if systemd-analyze security --help 2>/dev/null | grep -q -- '--offline'; then
-    check "systemd-analyze security --offline: exposure at most 2.0" security_score
-  else
-    skip "systemd-analyze security --offline not supported by this systemd"
-  fi
+  for svc in network-exporter gpu-exporter; do
+    unit="$TMP/$svc.service"
+    # verify insists that ExecStart's binary exists; point it at one that does.
+    sed -e "s#^ExecStart=/usr/local/bin/$svc#ExecStart=/bin/true#" \
+      "deploy/systemd/$svc.service" >"$unit"
+    if systemd-analyze verify "$unit" >"$TMP/sd" 2>&1; then
+      passed=$((passed + 1))
+      echo "ok    systemd-analyze verify $svc.service"
+    elif grep -q -i -e 'not permitted' -e 'no such file or directory.*/run/systemd' -e 'System has not been booted' "$TMP/sd"; then
+      skip "systemd-analyze verify: cannot run here ($(head -n 1 "$TMP/sd"))"
+    else
+      failed=$((failed + 1))
+      echo "FAIL  systemd-analyze verify $svc.service"
+      sed -e 's/^/      /' "$TMP/sd"
+    fi
+    security_score() {
+      local out score
+      out="$(systemd-analyze security --offline=true "$1" 2>&1)" || true
+      score="$(sed -n 's/.*Overall exposure level for [^:]*: \([0-9.]*\).*/\1/p' <<<"$out")"
+      echo "exposure ${score:-unknown} (must be at most 2.0)"
+      [ -n "$score" ] && awk -v s="$score" 'BEGIN { exit !(s <= 2.0) }'
+    }
+    if systemd-analyze security --help 2>/dev/null | grep -q -- '--offline'; then
+      check "systemd-analyze security --offline $svc.service: exposure at most 2.0" security_score "$unit"
+    else
+      skip "systemd-analyze security --offline not supported by this systemd"
+    fi
+  done
 else
   skip "systemd-analyze not installed"
 fi
