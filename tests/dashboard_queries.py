@@ -214,8 +214,10 @@ def substitute(expr, values):
 
 
 def regex_escape(value):
-    # Prometheus regexes are RE2; escape the metacharacters Grafana escapes.
-    return re.sub(r"([\\^$.|?*+()\[\]{}])", r"\\\1", value)
+    # Prometheus regexes are RE2; escape the metacharacters Grafana escapes. The value lands
+    # inside a double-quoted PromQL string, where a backslash must itself be escaped
+    # (`"127\\.0\\.0\\.1"` is the regex 127\.0\.0\.1), as Grafana does.
+    return re.sub(r"([\\^$.|?*+()\[\]{}])", r"\\\\\1", value)
 
 
 # ------------------------------------------------------------------ metric names

@@ -334,7 +334,8 @@ scrape_configs:
         missing = sorted(dash - live - excused)
         c.check(p.returncode == 0 and bool(dash) and not missing,
                 f"every metric dashboards/gpu.json and overview.json use exists "
-                f"({len(dash - excused)} checked, {len(dash & excused)} excused)", str(missing) + p.stderr)
+                f"({len(dash - excused)} checked, {len(dash & excused)} excused)",
+                str(missing) + ("\n" + p.stderr if p.returncode else ""))
 
         p = subprocess.run([sys.executable, str(REPO / "tests/dashboard_queries.py"),
                             "--prometheus", base, "--rate-interval", "1m", "--wait", "60",
