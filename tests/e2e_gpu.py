@@ -237,8 +237,8 @@ scrape_configs:
             wrong = {name: ([v for _, v in got[name]], want) for name, want in e["expect"].items()
                      if len(got[name]) != 1 or not close(got[name][0][1], want)}
             c.check(not wrong, f"{h}: values read off the capture ({len(e['expect'])} metrics)", str(wrong))
-            count = sample(samples, "nvidia_gpu_count")
-            c.check(len(count) == 1 and count[0][1] == 1, f"{h}: nvidia_gpu_count is 1", str(count))
+            count = sample(samples, "nvidia_gpu_devices")
+            c.check(len(count) == 1 and count[0][1] == 1, f"{h}: nvidia_gpu_devices is 1", str(count))
             info = sample(samples, "nvidia_gpu_info", gpu="0")
             c.check(len(info) == 1 and info[0][0].get("name") == e["model"] and info[0][1] == 1,
                     f"{h}: nvidia_gpu_info names the {e['model']}", str(info))
