@@ -6,7 +6,7 @@
 #                check-operator-objects.py and `promtool check rules`; the committed
 #                PrometheusRule file is up to date; the dashboard ConfigMaps are the JSON files.
 #   Prometheus   `promtool check config` on the static config; its rule_files glob finds rules/.
-#   systemd      `systemd-analyze verify` and an offline security score (skipped if unusable).
+#   systemd      `systemd-analyze verify` and an offline security score for each unit (skipped if unusable).
 #   Docker       hadolint.
 #   YAML         yamllint --strict (.yamllint) on deploy/, rules/, dashboards/kustomization.yaml.
 #   Dashboards   valid JSON; tests/dashboard_queries.py --lint (datasource ${datasource},
@@ -156,6 +156,93 @@ EOF
 }
 check "DaemonSet and Service settings" daemonset_settings
 
+gpu_daemonset_settings() {
+  "$VENV/python" - "$TMP/base.yaml" <<'EOF'
+import sys, yaml
+docs = {(d["kind"], d["metadata"]["name"]): d for d in yaml.safe_load_all(open(sys.argv[1])) if d}
+ds = docs[("DaemonSet", "gpu-exporter")]
+svc = docs[("Service", "gpu-exporter")]
+sa = docs[("ServiceAccount", "gpu-exporter")]
+pod = ds["spec"]["template"]["spec"]
+c = pod["containers"][0]
+sc, psc = c["securityContext"], pod["securityContext"]
+env = {e["name"]: e for e in c.get("env", [])}
+mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
+vols = {v["name"]: v for v in pod["volumes"]}
+want = {
+    "namespace monitoring": all(d["metadata"].get("namespace") == "monitoring"
+                                for d in (ds, svc, sa)),
+    "GPU nodes only": pod.get("nodeSelector", {}).get("nvidia.com/gpu.present") == "true",
+    "runtimeClassName nvidia": pod.get("runtimeClassName") == "nvidia",
+    "hostPID (GPU processes of other pods)": pod.get("hostPID") is True,
+    "not on the host network": not pod.get("hostNetwork"),
+    "tolerates every taint": {"operator": "Exists"} in pod.get("tolerations", []),
+    "runAsNonRoot 65534": psc.get("runAsNonRoot") is True and psc.get("runAsUser") == 65534,
+    "seccomp RuntimeDefault": psc.get("seccompProfile", {}).get("type") == "RuntimeDefault",
+    "readOnlyRootFilesystem": sc.get("readOnlyRootFilesystem") is True,
+    "no privilege escalation": sc.get("allowPrivilegeEscalation") is False,
+    "not privileged": not sc.get("privileged"),
+    "drop ALL capabilities": sc.get("capabilities", {}).get("drop") == ["ALL"] and not sc["capabilities"].get("add"),
+    "no GPU resource taken": not any("nvidia.com/gpu" in c["resources"].get(k, {}) for k in ("requests", "limits")),
+    "command": c.get("command") == ["/usr/local/bin/gpu-exporter"],
+    "args": c.get("args") == ["--web.listen-address=:9835", "--path.sysfs=/host/sys", "--metrics.dcgm-compat"],
+    "NVIDIA_VISIBLE_DEVICES=all": env.get("NVIDIA_VISIBLE_DEVICES", {}).get("value") == "all",
+    "NVIDIA_DRIVER_CAPABILITIES=utility": env.get("NVIDIA_DRIVER_CAPABILITIES", {}).get("value") == "utility",
+    "NODE_NAME from spec.nodeName": env.get("NODE_NAME", {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "spec.nodeName",
+    "DCGM Hostname is the node": env.get("GPU_EXPORTER_METRICS_DCGM_HOSTNAME", {}).get("value") == "$(NODE_NAME)",
+    "port metrics 9835": {"name": "metrics", "containerPort": 9835, "protocol": "TCP"} in c["ports"],
+    "liveness /healthz": c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"},
+    "readiness /ready": c["readinessProbe"]["httpGet"] == {"path": "/ready", "port": "metrics"},
+    "requests and limits": all(k in c["resources"].get(s, {}) for s in ("requests", "limits") for k in ("cpu", "memory")),
+    "/sys read-only": mounts["/host/sys"].get("readOnly") is True and vols[mounts["/host/sys"]["name"]]["hostPath"]["path"] == "/sys",
+    "no service account token": pod.get("automountServiceAccountToken") is False,
+    "headless service": svc["spec"].get("clusterIP") == "None",
+    "service selects the pods": all(ds["spec"]["template"]["metadata"]["labels"].get(k) == v
+                                    for k, v in svc["spec"]["selector"].items()),
+    "service port metrics 9835": any(p["name"] == "metrics" and p["port"] == 9835 for p in svc["spec"]["ports"]),
+}
+bad = [k for k, ok in want.items() if not ok]
+print("missing: " + ", ".join(bad) if bad else f"{len(want)} settings as intended")
+sys.exit(1 if bad else 0)
+EOF
+}
+check "gpu-exporter DaemonSet and Service settings" gpu_daemonset_settings
+
+# The optional GPU components, each rendered on top of the base and validated.
+gpu_components() {
+  local comp dir out
+  for comp in gpu-runtimeclass gpu-default-runtime; do
+    dir="$TMP/comp-$comp"
+    mkdir -p "$dir"
+    # kustomize refuses absolute paths; relative ones may leave the kustomization's root.
+    cat >"$dir/kustomization.yaml" <<EOF
+apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources:
+  - $(realpath --relative-to="$dir" "$REPO/$K8S/base")
+components:
+  - $(realpath --relative-to="$dir" "$REPO/$K8S/components/$comp")
+EOF
+    out="$dir/rendered.yaml"
+    kubectl kustomize "$dir" >"$out" || return 1
+    if ! validate "$out" "" >"$dir/validate.txt"; then
+      echo "$comp: kubernetes-validate failed"
+      cat "$dir/validate.txt"
+      return 1
+    fi
+    case "$comp" in
+      gpu-runtimeclass)
+        "$VENV/python" -c 'import sys, yaml; d = [x for x in yaml.safe_load_all(open(sys.argv[1])) if x and x["kind"] == "RuntimeClass"]; sys.exit(0 if len(d) == 1 and d[0]["handler"] == "nvidia" and d[0]["metadata"]["name"] == "nvidia" else 1)' "$out" ||
+          { echo "$comp: no RuntimeClass nvidia"; return 1; } ;;
+      gpu-default-runtime)
+        "$VENV/python" -c 'import sys, yaml; d = [x for x in yaml.safe_load_all(open(sys.argv[1])) if x and x["kind"] == "DaemonSet" and x["metadata"]["name"] == "gpu-exporter"]; sys.exit(0 if len(d) == 1 and "runtimeClassName" not in d[0]["spec"]["template"]["spec"] else 1)' "$out" ||
+          { echo "$comp: runtimeClassName still set"; return 1; } ;;
+    esac
+    echo "$comp: renders and validates"
+  done
+}
+check "optional GPU components (gpu-runtimeclass, gpu-default-runtime)" gpu_components
+
 dashboard_configmaps() {
   "$VENV/python" - "$TMP/overlays_default.yaml" <<'EOF'
 import glob, os, sys, yaml
@@ -206,32 +293,34 @@ check "promtool check config deploy/prometheus/prometheus.yml" prometheus_config
 
 # ------------------------------------------------------------------ systemd
 if command -v systemd-analyze >/dev/null; then
-  unit="$TMP/network-exporter.service"
-  # verify insists that ExecStart's binary exists; point it at one that does.
-  sed -e 's#^ExecStart=/usr/local/bin/network-exporter#ExecStart=/bin/true#' \
-    deploy/systemd/network-exporter.service >"$unit"
-  if systemd-analyze verify "$unit" >"$TMP/sd" 2>&1; then
-    passed=$((passed + 1))
-    echo "ok    systemd-analyze verify network-exporter.service"
-  elif grep -q -i -e 'not permitted' -e 'no such file or directory.*/run/systemd' -e 'System has not been booted' "$TMP/sd"; then
-    skip "systemd-analyze verify: cannot run here ($(head -n 1 "$TMP/sd"))"
-  else
-    failed=$((failed + 1))
-    echo "FAIL  systemd-analyze verify network-exporter.service"
-    sed -e 's/^/      /' "$TMP/sd"
-  fi
-  security_score() {
-    local out score
-    out="$(systemd-analyze security --offline=true "$unit" 2>&1)" || true
-    score="$(sed -n 's/.*Overall exposure level for [^:]*: \([0-9.]*\).*/\1/p' <<<"$out")"
-    echo "exposure ${score:-unknown} (must be at most 2.0)"
-    [ -n "$score" ] && awk -v s="$score" 'BEGIN { exit !(s <= 2.0) }'
-  }
-  if systemd-analyze security --help 2>/dev/null | grep -q -- '--offline'; then
-    check "systemd-analyze security --offline: exposure at most 2.0" security_score
-  else
-    skip "systemd-analyze security --offline not supported by this systemd"
-  fi
+  for svc in network-exporter gpu-exporter; do
+    unit="$TMP/$svc.service"
+    # verify insists that ExecStart's binary exists; point it at one that does.
+    sed -e "s#^ExecStart=/usr/local/bin/$svc#ExecStart=/bin/true#" \
+      "deploy/systemd/$svc.service" >"$unit"
+    if systemd-analyze verify "$unit" >"$TMP/sd" 2>&1; then
+      passed=$((passed + 1))
+      echo "ok    systemd-analyze verify $svc.service"
+    elif grep -q -i -e 'not permitted' -e 'no such file or directory.*/run/systemd' -e 'System has not been booted' "$TMP/sd"; then
+      skip "systemd-analyze verify: cannot run here ($(head -n 1 "$TMP/sd"))"
+    else
+      failed=$((failed + 1))
+      echo "FAIL  systemd-analyze verify $svc.service"
+      sed -e 's/^/      /' "$TMP/sd"
+    fi
+    security_score() {
+      local out score
+      out="$(systemd-analyze security --offline=true "$1" 2>&1)" || true
+      score="$(sed -n 's/.*Overall exposure level for [^:]*: \([0-9.]*\).*/\1/p' <<<"$out")"
+      echo "exposure ${score:-unknown} (must be at most 2.0)"
+      [ -n "$score" ] && awk -v s="$score" 'BEGIN { exit !(s <= 2.0) }'
+    }
+    if systemd-analyze security --help 2>/dev/null | grep -q -- '--offline'; then
+      check "systemd-analyze security --offline $svc.service: exposure at most 2.0" security_score "$unit"
+    else
+      skip "systemd-analyze security --offline not supported by this systemd"
+    fi
+  done
 else
   skip "systemd-analyze not installed"
 fi
@@ -250,6 +339,8 @@ json_valid() {
 check "dashboards/*.json are valid JSON" json_valid
 check "dashboard lint (tests/dashboard_queries.py --lint)" python3 tests/dashboard_queries.py --lint \
   --allow-empty dashboards/e2e-allow-empty.tsv
+check "dashboard lint with the GPU end-to-end allow-list" python3 tests/dashboard_queries.py --lint \
+  --allow-empty dashboards/e2e-allow-empty-gpu.tsv
 
 lint_catches_faults() {
   # A panel on a fixed datasource, a duplicate id, a query without $instance and an
@@ -289,35 +380,59 @@ free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 cat >"$TMP/doc_exporter.py" <<'EOF'
-import http.server, re, sys, time
+import http.server, itertools, re, sys, time
 port, doc = int(sys.argv[1]), sys.argv[2]
+# One value per label, or a list: one series per value (dashboards that select each value).
 VALUES = {"device": "eth0", "family": "ipv4", "state": "established", "cpu": "0",
           "collector": "netdev", "name": "example.com", "server": "system", "result": "failure",
           "rcode": "servfail", "reason": "retry", "operstate": "up", "duplex": "full",
-          "address": "02:00:00:00:00:01", "version": "0.1.0"}
+          "address": "02:00:00:00:00:01", "version": "0.1.0",
+          # gpu-exporter
+          "gpu": "0", "uuid": "GPU-00000000-0000-0000-0000-000000000001",
+          "pci_bus_id": "00000000:01:00.0", "driver_version": "595.71.05",
+          "vbios_version": "95.03.1f.00.01", "compute_capability": "8.9", "serial": "0",
+          "cuda_version": "13.0", "backend": "nvml", "threshold": ["slowdown", "shutdown"],
+          "engine": "memory", "clock": "sm", "fan": "0", "link": ["current", "max"],
+          "direction": "rx", "type": "uncorrected", "scope": "volatile",
+          "kind": "correctable", "xid": "13", "pid": "4242", "process": "python3",
+          "mig_uuid": "MIG-00000000-0000-0000-0000-000000000001", "gpu_instance": "1",
+          "compute_instance": "0", "profile": "1g.10gb", "UUID": "GPU-00000000-0000-0000-0000-000000000001",
+          "modelName": "NVIDIA GeForce RTX 4080 SUPER", "Hostname": "ws1", "cause": "double_bit_ecc"}
+PREFIXES = ("network", "nvidia_gpu")
 rows = []
 for line in open(doc, encoding="utf-8"):
     m = re.match(r"^\|\s*`([^`]+)`\s*\|\s*(\w+)\s*\|([^|]*)\|", line)
-    if m and (m.group(1).startswith("network_") or m.group(1).startswith("<prefix>_")):
-        labels = [x.strip() for x in m.group(3).split(",") if x.strip()]
-        rows.append((m.group(1).replace("<prefix>", "network"), m.group(2), labels))
+    if not m:
+        continue
+    labels = [x.strip() for x in m.group(3).split(",") if x.strip()]
+    if m.group(1).startswith("<prefix>_"):
+        for prefix in PREFIXES:
+            rows.append((m.group(1).replace("<prefix>", prefix), m.group(2), labels))
+    elif m.group(1).startswith(tuple(p + "_" for p in PREFIXES)) or m.group(1).startswith("DCGM_"):
+        rows.append((m.group(1), m.group(2), labels))
 start = time.time()
+
+def labelsets(labels):
+    choices = [[(l, v) for v in (VALUES[l] if isinstance(VALUES[l], list) else [VALUES[l]])]
+               for l in labels]
+    for combo in itertools.product(*choices):
+        yield ",".join(f'{l}="{v}"' for l, v in combo)
 
 def body():
     t = time.time() - start
     out = []
     for name, mtype, labels in rows:
-        ls = ",".join(f'{l}="{VALUES[l]}"' for l in labels)
         out.append(f"# TYPE {name} {mtype}")
-        if mtype == "histogram":
-            n = int(t) + 1
-            sep = "," if ls else ""
-            out.append(f'{name}_bucket{{{ls}{sep}le="0.05"}} {n}')
-            out.append(f'{name}_bucket{{{ls}{sep}le="+Inf"}} {n}')
-            out.append(f"{name}_sum{{{ls}}} {0.01 * n}")
-            out.append(f"{name}_count{{{ls}}} {n}")
-        else:
-            out.append(f"{name}{{{ls}}} {100 * t + 1 if mtype == 'counter' else 1}")
+        for ls in labelsets(labels):
+            if mtype == "histogram":
+                n = int(t) + 1
+                sep = "," if ls else ""
+                out.append(f'{name}_bucket{{{ls}{sep}le="0.05"}} {n}')
+                out.append(f'{name}_bucket{{{ls}{sep}le="+Inf"}} {n}')
+                out.append(f"{name}_sum{{{ls}}} {0.01 * n}")
+                out.append(f"{name}_count{{{ls}}} {n}")
+            else:
+                out.append(f"{name}{{{ls}}} {100 * t + 1 if mtype == 'counter' else 1}")
     return ("\n".join(out) + "\n").encode()
 
 class H(http.server.BaseHTTPRequestHandler):

@@ -27,7 +27,7 @@ RUNBOOK_URL = re.compile(r"^(?P<base>https?://\S+?)/docs/runbooks\.md#(?P<anchor
 RECORD_NAME = re.compile(r"^[a-z][a-z0-9_]*:[a-z][a-z0-9_]*:[a-z0-9_]+$")
 # A metric name of an ODIN exporter inside an expression: not part of a recording rule name
 # (no colon next to it), not inside a longer identifier.
-EXPORTER_PREFIXES = ("network",)
+EXPORTER_PREFIXES = ("network", "nvidia_gpu")
 METRIC_IN_EXPR = re.compile(
     r"(?<![:\w])((?:%s)_[a-z0-9_]+)(?![:\w])" % "|".join(EXPORTER_PREFIXES)
 )
@@ -77,6 +77,10 @@ def documented_metrics(metrics_md):
 def used_metric_ok(name, documented):
     if name in documented:
         return True
+    # A shared metric (docs/metrics.md row `<prefix>_...`) under one exporter's prefix.
+    for prefix in EXPORTER_PREFIXES:
+        if name.startswith(prefix + "_") and "<prefix>" + name[len(prefix):] in documented:
+            return True
     # Histogram series: <name>_bucket, _sum, _count of a documented histogram.
     for suffix in ("_bucket", "_sum", "_count"):
         if name.endswith(suffix) and name[: -len(suffix)] in documented:

@@ -7,6 +7,12 @@
 #   NETWORK_EXPORTER_DNS_PROBE_NAME  names the DNS prober resolves, comma-separated
 #                                    (default: example.com; on a machine with no DNS the
 #                                    DnsProbeFailing alert fires, which is the truth)
+#   ODIN_GPU_DEMO                    a real nvidia-smi capture (a path, or a file name in
+#                                    $ODIN_SHARED_DIR/captures/nvidia-smi/, e.g.
+#                                    linux-x86_64__nvidia-h100-80gb-hbm3__590.48.01.txt): run
+#                                    gpu-exporter on the fake nvidia-smi answering from it, for
+#                                    a machine without a GPU. DEMO DATA, logged as such.
+#   ODIN_GPU_DEMO_SECTION            idle (default) or load: which part of the capture
 #   PROMETHEUS_PORT                  default 9090
 #   ODIN_RUN_DIR                     state (logs, TSDB), default .run/
 set -euo pipefail
@@ -33,12 +39,47 @@ cleanup() {
 }
 trap cleanup INT TERM EXIT
 
-# exporter name:port, as in DESIGN.md and deploy/prometheus/prometheus.yml.
-exporters=("network-exporter:19102")
+# Extra flags and environment per exporter.
+# gpu-exporter: NVML when it loads, else nvidia-smi; on a machine with neither it still serves
+# (0 GPUs, the GPU component unhealthy in /health, GPUBackendUnavailable after 10 minutes).
+gpu_args=(--metrics.dcgm-compat)
+gpu_env=()
+if [ -n "${ODIN_GPU_DEMO:-}" ]; then
+  capture=$ODIN_GPU_DEMO
+  if [ ! -f "$capture" ]; then
+    shared=${ODIN_SHARED_DIR:-../shared}
+    capture="$shared/captures/nvidia-smi/$ODIN_GPU_DEMO"
+  fi
+  if [ ! -f "$capture" ]; then
+    echo "ODIN_GPU_DEMO: no capture file $ODIN_GPU_DEMO (nor $capture)" >&2
+    exit 1
+  fi
+  capture=$(cd "$(dirname "$capture")" && pwd)/$(basename "$capture")
+  gpu_args+=(--backend=nvidia-smi "--nvidia-smi.command=$PWD/exporters/gpu-exporter/tests/fake-nvidia-smi")
+  gpu_env=(FAKE_NVIDIA_SMI_CAPTURE="$capture" FAKE_NVIDIA_SMI_SECTION="${ODIN_GPU_DEMO_SECTION:-idle}")
+  echo "*** gpu-exporter DEMO MODE: its GPU metrics are a replay of the capture $(basename "$capture")"
+  echo "*** (section ${ODIN_GPU_DEMO_SECTION:-idle}) through the fake nvidia-smi, not this machine's GPUs."
+fi
+
+# exporter name:port, as in DESIGN.md and deploy/prometheus/prometheus.yml. Every exporter
+# that has been built is started; a missing binary is skipped with a note.
+exporters=("network-exporter:19102" "gpu-exporter:9835")
+started=()
 for entry in "${exporters[@]}"; do
   name=${entry%%:*}; port=${entry##*:}
-  "$bin/$name" --web.listen-address="127.0.0.1:$port" >"$run_dir/$name.log" 2>&1 &
+  if [ ! -x "$bin/$name" ]; then
+    echo "$name: not built, skipped"
+    continue
+  fi
+  args=() envs=()
+  if [ "$name" = gpu-exporter ]; then
+    args=("${gpu_args[@]}")
+    envs=("${gpu_env[@]}")
+  fi
+  env "${envs[@]}" "$bin/$name" --web.listen-address="127.0.0.1:$port" "${args[@]}" \
+    >"$run_dir/$name.log" 2>&1 &
   pids+=($!)
+  started+=("$entry")
 done
 
 prometheus --config.file=deploy/prometheus/prometheus.yml \
@@ -46,11 +87,14 @@ prometheus --config.file=deploy/prometheus/prometheus.yml \
   --web.listen-address="127.0.0.1:$prom_port" >"$run_dir/prometheus.log" 2>&1 &
 pids+=($!)
 
-for entry in "${exporters[@]}"; do
+for entry in "${started[@]}"; do
   name=${entry%%:*}; port=${entry##*:}
   for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/ready" >/dev/null && break; sleep 0.1; done
   echo "$name: http://127.0.0.1:$port/  (metrics /metrics, health /health; log $run_dir/$name.log)"
 done
+if [ -n "${ODIN_GPU_DEMO:-}" ]; then
+  echo "*** reminder: gpu-exporter serves DEMO data from $(basename "$capture")"
+fi
 for _ in $(seq 300); do curl -fs "http://127.0.0.1:$prom_port/-/ready" >/dev/null && break; sleep 0.1; done
 echo "prometheus: http://127.0.0.1:$prom_port/  (targets /targets, rules /rules, alerts /alerts)"
 echo "Ctrl-C stops everything."

@@ -214,8 +214,10 @@ def substitute(expr, values):
 
 
 def regex_escape(value):
-    # Prometheus regexes are RE2; escape the metacharacters Grafana escapes.
-    return re.sub(r"([\\^$.|?*+()\[\]{}])", r"\\\1", value)
+    # Prometheus regexes are RE2; escape the metacharacters Grafana escapes. The value lands
+    # inside a double-quoted PromQL string, where a backslash must itself be escaped
+    # (`"127\\.0\\.0\\.1"` is the regex 127\.0\.0\.1), as Grafana does.
+    return re.sub(r"([\\^$.|?*+()\[\]{}])", r"\\\\\1", value)
 
 
 # ------------------------------------------------------------------ metric names
@@ -255,7 +257,8 @@ def query_metric_names(q, values):
 
 
 def documented_metrics(path):
-    """Parse docs/metrics.md: {name or regex: set(labels)}; `<prefix>` rows become regexes."""
+    """Parse docs/metrics.md: {name or regex: set(labels)}; `<prefix>` rows become regexes
+    (one word, or two for gpu-exporter's `nvidia_gpu`)."""
     exact, patterns = {}, []
     if not os.path.exists(path):
         return None
@@ -274,7 +277,7 @@ def documented_metrics(path):
             for n in names:
                 ls = labelset_b if n.endswith("_bucket") else labelset
                 if "<prefix>" in n:
-                    patterns.append((re.compile("^" + re.escape(n).replace(re.escape("<prefix>"), "[a-z]+") + "$"), ls))
+                    patterns.append((re.compile("^" + re.escape(n).replace(re.escape("<prefix>"), "[a-z]+(?:_[a-z]+)?") + "$"), ls))
                 else:
                     exact[n] = ls
     return exact, patterns
