@@ -24,6 +24,7 @@ suite rules ./rules/test.sh
 suite deploy ./deploy/test.sh
 suite e2e-network python3 tests/e2e_network.py
 suite differential-node-exporter python3 tests/differential_node.py
+suite e2e-gpu python3 tests/e2e_gpu.py
 
 echo
 for f in "${failed[@]}"; do echo "failed suite: $f"; done
