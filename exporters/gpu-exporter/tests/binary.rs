@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::capture::{capture_path, CAPTURES};
-use support::{once, sample, value, Exporter};
+use support::{once, sample, value, Exporter, Start};
 
 const U: &str = "gpu=\"0\",uuid=\"GPU-00000000-0000-0000-0000-000000000000\"";
 

@@ -11,7 +11,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use support::{fixture, once, sample, series, tree_args, value, Exporter};
+use support::{fixture, once, sample, series, tree_args, value, Exporter, Start};
 
 /// Every collector on by default; `dns` needs `--dns.probe-name`.
 const DEFAULT_COLLECTORS: [&str; 7] = [
