@@ -37,7 +37,8 @@ cleanup() {
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
   echo "stopped."
 }
-trap cleanup INT TERM EXIT
+trap 'cleanup; exit 0' INT TERM
+trap cleanup EXIT
 
 # Extra flags and environment per exporter.
 # gpu-exporter: NVML when it loads, else nvidia-smi; on a machine with neither it still serves
