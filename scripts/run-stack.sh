@@ -99,5 +99,7 @@ fi
 for _ in $(seq 300); do curl -fs "http://127.0.0.1:$prom_port/-/ready" >/dev/null && break; sleep 0.1; done
 echo "prometheus: http://127.0.0.1:$prom_port/  (targets /targets, rules /rules, alerts /alerts)"
 echo "Ctrl-C stops everything."
-wait -n "${pids[@]}" || true
-echo "a process exited; see $run_dir/*.log"
+rc=0
+wait -n "${pids[@]}" || rc=$?
+# A process that stops by itself with status 0 was told to (Ctrl-C reaches the whole group).
+[ "$rc" -eq 0 ] || echo "a process exited with status $rc; see $run_dir/*.log"
