@@ -19,7 +19,7 @@ suite() {
 suite fmt cargo fmt --all --check
 suite clippy cargo clippy --workspace --all-targets --locked -- -D warnings
 suite cargo-test cargo test --workspace --locked
-suite build cargo build --workspace --locked --bins
+suite build cargo build --workspace --locked --bins --examples
 suite rules ./rules/test.sh
 suite deploy ./deploy/test.sh
 suite e2e-network python3 tests/e2e_network.py

@@ -2,8 +2,9 @@
  * A fake libnvidia-ml.so for gpu-exporter's tests: the NVML entry points the NVML backend
  * calls, answering from a key=value data file instead of a GPU.
  *
- * Built by the tests (tests/fake-nvml/support.rs) with
- *     cc -shared -fPIC -O2 -o libnvidia-ml.so.1 fake_nvml.c
+ * Built by the tests (tests/fake-nvml/support.rs) and by the end-to-end test (tests/e2e_gpu.py
+ * at the repository root) with
+ *     cc -shared -fPIC -O2 -o libnvidia-ml.so.1 fake_nvml.c -lpthread
  * and, for the "older driver" case, with -DFAKE_OLD_DRIVER, which leaves out the entry points
  * a pre-R510 driver lacks (memory info v2, margin temperature, JPEG/OFA utilization), so that
  * nvml-wrapper reports them as symbols that failed to load.
@@ -14,13 +15,22 @@
  *   FAKE_NVML_FAIL=<rule>,...    rule = <function>[@<gpu>]:<code>; that device entry point
  *                                (or every one, for function "*") returns <code>, for every
  *                                GPU or only GPU <gpu>
+ *   FAKE_NVML_XID_AT_START=<gpu>:<xid>,...
+ *                                critical XID errors that happened "at start": each is queued
+ *                                once, into the first event set in which GPU <gpu> registers
+ *                                for critical XID events (so a process that cannot call the
+ *                                test hook below, such as the exporter binary in the end-to-end
+ *                                test, still sees an XID on its first read)
  *
- * Data file: `count=N`, `driver_version=...`, `cuda_version=13010`, `proc.<pid>.name=...`, and
+ * Data file (written by tests/fake-nvml/data.rs; examples/fake-nvml-data prints one for a
+ * capture): `count=N`, `driver_version=...`, `cuda_version=13010`, `proc.<pid>.name=...`, and
  * per GPU `gpu<i>.<key>=<value>` (MIG devices: `gpu<i>.mig<j>.<key>`), values in NVML's own
  * units (mW, mJ, MHz, bytes, KB/s). A key that is absent makes its entry point return
  * NVML_ERROR_NOT_SUPPORTED, the way a driver answers for a field the board lacks.
  *
- * Test hook: fakeNvmlInjectXid(gpu, xid) queues a critical XID event for GPU <gpu>.
+ * Test hook: fakeNvmlInjectXid(gpu, xid) queues a critical XID event for GPU <gpu> (callable
+ * only from inside the process that loaded the library; FAKE_NVML_XID_AT_START above is the
+ * way in from outside).
  */
 #include <pthread.h>
 #include <stdint.h>
@@ -46,6 +56,7 @@ enum {
 #define TABLE_SLOTS 8192
 #define MAX_RULES 32
 #define MAX_EVENTS 1024
+#define MAX_START_XIDS 32
 #define XID_CRITICAL 8ULL
 
 /* ---- key/value table (open addressing, FNV-1a) ---- */
@@ -221,6 +232,27 @@ typedef struct {
 static struct event_set *the_set; /* the most recent set: where injected events go */
 static pthread_mutex_t event_lock = PTHREAD_MUTEX_INITIALIZER;
 
+/* FAKE_NVML_XID_AT_START: not yet queued while delivered == 0. */
+struct start_xid {
+    unsigned gpu;
+    unsigned long long xid;
+    int delivered;
+};
+static struct start_xid start_xids[MAX_START_XIDS];
+static int start_xid_count;
+
+/* Queue a critical XID event for `gpu` in `s` (event_lock held). 1 if queued, 0 if full. */
+static int queue_xid(struct event_set *s, unsigned gpu, unsigned long long xid) {
+    int next = (s->tail + 1) % MAX_EVENTS;
+    if (next == s->head)
+        return 0;
+    s->queue[s->tail].gpu = (int)gpu;
+    s->queue[s->tail].type = XID_CRITICAL;
+    s->queue[s->tail].data = xid;
+    s->tail = next;
+    return 1;
+}
+
 /* ---- init ---- */
 
 static void load_data(const char *path) {
@@ -237,6 +269,24 @@ static void load_data(const char *path) {
         put(line, eq + 1);
     }
     fclose(f);
+}
+
+/* `<gpu>:<xid>,...` of FAKE_NVML_XID_AT_START; malformed items are skipped. */
+static void load_start_xids(const char *spec) {
+    char buf[1024];
+    snprintf(buf, sizeof buf, "%s", spec);
+    char *save = NULL;
+    for (char *tok = strtok_r(buf, ",", &save); tok && start_xid_count < MAX_START_XIDS;
+         tok = strtok_r(NULL, ",", &save)) {
+        char *colon = strchr(tok, ':');
+        if (colon == NULL)
+            continue;
+        *colon = 0;
+        struct start_xid *x = &start_xids[start_xid_count++];
+        x->gpu = (unsigned)strtoul(tok, NULL, 10);
+        x->xid = strtoull(colon + 1, NULL, 10);
+        x->delivered = 0;
+    }
 }
 
 static void load_rules(const char *spec) {
@@ -273,6 +323,9 @@ nvmlReturn_t nvmlInit_v2(void) {
         const char *fail = getenv("FAKE_NVML_FAIL");
         if (fail)
             load_rules(fail);
+        const char *xids = getenv("FAKE_NVML_XID_AT_START");
+        if (xids)
+            load_start_xids(xids);
         const char *count = get("count");
         gpu_count = count ? (unsigned)strtoul(count, NULL, 10) : 0;
         if (gpu_count > MAX_GPUS)
@@ -878,6 +931,13 @@ nvmlReturn_t nvmlDeviceRegisterEvents(nvmlDevice_t dev, unsigned long long types
         return E_INVALID_ARGUMENT;
     pthread_mutex_lock(&event_lock);
     set->registered[dev->gpu] |= types;
+    if (types & XID_CRITICAL) {
+        for (int i = 0; i < start_xid_count; i++) {
+            struct start_xid *x = &start_xids[i];
+            if (!x->delivered && x->gpu == (unsigned)dev->gpu)
+                x->delivered = queue_xid(set, x->gpu, x->xid);
+        }
+    }
     pthread_mutex_unlock(&event_lock);
     return OK;
 }
@@ -921,16 +981,8 @@ int fakeNvmlInjectXid(unsigned int gpu, unsigned long long xid) {
     int queued = 0;
     pthread_mutex_lock(&event_lock);
     struct event_set *s = the_set;
-    if (s && gpu < MAX_GPUS && (s->registered[gpu] & XID_CRITICAL)) {
-        int next = (s->tail + 1) % MAX_EVENTS;
-        if (next != s->head) {
-            s->queue[s->tail].gpu = (int)gpu;
-            s->queue[s->tail].type = XID_CRITICAL;
-            s->queue[s->tail].data = xid;
-            s->tail = next;
-            queued = 1;
-        }
-    }
+    if (s && gpu < MAX_GPUS && (s->registered[gpu] & XID_CRITICAL))
+        queued = queue_xid(s, gpu, xid);
     pthread_mutex_unlock(&event_lock);
     return queued;
 }
