@@ -14,7 +14,10 @@ mod fake_nvml;
 use std::time::Duration;
 
 use common::capture::{Capture, Phase, CAPTURES};
-use fake_nvml::{data_file, replicate, FakeMig, FakeNvml, NvmlOnly, Variant, OLD_DRIVER_MISSING};
+use fake_nvml::{
+    cuda_version_from_q, data_file, migs_from_listing, replicate, FakeMig, FakeNvml, NvmlOnly,
+    Variant, OLD_DRIVER_MISSING,
+};
 use gpu_exporter::nvidia_smi::parse::{parse_compute_apps, parse_query_gpu};
 use gpu_exporter::nvidia_smi::table::Layout;
 use gpu_exporter::reading::{
@@ -23,73 +26,15 @@ use gpu_exporter::reading::{
 
 const T: Duration = Duration::from_secs(2);
 
-/// `CUDA Version : 13.2` from the capture's `-q` output, as text and as NVML's integer.
+/// The capture's CUDA version (`nvidia-smi -q`), as text and as NVML's integer.
 fn cuda_version(cap: &Capture) -> (String, i32) {
-    let q = &cap.section("nvidia-smi -q", Phase::Idle).body;
-    let line = q
-        .lines()
-        .find(|l| l.trim_start().starts_with("CUDA Version"))
-        .expect("CUDA Version line in -q");
-    let text = line.split(':').nth(1).unwrap().trim().to_owned();
-    let (major, minor) = text.split_once('.').unwrap();
-    let n = major.parse::<i32>().unwrap() * 1000 + minor.parse::<i32>().unwrap() * 10;
-    (text, n)
+    cuda_version_from_q(&cap.section("nvidia-smi -q", Phase::Idle).body)
+        .expect("CUDA Version line in -q")
 }
 
-/// The MIG devices `nvidia-smi -L` lists (`  MIG 3g.40gb  Device  0: (UUID: MIG-...)`), with
-/// instance ids and memory made up for the test (the captures do not show them).
+/// The MIG devices `nvidia-smi -L` lists, with made-up instance ids and memory.
 fn migs_from_capture(cap: &Capture, gpus: &[GpuReading]) -> Vec<FakeMig> {
-    let list = &cap.by_command("nvidia-smi -L")[0].body;
-    let mut out = Vec::new();
-    let mut gpu: Option<&GpuReading> = None;
-    for line in list.lines() {
-        let t = line.trim();
-        if let Some(rest) = t.strip_prefix("GPU ") {
-            let idx: u32 = rest.split(':').next().unwrap().parse().unwrap();
-            gpu = gpus.iter().find(|g| g.index == Some(idx));
-        } else if let Some(rest) = t.strip_prefix("MIG ") {
-            let g = gpu.expect("MIG line before any GPU line");
-            let profile = rest.split_whitespace().next().unwrap().to_owned();
-            let slot: u32 = rest
-                .split("Device")
-                .nth(1)
-                .unwrap()
-                .split(':')
-                .next()
-                .unwrap()
-                .trim()
-                .parse()
-                .unwrap();
-            let uuid = rest
-                .split("UUID: ")
-                .nth(1)
-                .unwrap()
-                .trim_end_matches(')')
-                .to_owned();
-            let gib: f64 = profile
-                .split('.')
-                .nth(1)
-                .unwrap()
-                .trim_end_matches("gb")
-                .parse()
-                .unwrap();
-            out.push(FakeMig {
-                slot,
-                name: format!("{} MIG {profile}", g.name.as_deref().unwrap()),
-                device: MigDeviceReading {
-                    gpu_index: g.index.unwrap(),
-                    gpu_uuid: g.uuid.clone().unwrap(),
-                    uuid,
-                    gpu_instance_id: Some(slot + 1),
-                    compute_instance_id: Some(0),
-                    profile: Some(profile),
-                    memory_used_bytes: Some(f64::from(slot + 1) * 13.0 * 1048576.0),
-                    memory_total_bytes: Some(gib * 1024.0 * 1048576.0),
-                },
-            });
-        }
-    }
-    out
+    migs_from_listing(&cap.by_command("nvidia-smi -L")[0].body, gpus)
 }
 
 /// What the NVML backend must produce for a GPU nvidia-smi read as `smi`.
