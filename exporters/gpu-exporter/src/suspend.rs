@@ -37,9 +37,77 @@ pub fn runtime_suspended(sysfs: &Path, bus_id: &str) -> Option<bool> {
     Some(status.trim() == "suspended")
 }
 
+/// PCI vendor id of NVIDIA.
+const NVIDIA_VENDOR: &str = "0x10de";
+
+/// The NVIDIA display controllers (PCI class 0x03xxxx: VGA or 3D controller) sysfs lists, with
+/// whether each is runtime-suspended (`None` when its status cannot be read). Reading these
+/// files does not wake a device. Used before the first successful read, when the collector
+/// does not know the GPUs' bus ids yet.
+pub fn nvidia_gpus(sysfs: &Path) -> Vec<(String, Option<bool>)> {
+    let Ok(dir) = std::fs::read_dir(sysfs.join("bus/pci/devices")) else {
+        return Vec::new();
+    };
+    let mut out: Vec<(String, Option<bool>)> = dir
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let path = e.path();
+            let read = |f: &str| std::fs::read_to_string(path.join(f)).ok();
+            if read("vendor")?.trim() != NVIDIA_VENDOR || !read("class")?.trim().starts_with("0x03")
+            {
+                return None;
+            }
+            let status = read("power/runtime_status").map(|s| s.trim() == "suspended");
+            Some((e.file_name().to_string_lossy().into_owned(), status))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn pci(root: &Path, dev: &str, vendor: &str, class: &str, status: Option<&str>) {
+        let d = root.join("bus/pci/devices").join(dev);
+        std::fs::create_dir_all(d.join("power")).unwrap();
+        std::fs::write(d.join("vendor"), format!("{vendor}\n")).unwrap();
+        std::fs::write(d.join("class"), format!("{class}\n")).unwrap();
+        if let Some(s) = status {
+            std::fs::write(d.join("power/runtime_status"), format!("{s}\n")).unwrap();
+        }
+    }
+
+    #[test]
+    fn finds_nvidia_display_controllers_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        pci(
+            root,
+            "0000:01:00.0",
+            "0x10de",
+            "0x030000",
+            Some("suspended"),
+        );
+        pci(
+            root,
+            "0000:01:00.1",
+            "0x10de",
+            "0x040300",
+            Some("suspended"),
+        ); // its HDMI audio
+        pci(root, "0000:00:02.0", "0x8086", "0x030000", Some("active")); // the iGPU
+        pci(root, "0000:02:00.0", "0x10de", "0x030200", None); // 3D controller, no runtime PM
+        assert_eq!(
+            nvidia_gpus(root),
+            vec![
+                ("0000:01:00.0".to_owned(), Some(true)),
+                ("0000:02:00.0".to_owned(), None)
+            ]
+        );
+        assert_eq!(nvidia_gpus(&root.join("missing")), Vec::new());
+    }
 
     #[test]
     fn bus_ids_map_to_sysfs_names() {

@@ -9,10 +9,14 @@
 //!   `<sysfs>/bus/pci/devices/<bus id>/power/runtime_status` of every GPU it saw in the last
 //!   successful read. If all are `suspended` the backend is not called: the run serves
 //!   `nvidia_gpu_suspended 1`, `nvidia_gpu_info` and `nvidia_gpu_devices` from that last read.
-//!   Limitations: the very first read happens before any GPU is known (it wakes a sleeping
-//!   GPU once), and when only some GPUs sleep (a laptop with two dGPUs) the backend is called
+//!   Before the first successful read no bus id is known: the collector then lists the NVIDIA
+//!   display controllers in `<sysfs>/bus/pci/devices` (vendor 0x10de, class 0x03xxxx) and,
+//!   if every one is `suspended`, serves only `nvidia_gpu_devices` and waits for one to wake.
+//!   Limitations: when only some GPUs sleep (a laptop with two dGPUs) the backend is called
 //!   and wakes them, since neither NVML nor nvidia-smi can be asked about some GPUs only
 //!   without opening the others; their series then say `nvidia_gpu_suspended 1` for that run.
+//!   Whether initialising NVML at start-up wakes a sleeping GPU depends on the driver; only a
+//!   laptop can tell.
 //! - With no backend at all the run writes `nvidia_gpu_devices 0` and fails with a hint naming
 //!   the fixes, so `/health` shows why.
 
@@ -136,6 +140,16 @@ impl Collector for GpuCollector {
         };
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
 
+        if st.known.is_empty() {
+            // No read yet, so no bus ids: ask sysfs which NVIDIA GPUs there are. If every one
+            // sleeps, don't wake them for a first read (a laptop's dGPU); read once one wakes.
+            let found = suspend::nvidia_gpus(&ctx.sysfs);
+            if !found.is_empty() && found.iter().all(|(_, s)| *s == Some(true)) {
+                out.gauge("nvidia_gpu_devices", "GPUs the backend sees.")
+                    .sample(&[], found.len() as f64);
+                return Ok(());
+            }
+        }
         let before = suspended_states(ctx, &st.known);
         if !st.known.is_empty() && before.len() == st.known.len() && before.values().all(|&s| s) {
             // Every GPU sleeps: don't wake them to be measured.
@@ -254,6 +268,31 @@ mod tests {
         let mut sink = Sink::new();
         c.collect(ctx, &mut sink).unwrap();
         render(sink)
+    }
+
+    #[test]
+    fn before_the_first_read_sleeping_gpus_found_in_sysfs_are_not_woken() {
+        let (c, reads, ctx, _dir) = setup(vec![]);
+        let dev = ctx.sysfs.join("bus/pci/devices/0000:01:00.0");
+        std::fs::create_dir_all(&dev).unwrap();
+        std::fs::write(dev.join("vendor"), "0x10de\n").unwrap();
+        std::fs::write(dev.join("class"), "0x030000\n").unwrap();
+        status(&ctx.sysfs, "0000:01:00.0", "suspended");
+        let text = run(&c, &ctx);
+        assert_eq!(
+            reads.load(Ordering::SeqCst),
+            0,
+            "the backend was not called"
+        );
+        assert_eq!(
+            text.trim_end().lines().last(),
+            Some("nvidia_gpu_devices 1"),
+            "{text}"
+        );
+        status(&ctx.sysfs, "0000:01:00.0", "active");
+        let text = run(&c, &ctx);
+        assert_eq!(reads.load(Ordering::SeqCst), 1, "read once the GPU woke");
+        assert!(text.contains("nvidia_gpu_temperature_celsius{"), "{text}");
     }
 
     #[test]
