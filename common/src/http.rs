@@ -528,51 +528,7 @@ mod tests {
         }
     }
 
-    struct Reply {
-        status: u16,
-        headers: Vec<(String, String)>,
-        body: Vec<u8>,
-    }
-
-    impl Reply {
-        fn header(&self, name: &str) -> Option<&str> {
-            self.headers
-                .iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case(name))
-                .map(|(_, v)| v.as_str())
-        }
-        fn text(&self) -> String {
-            String::from_utf8(self.body.clone()).unwrap()
-        }
-    }
-
-    fn parse_reply(raw: &[u8]) -> Reply {
-        let split = raw
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .expect("no end of head");
-        let head = std::str::from_utf8(&raw[..split]).unwrap();
-        let mut lines = head.split("\r\n");
-        let status = lines
-            .next()
-            .unwrap()
-            .split(' ')
-            .nth(1)
-            .unwrap()
-            .parse()
-            .unwrap();
-        let headers = lines
-            .map(|l| {
-                let (k, v) = l.split_once(':').unwrap();
-                (k.trim().to_owned(), v.trim().to_owned())
-            })
-            .collect();
-        Reply {
-            status,
-            headers,
-            body: raw[split + 4..].to_vec(),
-        }
-    }
+    use odin_testkit::Reply;
 
     /// Send `method path` with extra header lines and read the reply to the end.
     async fn request(addr: SocketAddr, method: &str, path: &str, extra: &str) -> Reply {
@@ -585,7 +541,7 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
-        parse_reply(&raw)
+        Reply::parse(&raw)
     }
 
     async fn get(addr: SocketAddr, path: &str) -> Reply {
@@ -890,7 +846,7 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
-        let r = parse_reply(&raw);
+        let r = Reply::parse(&raw);
         assert_eq!((r.status, r.text().as_str()), (200, "OK"));
         assert!(
             start.elapsed() >= Duration::from_millis(200),
