@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Check the PromQL of ODIN's Grafana dashboards, offline and against a live Prometheus.
 
 Reads dashboards/*.json (or the files given) and finds every query: panel targets (rows and
@@ -7,15 +6,16 @@ collapsed rows included) and template-variable queries (`label_values(...)`,
 values that suit the Prometheus being asked: `--var instance=host:19102` (or
 `--instance-regex`), otherwise the variable's "All" value, otherwise `.+`.
 
-Modes (Python standard library only):
+Modes (Python standard library only; from the repository root, PYTHONPATH=tests
+python3 -m odin.dashboards ...; the tests import it):
 
-  dashboard_queries.py                        print every query, variables substituted
-  dashboard_queries.py --list-metrics         every metric name an exporter must serve
-  dashboard_queries.py --list-metrics=all     ... plus series Prometheus makes itself (up, ALERTS)
-  dashboard_queries.py --lint                 static checks (datasource, ids, $instance, names
+  odin.dashboards                             print every query, variables substituted
+  odin.dashboards --list-metrics              every metric name an exporter must serve
+  odin.dashboards --list-metrics=all          ... plus series Prometheus makes itself (up, ALERTS)
+  odin.dashboards --lint                      static checks (datasource, ids, $instance, names
                                               documented in docs/metrics.md, =~ for multi-values;
                                               with --allow-empty, that each entry names a panel)
-  dashboard_queries.py --prometheus URL       run every query; exit 1 if one errors or returns
+  odin.dashboards --prometheus URL            run every query; exit 1 if one errors or returns
                                               nothing, unless listed in --allow-empty FILE
 
 An --allow-empty file has one entry a line, tab-separated: `uid<TAB>panel title<TAB>reason`
@@ -35,24 +35,13 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if __package__ in (None, ""):  # run as a file: make the package importable
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from odin import REPO as _REPO, manifest, metricsdoc  # noqa: E402
+from odin.prometheus import Client  # noqa: E402
+from odin.promql import PROMETHEUS_SERIES, metric_names  # noqa: E402,F401
 
-# Series that Prometheus itself produces; no exporter serves them.
-PROMETHEUS_SERIES = {
-    "up",
-    "ALERTS",
-    "ALERTS_FOR_STATE",
-    "scrape_duration_seconds",
-    "scrape_samples_scraped",
-    "scrape_samples_post_metric_relabeling",
-    "scrape_series_added",
-}
-
-# Words of PromQL that look like identifiers but are not metric names.
-KEYWORDS = {
-    "and", "or", "unless", "by", "without", "on", "ignoring", "group_left", "group_right",
-    "offset", "bool", "atan2", "inf", "nan",
-}
+REPO = str(_REPO)
 
 PROMETHEUS_DS_TYPES = {"prometheus"}
 VAR_DATASOURCE_UIDS = {"${datasource}", "$datasource"}
@@ -222,29 +211,6 @@ def regex_escape(value):
 
 # ------------------------------------------------------------------ metric names
 
-STRING = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`')
-NAME_MATCHER = re.compile(r'__name__\s*(=~|=)\s*"((?:[^"\\]|\\.)*)"')
-
-
-def metric_names(expr):
-    """Metric names a PromQL expression selects, and `__name__` regexes it uses."""
-    names, regexes = [], []
-    for op, value in NAME_MATCHER.findall(expr):
-        (names if op == "=" else regexes).append(value)
-    s = STRING.sub('""', expr)
-    s = re.sub(r"\{[^}]*\}", "{}", s)  # label matchers
-    s = re.sub(r"\[[^\]]*\]", "[]", s)  # ranges and subqueries
-    s = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", s)
-    for m in re.finditer(r"(?<![\w:.$])([a-zA-Z_:][\w:]*)", s):
-        name = m.group(1)
-        if s[m.end():].lstrip().startswith("("):
-            continue  # a function or an aggregation
-        if name.lower() in KEYWORDS:
-            continue
-        names.append(name)
-    return names, regexes
-
-
 def query_metric_names(q, values):
     expr, _ = substitute(q.expr, values)
     if q.kind == "panel":
@@ -257,30 +223,18 @@ def query_metric_names(q, values):
 
 
 def documented_metrics(path):
-    """Parse docs/metrics.md: {name or regex: set(labels)}; `<prefix>` rows become regexes
-    (one word, or two for gpu-exporter's `nvidia_gpu`)."""
-    exact, patterns = {}, []
+    """docs/metrics.md (odin.metricsdoc) as {name: set(labels)} with every series name of a
+    histogram (`_bucket` with `le`); `<prefix>` rows under each prefix of exporters.toml."""
     if not os.path.exists(path):
         return None
-    row = re.compile(r"^\|\s*`([^`]+)`\s*\|\s*(\w+)\s*\|([^|]*)\|")
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            m = row.match(line)
-            if not m:
-                continue
-            name, mtype, labels = m.group(1), m.group(2), m.group(3)
-            labelset = {x.strip() for x in labels.split(",") if x.strip()}
-            names = [name]
-            if mtype == "histogram":
-                names += [name + "_bucket", name + "_sum", name + "_count"]
-                labelset_b = labelset | {"le"}
-            for n in names:
-                ls = labelset_b if n.endswith("_bucket") else labelset
-                if "<prefix>" in n:
-                    patterns.append((re.compile("^" + re.escape(n).replace(re.escape("<prefix>"), "[a-z]+(?:_[a-z]+)?") + "$"), ls))
-                else:
-                    exact[n] = ls
-    return exact, patterns
+    prefixes = manifest.prefixes()
+    exact = {}
+    for row in metricsdoc.rows(path):
+        for n in metricsdoc.series_names(row):
+            labels = set(row.labels) | ({"le"} if n.endswith("_bucket") and row.type == "histogram" else set())
+            for name in ([n.replace("<prefix>", p) for p in prefixes] if "<prefix>" in n else [n]):
+                exact[name] = labels
+    return exact, []
 
 
 def doc_labels(doc, name):
@@ -370,33 +324,14 @@ def lint(dashboards, doc):
 
 # ------------------------------------------------------------------ live queries
 
-class Prometheus:
-    def __init__(self, url, timeout):
-        self.url = url.rstrip("/")
-        self.timeout = timeout
-
-    def get(self, path, params):
-        qs = urllib.parse.urlencode(params, doseq=True)
-        req = urllib.request.Request(f"{self.url}{path}?{qs}")
-        try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                body = json.load(resp)
-        except urllib.error.HTTPError as e:
-            try:
-                body = json.load(e)
-            except ValueError:
-                return None, f"HTTP {e.code}"
-        except (urllib.error.URLError, OSError, ValueError) as e:
-            return None, str(e)
-        if body.get("status") != "success":
-            return None, f"{body.get('errorType', 'error')}: {body.get('error', '?')}"
-        return body.get("data"), None
+class Prometheus(Client):
+    """odin.prometheus.Client plus running a dashboard's queries."""
 
     def run(self, q, values):
         """Return (status, detail, count): status is OK, EMPTY, NAN or ERROR."""
         if q.kind == "panel" or q.var_form == "query_result":
             expr = substitute(q.var_args[0] if q.kind == "variable" else q.expr, values)[0]
-            data, err = self.get("/api/v1/query", {"query": expr})
+            data, err = self.api("/api/v1/query", {"query": expr})
             if err:
                 return "ERROR", err, 0
             rtype, result = data.get("resultType"), data.get("result")
@@ -418,15 +353,15 @@ class Prometheus:
             else:
                 label = q.var_args[1]
                 params = {"match[]": substitute(q.var_args[0], values)[0]}
-            data, err = self.get(f"/api/v1/label/{urllib.parse.quote(label)}/values", params)
+            data, err = self.api(f"/api/v1/label/{urllib.parse.quote(label)}/values", params)
         elif q.var_form == "metrics":
-            data, err = self.get("/api/v1/label/__name__/values", {})
+            data, err = self.api("/api/v1/label/__name__/values", {})
             if not err:
                 rx = re.compile(substitute(q.var_args[0], values)[0] if q.var_args else ".*")
                 data = [n for n in data if rx.search(n)]
         elif q.var_form == "label_names":
             params = {"match[]": substitute(q.var_args[0], values)[0]} if q.var_args and q.var_args[0] else {}
-            data, err = self.get("/api/v1/labels", params)
+            data, err = self.api("/api/v1/labels", params)
         else:
             return "ERROR", "variable query form not understood", 0
         if err:
@@ -439,12 +374,12 @@ class Prometheus:
         """The values a template variable's query yields (for variables without an override)."""
         if q.var_form == "query_result":
             expr = substitute(q.var_args[0], values)[0]
-            data, err = self.get("/api/v1/query", {"query": expr})
+            data, err = self.api("/api/v1/query", {"query": expr})
             return [] if err else [json.dumps(s.get("metric", {})) for s in data.get("result", [])]
         if q.var_form == "label_values" and q.var_args:
             label = q.var_args[-1]
             params = {"match[]": substitute(q.var_args[0], values)[0]} if len(q.var_args) == 2 else {}
-            data, err = self.get(f"/api/v1/label/{urllib.parse.quote(label)}/values", params)
+            data, err = self.api(f"/api/v1/label/{urllib.parse.quote(label)}/values", params)
             return [] if err else data
         return []
 
@@ -586,22 +521,37 @@ def load(files):
     return dashboards
 
 
+def default_files():
+    """dashboards/*.json."""
+    return sorted(glob.glob(os.path.join(REPO, "dashboards", "*.json")))
+
+
+def metric_names_used(dashboards, args=None, with_regexes=False):
+    """Metric names the dashboards' queries and variables read (Prometheus's own series
+    left out unless with_regexes, which returns (names with them, __name__ regexes))."""
+    args = args or parse_args([])
+    names, regexes = set(), set()
+    for d in dashboards:
+        values = variable_values(d, args, None)
+        for q in d.queries:
+            n, r = query_metric_names(q, values)
+            names.update(n)
+            regexes.update(r)
+    if with_regexes:
+        return names, regexes
+    return names - PROMETHEUS_SERIES
+
+
 def main(argv=None):
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `| head` is not an error
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    files = args.files or sorted(glob.glob(os.path.join(REPO, "dashboards", "*.json")))
+    files = args.files or default_files()
     if not files:
         sys.exit("no dashboard files")
     dashboards = load(files)
 
     if args.list_metrics:
-        names, regexes = set(), set()
-        for d in dashboards:
-            values = variable_values(d, args, None)
-            for q in d.queries:
-                n, r = query_metric_names(q, values)
-                names.update(n)
-                regexes.update(r)
+        names, regexes = metric_names_used(dashboards, args, with_regexes=True)
         if args.list_metrics == "exporter":
             names -= PROMETHEUS_SERIES
         for name in sorted(names):

@@ -1,0 +1,33 @@
+"""ODIN's test helpers: one package for the end-to-end, differential and consistency tests.
+
+    odin.manifest     exporters.toml (through scripts/manifest.py)
+    odin.exposition   Prometheus text format: parse, look up samples, promtool check metrics
+    odin.exporters    start real binaries (and any other process) and stop them again
+    odin.prometheus   one Prometheus HTTP client and one stack: exporters plus a real Prometheus
+    odin.metricsdoc   the one parser of docs/metrics.md
+    odin.promql       the one extractor of metric names from PromQL
+    odin.dashboards   the dashboards' queries: list, lint, run (also a CLI: python3 -m odin.dashboards)
+    odin.k8s          the parametrised DaemonSet check (also a CLI for deploy/test.sh)
+    odin.layout       what every exporter must have in the repository
+
+Standard library only, except odin.k8s and rule-file reading (PyYAML, in .venv).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent.parent
+
+
+def shared_dir() -> Path:
+    """The project's shared/ folder (real captures for tests): $ODIN_SHARED_DIR, else ../shared
+    beside the repository."""
+    for cand in (os.environ.get("ODIN_SHARED_DIR"), REPO.parent / "shared", Path("/work/shared")):
+        if cand and Path(cand).is_dir():
+            return Path(cand)
+    raise FileNotFoundError("shared/ not found: set ODIN_SHARED_DIR")
+
+
+def target_dir() -> Path:
+    return Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target"))
