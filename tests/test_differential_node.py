@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Differential test: network-exporter against node_exporter on the same data.
 
 node_exporter (Debian prometheus-node-exporter) is the oracle. Both read the same fixture tree
@@ -10,14 +9,12 @@ connection states (live only: node_exporter 1.5 reads those over netlink, not fr
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
-import tempfile
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from odintest import (REPO, Checks, Proc, binary, free_port, parse_exposition, scrape,  # noqa: E402
-                      wait_http)
+import pytest
+
+from odin import REPO
+from odin.exporters import Proc, free_port, http_get, run_once, wait_http
+from odin.exposition import parse
 
 FIXTURE = REPO / "exporters/network-exporter/tests/fixtures/host-a"
 MAP_FILE = REPO / "exporters/network-exporter/tests/node_exporter_map.tsv"
@@ -30,6 +27,7 @@ DEVICE_FAMILIES = [f"receive_{k}_total" for k in
                   ["up", "carrier", "speed_bytes", "mtu_bytes", "carrier_changes_total",
                    "carrier_up_changes_total", "carrier_down_changes_total"]
 SOFTNET = ["processed_total", "dropped_total", "times_squeezed_total"]
+TCP_STATES = ("established", "listen", "time_wait", "close_wait", "syn_sent", "fin_wait2")
 
 
 def parse_ref(ref: str):
@@ -40,7 +38,7 @@ def parse_ref(ref: str):
     return m.group(1), labels
 
 
-def pairs(ours: dict, node: dict, softnet: bool = True):
+def pairs(ours: dict, softnet: bool = True):
     """(description, node key, our key, is_counter) for every overlapping series.
 
     softnet=False leaves softnet out: node_exporter 1.5 labels softnet rows by position while
@@ -67,7 +65,7 @@ def pairs(ours: dict, node: dict, softnet: bool = True):
     return out
 
 
-def node_exporter(port: int, work: Path, fixture: bool) -> Proc:
+def node_exporter(port: int, work, fixture: bool) -> Proc:
     argv = ["prometheus-node-exporter", f"--web.listen-address=127.0.0.1:{port}",
             "--collector.disable-defaults", "--collector.netdev", "--collector.netclass",
             "--collector.softnet", "--collector.netstat", "--collector.sockstat",
@@ -84,54 +82,70 @@ def node_exporter(port: int, work: Path, fixture: bool) -> Proc:
     return Proc(argv, work / f"node-{'fixture' if fixture else 'live'}.log")
 
 
-def run_ours(fixture: bool) -> dict:
-    argv = [str(binary("network-exporter")), "--once",
-            "--no-collector.dns"]
+def ours_once(fixture: bool) -> dict:
+    args = ["--no-collector.dns"]
     if fixture:
-        argv += [f"--path.procfs={FIXTURE / 'proc'}", f"--path.sysfs={FIXTURE / 'sys'}"]
-    p = subprocess.run(argv, capture_output=True, text=True, timeout=30)
-    if p.returncode != 0:
-        raise RuntimeError(f"network-exporter --once failed ({p.returncode}): {p.stderr[-2000:]}")
-    return parse_exposition(p.stdout)[0]
+        args += [f"--path.procfs={FIXTURE / 'proc'}", f"--path.sysfs={FIXTURE / 'sys'}"]
+    p = run_once("network-exporter", args)
+    assert p.returncode == 0, f"network-exporter --once failed ({p.returncode}): {p.stderr[-2000:]}"
+    return parse(p.stdout)[0]
 
 
-def main() -> int:
-    c = Checks("differential-node-exporter")
-    work = Path(tempfile.mkdtemp(prefix="odin-diff-"))
+def node_reading(port: int) -> dict:
+    status, _, body = http_get(f"http://127.0.0.1:{port}/metrics")
+    assert status == 200, f"node_exporter answered HTTP {status}"
+    return parse(body.decode())[0]
 
-    # 1. Fixture tree: exact agreement.
+
+@pytest.fixture(scope="module")
+def fixture_readings(tmp_path_factory):
+    """(node_exporter's reading, ours) of the fixture tree."""
     port = free_port()
-    with node_exporter(port, work, fixture=True):
+    with node_exporter(port, tmp_path_factory.mktemp("diff-fixture"), fixture=True):
         wait_http(f"http://127.0.0.1:{port}/metrics")
-        node, _ = scrape(f"http://127.0.0.1:{port}/metrics")
-        ours = run_ours(fixture=True)
-    compared = 0
-    for what, nk, ok, _ in pairs(ours, node, softnet=False):
+        node = node_reading(port)
+        ours = ours_once(fixture=True)
+    return node, ours
+
+
+@pytest.fixture(scope="module")
+def live_readings(tmp_path_factory):
+    """(node_exporter before, ours, node_exporter after) on the live host."""
+    port = free_port()
+    with node_exporter(port, tmp_path_factory.mktemp("diff-live"), fixture=False):
+        wait_http(f"http://127.0.0.1:{port}/metrics")
+        before = node_reading(port)
+        ours = ours_once(fixture=False)
+        after = node_reading(port)
+    return before, ours, after
+
+
+def fixture_comparison(node: dict, ours: dict):
+    """(series compared, problems)."""
+    compared, problems = 0, []
+    for what, nk, ok, _ in pairs(ours, softnet=False):
         if ok not in ours:
             continue
         if nk not in node:
-            c.check(False, f"fixture: node_exporter has {nk[0]}{dict(nk[1])}", "absent")
+            problems.append(f"node_exporter has no {nk[0]}{dict(nk[1])}")
             continue
         compared += 1
-        c.check(node[nk] == ours[ok], f"fixture: {what} = {ours[ok]:g}", f"node_exporter says {node[nk]:g}")
-    c.check(compared >= 40, f"fixture: compared {compared} series (>= 40)")
+        if node[nk] != ours[ok]:
+            problems.append(f"{what} = {ours[ok]:g}, node_exporter says {node[nk]:g}")
+    return compared, problems
 
-    # 2. Live host: node reading, ours, node reading again.
-    port = free_port()
-    with node_exporter(port, work, fixture=False):
-        wait_http(f"http://127.0.0.1:{port}/metrics")
-        before, _ = scrape(f"http://127.0.0.1:{port}/metrics")
-        ours = run_ours(fixture=False)
-        after, _ = scrape(f"http://127.0.0.1:{port}/metrics")
-    compared = 0
-    live_pairs = pairs(ours, before)
-    for state in ("established", "listen", "time_wait", "close_wait", "syn_sent", "fin_wait2"):
-        total = sum(v for (n, l), v in ours.items()
-                    if n == "network_tcp_connection_states" and ("state", state) in l)
+
+def live_comparison(before: dict, ours: dict, after: dict):
+    ours = dict(ours)
+    live_pairs = pairs(ours)
+    for state in TCP_STATES:
+        total = sum(v for (n, lb), v in ours.items()
+                    if n == "network_tcp_connection_states" and ("state", state) in lb)
         ours[("sum_tcp_states", (("state", state),))] = total
         live_pairs.append((f"tcp state {state} (both families)",
                            ("node_tcp_connection_states", (("state", state),)),
                            ("sum_tcp_states", (("state", state),)), False))
+    compared, problems = 0, []
     for what, nk, ok, is_counter in live_pairs:
         if ok not in ours or nk not in before or nk not in after:
             continue
@@ -141,10 +155,26 @@ def main() -> int:
             # Gauges (socket counts, states) move between readings; allow a little slack.
             slack = max(3.0, 0.05 * hi)
             lo, hi = lo - slack, hi + slack
-        c.check(lo <= v <= hi, f"live: {what} = {v:g} within node_exporter's [{lo:g}, {hi:g}]")
-    c.check(compared >= 30, f"live: compared {compared} series (>= 30)")
-    return c.finish()
+        if not lo <= v <= hi:
+            problems.append(f"{what} = {v:g} outside node_exporter's [{lo:g}, {hi:g}]")
+    return compared, problems
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def test_fixture_values_equal_node_exporters(fixture_readings):
+    _, problems = fixture_comparison(*fixture_readings)
+    assert not problems, "\n".join(problems)
+
+
+def test_fixture_compares_at_least_40_series(fixture_readings):
+    compared, _ = fixture_comparison(*fixture_readings)
+    assert compared >= 40, f"compared {compared} series"
+
+
+def test_live_values_within_node_exporters_readings(live_readings):
+    _, problems = live_comparison(*live_readings)
+    assert not problems, "\n".join(problems)
+
+
+def test_live_compares_at_least_30_series(live_readings):
+    compared, _ = live_comparison(*live_readings)
+    assert compared >= 30, f"compared {compared} series"
