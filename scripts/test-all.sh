@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test of the project on a fresh machine: installs what is missing
 # (scripts/setup.sh), then formatting, lints, unit and integration tests, rules, manifests,
-# dashboards, end-to-end tests with a real Prometheus, and differential tests against
-# node_exporter. Ends with one line: "test-all: N passed, M failed" (suites).
+# dashboards, end-to-end tests with a real Prometheus, differential tests against
+# node_exporter, and the container images. The Python tests run with pytest (tests/).
+# Ends with one line: "test-all: N passed, M failed" (suites).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh || { echo "setup failed"; exit 1; }
@@ -16,15 +17,26 @@ suite() {
   if "$@"; then passed=$((passed + 1)); else failed+=("$name"); echo "=== $name FAILED"; fi
 }
 
+# pytest_suite FILE...: the Python tests (tests/, helpers in tests/odin/). Exit status 5 means
+# pytest collected no test: a failure, said in words.
+pytest_suite() {
+  local rc=0
+  .venv/bin/pytest -q "$@" || rc=$?
+  [ "$rc" -ne 5 ] || echo "pytest collected no test in $* (exit 5): counted as a failure"
+  return "$rc"
+}
+
 suite fmt cargo fmt --all --check
 suite clippy cargo clippy --workspace --all-targets --locked -- -D warnings
 suite cargo-test cargo test --workspace --locked
 suite build cargo build --workspace --locked --bins --examples
 suite rules ./rules/test.sh
 suite deploy ./deploy/test.sh
-suite e2e-network python3 tests/e2e_network.py
-suite differential-node-exporter python3 tests/differential_node.py
-suite e2e-gpu python3 tests/e2e_gpu.py
+suite python-checks pytest_suite tests/test_layout.py tests/test_manifest.py tests/test_dashboards.py
+suite e2e-network pytest_suite tests/test_e2e_network.py
+suite differential-node-exporter pytest_suite tests/test_differential_node.py
+suite e2e-gpu pytest_suite tests/test_e2e_gpu.py
+suite images .venv/bin/pytest -q tests/test_images.py
 
 echo
 for f in "${failed[@]}"; do echo "failed suite: $f"; done
