@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use odin_common::{Collector, CollectorSpec, Context, ExporterSpec, Mode, Sink};
+use odin_common::{Collector, CollectorDef, Context, ExporterSpec, Mode, Sink};
 
 #[derive(Debug, clap::Args)]
 struct Args {
@@ -31,33 +31,37 @@ struct Args {
     labels: Vec<String>,
 }
 
-const SPEC: ExporterSpec = ExporterSpec {
+/// What the collectors are built from: the parsed flags.
+type Setup = Args;
+
+const SPEC: ExporterSpec<Setup> = ExporterSpec {
     name: "demo-exporter",
     prefix: "demo",
     version: env!("CARGO_PKG_VERSION"),
     about: "Demonstrates the odin-common serving runtime.",
     default_port: 19999,
     collectors: &[
-        CollectorSpec {
-            name: "clock",
-            default_enabled: true,
-            help: "wall clock, on scrape",
-        },
-        CollectorSpec {
-            name: "ticker",
-            default_enabled: true,
-            help: "run counter, background",
-        },
-        CollectorSpec {
-            name: "flaky",
-            default_enabled: true,
-            help: "fails on --demo.fail",
-        },
-        CollectorSpec {
-            name: "idle",
-            default_enabled: false,
-            help: "a constant",
-        },
+        CollectorDef::on("clock", "wall clock, on scrape", |args| {
+            Ok(Some(Box::new(Clock {
+                delay: args.scrape_delay,
+                labels: args.labels.clone(),
+            })))
+        }),
+        CollectorDef::on("ticker", "run counter, background", |args| {
+            Ok(Some(Box::new(Ticker {
+                runs: AtomicU64::new(0),
+                interval: args.interval,
+                timeout: args.background_timeout,
+                delay: args.background_delay,
+            })))
+        }),
+        CollectorDef::on("flaky", "fails on --demo.fail", |args| {
+            Ok(Some(Box::new(Flaky {
+                fail: args.fail,
+                runs: AtomicU64::new(0),
+            })))
+        }),
+        CollectorDef::off("idle", "a constant", |_| Ok(Some(Box::new(Idle)))),
     ],
 };
 
@@ -67,19 +71,15 @@ struct Clock {
 }
 
 impl Collector for Clock {
-    fn name(&self) -> &'static str {
-        "clock"
-    }
     fn collect(&self, _ctx: &Context, out: &mut Sink) -> anyhow::Result<()> {
         if let Some(d) = self.delay {
             std::thread::sleep(d);
         }
         let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs_f64();
-        out.gauge("demo_time_seconds", "Wall clock.")
-            .sample(&[], now);
-        out.gauge("demo_source_info", "Which collectors wrote here.")
+        out.gauge("time_seconds", "Wall clock.").sample(&[], now);
+        out.gauge("source_info", "Which collectors wrote here.")
             .sample(&[("source", "clock")], 1.0);
-        let mut f = out.gauge("demo_label_info", "One series per --demo.label.");
+        let mut f = out.gauge("label_info", "One series per --demo.label.");
         for l in &self.labels {
             f.sample(&[("label", l)], 1.0);
         }
@@ -95,9 +95,6 @@ struct Ticker {
 }
 
 impl Collector for Ticker {
-    fn name(&self) -> &'static str {
-        "ticker"
-    }
     fn mode(&self) -> Mode {
         Mode::Background {
             interval: self.interval,
@@ -109,9 +106,9 @@ impl Collector for Ticker {
             std::thread::sleep(d);
         }
         let n = self.runs.fetch_add(1, Ordering::SeqCst) + 1;
-        out.counter("demo_ticks_total", "Background runs so far.")
+        out.counter("ticks_total", "Background runs so far.")
             .sample(&[], n as f64);
-        out.gauge("demo_source_info", "Which collectors wrote here.")
+        out.gauge("source_info", "Which collectors wrote here.")
             .sample(&[("source", "ticker")], 1.0);
         Ok(())
     }
@@ -123,16 +120,13 @@ struct Flaky {
 }
 
 impl Collector for Flaky {
-    fn name(&self) -> &'static str {
-        "flaky"
-    }
     fn collect(&self, ctx: &Context, out: &mut Sink) -> anyhow::Result<()> {
         let n = self.runs.fetch_add(1, Ordering::SeqCst) + 1;
         out.item_error(format!("item {n} malformed"));
         if self.fail {
             anyhow::bail!("demo failure {n} (procfs {})", ctx.procfs.display());
         }
-        out.gauge("demo_flaky_ok", "1 while the flaky collector works.")
+        out.gauge("flaky_ok", "1 while the flaky collector works.")
             .sample(&[], 1.0);
         Ok(())
     }
@@ -141,37 +135,12 @@ impl Collector for Flaky {
 struct Idle;
 
 impl Collector for Idle {
-    fn name(&self) -> &'static str {
-        "idle"
-    }
     fn collect(&self, _ctx: &Context, out: &mut Sink) -> anyhow::Result<()> {
-        out.gauge("demo_idle", "Constant 1.").sample(&[], 1.0);
+        out.gauge("idle", "Constant 1.").sample(&[], 1.0);
         Ok(())
     }
 }
 
 fn main() -> ExitCode {
-    odin_common::run::<Args>(&SPEC, |args, settings| {
-        let all: Vec<Box<dyn Collector>> = vec![
-            Box::new(Clock {
-                delay: args.scrape_delay,
-                labels: args.labels.clone(),
-            }),
-            Box::new(Ticker {
-                runs: AtomicU64::new(0),
-                interval: args.interval,
-                timeout: args.background_timeout,
-                delay: args.background_delay,
-            }),
-            Box::new(Flaky {
-                fail: args.fail,
-                runs: AtomicU64::new(0),
-            }),
-            Box::new(Idle),
-        ];
-        Ok(all
-            .into_iter()
-            .filter(|c| settings.enabled(c.name()))
-            .collect())
-    })
+    odin_common::run(&SPEC, |args: Args, _settings| Ok(args))
 }

@@ -13,7 +13,7 @@ use clap::parser::ValueSource;
 use clap::{Arg, ArgAction, ArgMatches, Command};
 use log::LevelFilter;
 
-use crate::logging::Format;
+use crate::logging::{Format, Verbosity};
 use crate::ExporterSpec;
 
 /// One `--web.listen-address` value.
@@ -88,30 +88,52 @@ pub fn parse_listen_addr(s: &str) -> Result<ListenAddr, String> {
     }
 }
 
-/// Parse `10s`, `500ms`, `2m`, `1h` or a bare number of seconds (`1.5`).
+/// Parse a duration, the one parser of every duration flag: one or more `<number><unit>`
+/// parts with units `ms`, `s`, `m`, `h`, `d` (`500ms`, `30s`, `1m30s`, `1.5s`, `2h`), or a bare
+/// number of seconds (`1.5`). It must be positive and at most a year.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let (num, mult) = if let Some(n) = s.strip_suffix("ms") {
-        (n, 0.001)
-    } else if let Some(n) = s.strip_suffix('s') {
-        (n, 1.0)
-    } else if let Some(n) = s.strip_suffix('m') {
-        (n, 60.0)
-    } else if let Some(n) = s.strip_suffix('h') {
-        (n, 3600.0)
-    } else {
-        (s, 1.0)
+    let bad = || format!("{s:?} is not a duration (e.g. 10s, 500ms, 1m30s, 1.5)");
+    let text = s.trim();
+    let number_end = |t: &str| {
+        t.find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(t.len())
     };
-    let v: f64 = num
-        .trim()
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration (e.g. 10s, 500ms, 2m)"))?;
-    if !v.is_finite() || v <= 0.0 || v * mult > 86_400.0 * 365.0 {
+    let mut seconds = 0.0_f64;
+    let mut rest = text;
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    if number_end(rest) == rest.len() {
+        seconds = rest.parse::<f64>().map_err(|_| bad())?;
+        rest = "";
+    }
+    while !rest.is_empty() {
+        let digits = number_end(rest);
+        if digits == 0 {
+            return Err(bad());
+        }
+        let n: f64 = rest[..digits].parse().map_err(|_| bad())?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| !c.is_ascii_alphabetic())
+            .unwrap_or(rest.len());
+        let scale = match &rest[..unit_len] {
+            "ms" => 0.001,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            "d" => 86_400.0,
+            _ => return Err(bad()),
+        };
+        seconds += n * scale;
+        rest = &rest[unit_len..];
+    }
+    if !seconds.is_finite() || seconds <= 0.0 || seconds > 86_400.0 * 365.0 {
         return Err(format!(
             "{s:?}: duration must be positive and at most a year"
         ));
     }
-    Ok(Duration::from_secs_f64(v * mult))
+    Ok(Duration::from_secs_f64(seconds))
 }
 
 fn parse_telemetry_path(s: &str) -> Result<String, String> {
@@ -165,7 +187,7 @@ pub fn env_name(exporter: &str, long: &str) -> String {
     s
 }
 
-fn shared_args(spec: &ExporterSpec) -> Vec<Arg> {
+fn shared_args<S>(spec: &ExporterSpec<S>) -> Vec<Arg> {
     let mut v = vec![
         Arg::new("web.listen-address")
             .long("web.listen-address")
@@ -220,14 +242,14 @@ fn shared_args(spec: &ExporterSpec) -> Vec<Arg> {
         Arg::new("log.level")
             .long("log.level")
             .value_name("LEVEL")
-            .value_parser(["error", "warn", "info", "debug"])
+            .value_parser(clap::builder::EnumValueParser::<Verbosity>::new())
             .default_value("info")
             .help("Only log messages at this level or more severe")
             .help_heading(H_LOG),
         Arg::new("log.format")
             .long("log.format")
             .value_name("FORMAT")
-            .value_parser(["logfmt", "json"])
+            .value_parser(clap::builder::EnumValueParser::<Format>::new())
             .default_value("logfmt")
             .help("Log line format (written to stdout)")
             .help_heading(H_LOG),
@@ -275,7 +297,7 @@ fn shared_args(spec: &ExporterSpec) -> Vec<Arg> {
 }
 
 /// The full command: shared flags, the exporter's own (`A`), and an environment twin for each.
-pub fn command<A: clap::Args>(spec: &ExporterSpec) -> Command {
+pub fn command<A: clap::Args, S>(spec: &ExporterSpec<S>) -> Command {
     let cmd = Command::new(spec.name)
         .version(spec.version)
         .about(spec.about)
@@ -309,32 +331,31 @@ fn add_env_twin(exporter: &str, a: Arg) -> Arg {
 }
 
 /// Parse `args` (program name first) into the exporter's flags and the shared ones.
-pub fn parse<A, I, T>(spec: &ExporterSpec, args: I) -> Result<(A, SharedArgs), clap::Error>
+pub fn parse<A, S, I, T>(spec: &ExporterSpec<S>, args: I) -> Result<(A, SharedArgs), clap::Error>
 where
     A: clap::Args + clap::FromArgMatches,
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
-    let mut cmd = command::<A>(spec);
+    let mut cmd = command::<A, S>(spec);
     let matches = cmd.try_get_matches_from_mut(args)?;
+    check_collector_twins(&cmd, spec, std::env::vars_os())
+        .map_err(|msg| cmd.error(clap::error::ErrorKind::UnknownArgument, msg))?;
     let shared = shared_from_matches(spec, &matches);
     let own = A::from_arg_matches(&matches).map_err(|e| e.format(&mut cmd))?;
     Ok((own, shared))
 }
 
-fn shared_from_matches(spec: &ExporterSpec, m: &ArgMatches) -> SharedArgs {
+fn shared_from_matches<S>(spec: &ExporterSpec<S>, m: &ArgMatches) -> SharedArgs {
     let get_str = |id: &str| m.get_one::<String>(id).cloned().unwrap_or_default();
-    let log_level = match get_str("log.level").as_str() {
-        "error" => LevelFilter::Error,
-        "warn" => LevelFilter::Warn,
-        "debug" => LevelFilter::Debug,
-        _ => LevelFilter::Info,
-    };
-    let log_format = if get_str("log.format") == "json" {
-        Format::Json
-    } else {
-        Format::Logfmt
-    };
+    let log_level = m
+        .get_one::<Verbosity>("log.level")
+        .copied()
+        .map_or(LevelFilter::Info, LevelFilter::from);
+    let log_format = m
+        .get_one::<Format>("log.format")
+        .copied()
+        .unwrap_or(Format::Logfmt);
     let enabled_collectors = spec
         .collectors
         .iter()
@@ -380,6 +401,36 @@ fn shared_from_matches(spec: &ExporterSpec, m: &ArgMatches) -> SharedArgs {
     }
 }
 
+/// An environment variable `<EXPORTER>_COLLECTOR_<X>` or `<EXPORTER>_NO_COLLECTOR_<X>` that
+/// is the twin of no flag (a misspelt or unknown collector) would otherwise do nothing: refuse
+/// it, naming the collectors there are. (On the command line clap refuses unknown flags.)
+fn check_collector_twins<S>(
+    cmd: &Command,
+    spec: &ExporterSpec<S>,
+    vars: impl IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+) -> Result<(), String> {
+    let on = env_name(spec.name, "collector.");
+    let off = env_name(spec.name, "no-collector.");
+    for (key, _) in vars {
+        let Some(key) = key.to_str() else { continue };
+        if !(key.starts_with(&on) || key.starts_with(&off)) {
+            continue;
+        }
+        let twin_of_a_flag = cmd
+            .get_arguments()
+            .any(|a| a.get_env().is_some_and(|e| e == key));
+        if !twin_of_a_flag {
+            let names: Vec<&str> = spec.collectors.iter().map(|c| c.name).collect();
+            return Err(format!(
+                "environment variable {key} names no collector of {}; its collectors are: {}",
+                spec.name,
+                names.join(", ")
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// `--collector.x` / `--no-collector.x` on the command line win over their environment twins;
 /// on the command line the last one given wins. In the environment, `..._COLLECTOR_X=false`
 /// disables and `..._NO_COLLECTOR_X=false` enables; if both twins are set, `NO_` wins.
@@ -409,25 +460,17 @@ fn collector_enabled(m: &ArgMatches, name: &str, default: bool) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::CollectorSpec;
+    use crate::CollectorDef;
 
-    const SPEC: ExporterSpec = ExporterSpec {
+    const SPEC: ExporterSpec<()> = ExporterSpec {
         name: "test-exporter",
         prefix: "test",
         version: "1.2.3",
         about: "Test.",
         default_port: 19999,
         collectors: &[
-            CollectorSpec {
-                name: "alpha",
-                default_enabled: true,
-                help: "A.",
-            },
-            CollectorSpec {
-                name: "beta",
-                default_enabled: false,
-                help: "B.",
-            },
+            CollectorDef::on("alpha", "A", |_| Ok(None)),
+            CollectorDef::off("beta", "B", |_| Ok(None)),
         ],
     };
 
@@ -442,7 +485,7 @@ mod tests {
 
     // Environment variables are per process; every test uses its own exporter name so that
     // tests running in parallel never see each other's variables.
-    fn spec_named(name: &'static str) -> ExporterSpec {
+    fn spec_named(name: &'static str) -> ExporterSpec<()> {
         ExporterSpec { name, ..SPEC }
     }
 
@@ -478,8 +521,20 @@ mod tests {
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
         assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
         assert_eq!(parse_duration("1.5").unwrap(), Duration::from_millis(1500));
-        assert!(parse_duration("0s").is_err());
-        assert!(parse_duration("soon").is_err());
+        // What the DNS prober's own parser accepted before there was one parser:
+        assert_eq!(parse_duration("1m30s").unwrap(), Duration::from_secs(90));
+        assert_eq!(
+            parse_duration("1h2m3s4ms").unwrap(),
+            Duration::from_millis(3_723_004)
+        );
+        // And more: decimals in a part, days.
+        assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
+        assert_eq!(parse_duration("1d").unwrap(), Duration::from_secs(86_400));
+        for bad in [
+            "0s", "0", "soon", "", "5x", "s", "1m-1s", "-1", "366d", "1..5s",
+        ] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]
@@ -494,7 +549,7 @@ mod tests {
     #[test]
     fn defaults() {
         let spec = spec_named("defaults-exporter");
-        let (own, s) = parse::<Own, _, _>(&spec, ["x"]).unwrap();
+        let (own, s) = parse::<Own, _, _, _>(&spec, ["x"]).unwrap();
         assert_eq!(s.listen, vec![ListenAddr::AnyInterface(19999)]);
         assert_eq!(s.telemetry_path, "/metrics");
         assert_eq!(s.max_connections, 64);
@@ -512,7 +567,7 @@ mod tests {
     #[test]
     fn command_line_values() {
         let spec = spec_named("cli-exporter");
-        let (own, s) = parse::<Own, _, _>(
+        let (own, s) = parse::<Own, _, _, _>(
             &spec,
             [
                 "x",
@@ -552,10 +607,12 @@ mod tests {
     fn last_collector_flag_wins() {
         let spec = spec_named("last-exporter");
         let (_, s) =
-            parse::<Own, _, _>(&spec, ["x", "--no-collector.alpha", "--collector.alpha"]).unwrap();
+            parse::<Own, _, _, _>(&spec, ["x", "--no-collector.alpha", "--collector.alpha"])
+                .unwrap();
         assert_eq!(s.enabled_collectors, vec!["alpha"]);
         let (_, s) =
-            parse::<Own, _, _>(&spec, ["x", "--collector.alpha", "--no-collector.alpha"]).unwrap();
+            parse::<Own, _, _, _>(&spec, ["x", "--collector.alpha", "--no-collector.alpha"])
+                .unwrap();
         assert!(s.enabled_collectors.is_empty());
     }
 
@@ -574,7 +631,7 @@ mod tests {
         for (k, v) in vars {
             std::env::set_var(k, v);
         }
-        let parsed = parse::<Own, _, _>(&spec, ["x", "--path.procfs=/cli/proc"]);
+        let parsed = parse::<Own, _, _, _>(&spec, ["x", "--path.procfs=/cli/proc"]);
         for (k, _) in vars {
             std::env::remove_var(k);
         }
@@ -601,14 +658,14 @@ mod tests {
     fn no_collector_env_twin() {
         let spec = spec_named("envno-exporter");
         std::env::set_var("ENVNO_EXPORTER_NO_COLLECTOR_ALPHA", "yes");
-        let parsed = parse::<Own, _, _>(&spec, ["x"]);
+        let parsed = parse::<Own, _, _, _>(&spec, ["x"]);
         std::env::remove_var("ENVNO_EXPORTER_NO_COLLECTOR_ALPHA");
         assert!(parsed.unwrap().1.enabled_collectors.is_empty());
     }
 
     #[test]
     fn help_lists_env_twins_and_no_web_config() {
-        let help = command::<Own>(&spec_named("help-exporter"))
+        let help = command::<Own, ()>(&spec_named("help-exporter"))
             .render_long_help()
             .to_string();
         assert!(help.contains("HELP_EXPORTER_WEB_LISTEN_ADDRESS"), "{help}");
@@ -629,13 +686,72 @@ mod tests {
             vec!["x", "--collect.timeout=0"],
             vec!["x", "--web.config.file=x.yml"],
         ] {
-            assert!(parse::<Own, _, _>(&spec, bad.clone()).is_err(), "{bad:?}");
+            assert!(
+                parse::<Own, _, _, _>(&spec, bad.clone()).is_err(),
+                "{bad:?}"
+            );
         }
     }
 
     #[test]
+    fn log_flags_are_enumerations() {
+        let spec = spec_named("logenum-exporter");
+        let (_, s) = parse::<Own, _, _, _>(&spec, ["x", "--log.level=warning"]).unwrap();
+        assert_eq!(s.log_level, LevelFilter::Warn);
+        let err = parse::<Own, _, _, _>(&spec, ["x", "--log.format=xml"]).unwrap_err();
+        assert!(err.to_string().contains("logfmt"), "{err}");
+    }
+
+    #[test]
+    fn unknown_collector_in_environment_is_refused() {
+        let spec = spec_named("typo-exporter");
+        std::env::set_var("TYPO_EXPORTER_COLLECTOR_ALPAH", "true");
+        let parsed = parse::<Own, _, _, _>(&spec, ["x"]);
+        std::env::remove_var("TYPO_EXPORTER_COLLECTOR_ALPAH");
+        let err = parsed.unwrap_err().to_string();
+        assert!(err.contains("TYPO_EXPORTER_COLLECTOR_ALPAH"), "{err}");
+        assert!(err.contains("alpha, beta"), "{err}");
+        // A flag of the exporter's own that merely starts with `collector.` is no typo.
+        #[derive(Debug, clap::Args)]
+        struct WithCollectorFlag {
+            #[arg(long = "collector.alpha.depth", default_value_t = 1)]
+            depth: u32,
+        }
+        let spec = spec_named("depth-exporter");
+        std::env::set_var("DEPTH_EXPORTER_COLLECTOR_ALPHA_DEPTH", "4");
+        let parsed = parse::<WithCollectorFlag, _, _, _>(&spec, ["x"]);
+        std::env::remove_var("DEPTH_EXPORTER_COLLECTOR_ALPHA_DEPTH");
+        assert_eq!(parsed.unwrap().0.depth, 4);
+    }
+
+    #[test]
+    fn spec_check_refuses_duplicates_and_bad_names() {
+        assert!(SPEC.check().is_ok());
+        const TWICE: &[CollectorDef<()>] = &[
+            CollectorDef::on("alpha", "A", |_| Ok(None)),
+            CollectorDef::off("alpha", "B", |_| Ok(None)),
+        ];
+        const BAD_NAME: &[CollectorDef<()>] = &[CollectorDef::on("Alpha-1", "A", |_| Ok(None))];
+        let dup = ExporterSpec {
+            collectors: TWICE,
+            ..spec_named("dup-exporter")
+        };
+        assert!(dup.check().unwrap_err().contains("declared twice"));
+        let bad = ExporterSpec {
+            collectors: BAD_NAME,
+            ..spec_named("bad-exporter")
+        };
+        assert!(bad.check().unwrap_err().contains("snake_case"));
+        let prefix = ExporterSpec {
+            prefix: "net-work",
+            ..spec_named("prefix-exporter")
+        };
+        assert!(prefix.check().is_err());
+    }
+
+    #[test]
     fn version_flag() {
-        let err = parse::<Own, _, _>(&spec_named("v-exporter"), ["x", "--version"]).unwrap_err();
+        let err = parse::<Own, _, _, _>(&spec_named("v-exporter"), ["x", "--version"]).unwrap_err();
         assert_eq!(err.kind(), clap::error::ErrorKind::DisplayVersion);
         assert_eq!(err.to_string(), "v-exporter 1.2.3\n");
     }

@@ -55,11 +55,9 @@ impl Context {
 /// of an earlier run, so nothing stale is served).
 /// Per-item problems (a malformed line, a vanished process) are not errors: count them with
 /// [`Sink::item_error`] and carry on.
+///
+/// A collector has no name of its own: its [`CollectorDef`] names it, once.
 pub trait Collector: Send + Sync + 'static {
-    /// Short snake_case name: the `collector` label, the `--collector.<name>` flag, the
-    /// `/health` component.
-    fn name(&self) -> &'static str;
-
     /// On scrape (the default) or in the background.
     fn mode(&self) -> Mode {
         Mode::OnScrape
@@ -75,34 +73,202 @@ pub trait Collector: Send + Sync + 'static {
     }
 }
 
+/// What [`CollectorDef::build`] returns: the collector, or `None` when its flags leave it
+/// nothing to do (the builder logs why).
+pub type Built = anyhow::Result<Option<Box<dyn Collector>>>;
+
+/// A collector as its exporter declares it, once: the `collector` label, the
+/// `--collector.<name>` / `--no-collector.<name>` flags, the `/health` component, and how to
+/// build it from the exporter's set-up state `S` (its parsed flags and whatever its
+/// collectors share). The runtime calls `build` only for enabled collectors.
+pub struct CollectorDef<S: 'static> {
+    /// Short snake_case name, unique within the exporter.
+    pub name: &'static str,
+    pub default_enabled: bool,
+    /// What it reads, for `--help` (lower case, no final full stop).
+    pub help: &'static str,
+    pub build: fn(&S) -> Built,
+}
+
+impl<S> CollectorDef<S> {
+    /// A collector that runs unless `--no-collector.<name>` is given.
+    pub const fn on(name: &'static str, help: &'static str, build: fn(&S) -> Built) -> Self {
+        CollectorDef {
+            name,
+            default_enabled: true,
+            help,
+            build,
+        }
+    }
+
+    /// A collector that runs only when `--collector.<name>` is given.
+    pub const fn off(name: &'static str, help: &'static str, build: fn(&S) -> Built) -> Self {
+        CollectorDef {
+            name,
+            default_enabled: false,
+            help,
+            build,
+        }
+    }
+}
+
+/// The type of a metric family. The `Compat*` kinds are families that other tools' users
+/// already query under a fixed name (dcgm-exporter's `DCGM_FI_*`): the sink writes their name
+/// as given, without the exporter's prefix, and a compatibility counter may lack `_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Gauge,
+    Counter,
+    CompatGauge,
+    CompatCounter,
+}
+
+/// A value a sample can be written from. `None` (and `Option`s of these) means "not read":
+/// no sample, never a made-up 0. `bool` is 1 or 0.
+pub trait SampleValue {
+    fn sample_value(self) -> Option<f64>;
+}
+
+macro_rules! sample_value_as_f64 {
+    ($($t:ty),*) => {$(
+        impl SampleValue for $t {
+            fn sample_value(self) -> Option<f64> {
+                Some(self as f64)
+            }
+        }
+    )*};
+}
+sample_value_as_f64!(f64, f32, u64, u32, u16, u8, i64, i32, usize);
+
+impl SampleValue for bool {
+    fn sample_value(self) -> Option<f64> {
+        Some(if self { 1.0 } else { 0.0 })
+    }
+}
+
+impl<T: SampleValue> SampleValue for Option<T> {
+    fn sample_value(self) -> Option<f64> {
+        self.and_then(SampleValue::sample_value)
+    }
+}
+
+/// One row of a value table: a metric read from each item of type `T`. A table of fields
+/// written with [`Sink::fields`] is the one way to map readings to samples when several
+/// metrics share their items and labels (a GPU, an interface, a `/proc` line).
+pub struct Field<T: ?Sized> {
+    pub kind: Kind,
+    /// Without the exporter's prefix (except for the `Compat*` kinds).
+    pub name: &'static str,
+    pub help: &'static str,
+    pub value: fn(&T) -> Option<f64>,
+}
+
+impl<T: ?Sized> Field<T> {
+    pub const fn gauge(
+        name: &'static str,
+        help: &'static str,
+        value: fn(&T) -> Option<f64>,
+    ) -> Self {
+        Field {
+            kind: Kind::Gauge,
+            name,
+            help,
+            value,
+        }
+    }
+    pub const fn counter(
+        name: &'static str,
+        help: &'static str,
+        value: fn(&T) -> Option<f64>,
+    ) -> Self {
+        Field {
+            kind: Kind::Counter,
+            name,
+            help,
+            value,
+        }
+    }
+    pub const fn compat_gauge(
+        name: &'static str,
+        help: &'static str,
+        value: fn(&T) -> Option<f64>,
+    ) -> Self {
+        Field {
+            kind: Kind::CompatGauge,
+            name,
+            help,
+            value,
+        }
+    }
+    pub const fn compat_counter(
+        name: &'static str,
+        help: &'static str,
+        value: fn(&T) -> Option<f64>,
+    ) -> Self {
+        Field {
+            kind: Kind::CompatCounter,
+            name,
+            help,
+            value,
+        }
+    }
+}
+
+/// Labels of one sample: `(name, value)` pairs.
+pub type Labels<'a> = [(&'a str, &'a str)];
+
 /// What a collector produces in one run: metric families plus per-item error notes.
-#[derive(Debug, Default, Clone)]
+///
+/// The sink owns the exporter's metric prefix (from its `ExporterSpec`): collectors name
+/// families without it (`up` becomes `network_up`), except compatibility families.
+#[derive(Debug, Clone)]
 pub struct Sink {
+    prefix: &'static str,
     families: Vec<MetricFamily>,
     item_errors: Vec<String>,
 }
 
 impl Sink {
-    pub fn new() -> Self {
-        Self::default()
+    /// A sink for the exporter whose metric prefix is `prefix` (`network`, `nvidia_gpu`).
+    pub fn new(prefix: &'static str) -> Self {
+        Sink {
+            prefix,
+            families: Vec::new(),
+            item_errors: Vec::new(),
+        }
     }
 
-    /// Start a gauge family. Add samples with [`Family::sample`].
+    /// The prefix this sink applies, without the trailing `_`.
+    pub fn prefix(&self) -> &'static str {
+        self.prefix
+    }
+
+    /// Start a gauge family `<prefix>_<name>`. Add samples with [`Family::sample`].
     pub fn gauge(&mut self, name: &str, help: &str) -> Family<'_> {
-        self.family(name, help, MetricType::GAUGE)
+        self.family(Kind::Gauge, name, help)
     }
 
-    /// Start a counter family (the name must end in `_total`).
+    /// Start a counter family `<prefix>_<name>` (the name must end in `_total`).
     pub fn counter(&mut self, name: &str, help: &str) -> Family<'_> {
-        debug_assert!(name.ends_with("_total"), "counter {name} lacks _total");
-        self.family(name, help, MetricType::COUNTER)
+        self.family(Kind::Counter, name, help)
     }
 
-    fn family(&mut self, name: &str, help: &str, kind: MetricType) -> Family<'_> {
+    /// Start a family of the given kind; see [`Kind`] for how its name is written.
+    pub fn family(&mut self, kind: Kind, name: &str, help: &str) -> Family<'_> {
+        debug_assert!(
+            kind != Kind::Counter || name.ends_with("_total"),
+            "counter {name} lacks _total"
+        );
+        let (full, mtype) = match kind {
+            Kind::Gauge => (self.prefixed(name), MetricType::GAUGE),
+            Kind::Counter => (self.prefixed(name), MetricType::COUNTER),
+            Kind::CompatGauge => (name.to_owned(), MetricType::GAUGE),
+            Kind::CompatCounter => (name.to_owned(), MetricType::COUNTER),
+        };
         let mut mf = MetricFamily::default();
-        mf.set_name(name.to_owned());
+        mf.set_name(full);
         mf.set_help(help.to_owned());
-        mf.set_field_type(kind);
+        mf.set_field_type(mtype);
         self.families.push(mf);
         let last = self.families.len() - 1;
         Family {
@@ -110,10 +276,30 @@ impl Sink {
         }
     }
 
+    /// One family per field, one sample per row whose value the field can read. Rows are an
+    /// item with its labels.
+    pub fn fields<T: ?Sized>(&mut self, fields: &[Field<T>], rows: &[(&Labels<'_>, &T)]) {
+        for f in fields {
+            let mut fam = self.family(f.kind, f.name, f.help);
+            for (labels, item) in rows {
+                fam.sample(labels, (f.value)(item));
+            }
+        }
+    }
+
+    fn prefixed(&self, name: &str) -> String {
+        format!("{}_{name}", self.prefix)
+    }
+
     /// Add families built elsewhere, e.g. `histogram_vec.collect()` from the prometheus crate
-    /// for state a collector keeps across runs.
+    /// for state a collector keeps across runs. Their names get the prefix too: build them
+    /// without it (`dns_lookup_duration_seconds`).
     pub fn extend(&mut self, families: impl IntoIterator<Item = MetricFamily>) {
-        self.families.extend(families);
+        for mut f in families {
+            let full = self.prefixed(f.name());
+            f.set_name(full);
+            self.families.push(f);
+        }
     }
 
     /// Note one skipped item (malformed line, vanished process). Counted in
@@ -149,9 +335,13 @@ pub struct Family<'a> {
 }
 
 impl Family<'_> {
-    /// Add one sample with the given labels. Label values are free text (escaped on output);
-    /// never put an unbounded or secret value in one.
-    pub fn sample(&mut self, labels: &[(&str, &str)], value: f64) -> &mut Self {
+    /// Add one sample with the given labels, if there is a value (`None` adds nothing; see
+    /// [`SampleValue`]). Label values are free text (escaped on output); never put an
+    /// unbounded or secret value in one.
+    pub fn sample(&mut self, labels: &Labels<'_>, value: impl SampleValue) -> &mut Self {
+        let Some(value) = value.sample_value() else {
+            return self;
+        };
         let mut m = Metric::default();
         if !labels.is_empty() {
             let pairs: Vec<LabelPair> = labels
@@ -188,11 +378,11 @@ mod tests {
 
     #[test]
     fn sink_builds_families_and_drops_empty_ones() {
-        let mut s = Sink::new();
-        s.gauge("x_up", "Up.")
+        let mut s = Sink::new("x");
+        s.gauge("up", "Up.")
             .sample(&[("device", "eth0")], 1.0)
             .sample(&[("device", "lo")], 0.0);
-        s.counter("x_empty_total", "Nothing.");
+        s.counter("empty_total", "Nothing.");
         s.item_error("bad line 3");
         let (fams, errs) = s.into_parts();
         assert_eq!(fams.len(), 1);
@@ -201,5 +391,67 @@ mod tests {
         assert_eq!(fams[0].get_metric()[1].get_gauge().get_value(), 0.0);
         assert_eq!(fams[0].get_metric()[0].get_label()[0].value(), "eth0");
         assert_eq!(errs, vec!["bad line 3".to_string()]);
+    }
+
+    struct Reading {
+        temp: Option<f64>,
+        on: Option<bool>,
+        energy: u64,
+    }
+
+    const FIELDS: &[Field<Reading>] = &[
+        Field::gauge("temp_celsius", "Temperature.", |r| r.temp),
+        Field::gauge("on", "1 if on.", |r| r.on.sample_value()),
+        Field::counter("energy_joules_total", "Energy.", |r| Some(r.energy as f64)),
+        Field::compat_counter("LEGACY_ENERGY", "Energy, old name.", |r| {
+            Some(r.energy as f64 * 1000.0)
+        }),
+    ];
+
+    #[test]
+    fn prefix_fields_optional_values_and_compat_names() {
+        let a = Reading {
+            temp: Some(40.0),
+            on: Some(true),
+            energy: 5,
+        };
+        let b = Reading {
+            temp: None,
+            on: None,
+            energy: 7,
+        };
+        let mut s = Sink::new("dev");
+        s.fields(FIELDS, &[(&[("id", "a")], &a), (&[("id", "b")], &b)]);
+        s.gauge("flag", "A flag.")
+            .sample(&[], false)
+            .sample(&[("x", "1")], None::<u32>);
+        let (fams, _) = s.into_parts();
+        let names: Vec<&str> = fams.iter().map(|f| f.name()).collect();
+        assert_eq!(
+            names,
+            [
+                "dev_temp_celsius",
+                "dev_on",
+                "dev_energy_joules_total",
+                "LEGACY_ENERGY",
+                "dev_flag"
+            ]
+        );
+        // None is no sample at all; Some(bool) is 1/0.
+        assert_eq!(fams[0].get_metric().len(), 1);
+        assert_eq!(fams[1].get_metric()[0].get_gauge().get_value(), 1.0);
+        assert_eq!(fams[3].get_field_type(), MetricType::COUNTER);
+        assert_eq!(fams[3].get_metric()[1].get_counter().get_value(), 7000.0);
+        assert_eq!(fams[4].get_metric().len(), 1);
+        assert_eq!(fams[4].get_metric()[0].get_gauge().get_value(), 0.0);
+    }
+
+    #[test]
+    fn extended_families_get_the_prefix() {
+        let c = prometheus::IntCounter::new("runs_total", "Runs.").unwrap();
+        c.inc();
+        let mut s = Sink::new("dev");
+        s.extend(prometheus::core::Collector::collect(&c));
+        assert_eq!(s.families()[0].name(), "dev_runs_total");
     }
 }

@@ -133,7 +133,7 @@ pub fn report(rt: &Runtime) -> Report {
         rt.slots.iter().map(|s| (s.name, component(s))).collect();
     Report {
         status: overall(components.values().map(|c| c.healthy)),
-        version: rt.version,
+        version: rt.id.version,
         uptime_seconds: (rt.started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
         components,
     }

@@ -386,9 +386,9 @@ fn html_escape(s: &str) -> String {
 }
 
 fn landing(rt: &Runtime, cfg: &ServerConfig) -> Resp {
-    let name = html_escape(rt.name);
-    let version = html_escape(rt.version);
-    let about = html_escape(rt.about);
+    let name = html_escape(rt.id.name);
+    let version = html_escape(rt.id.version);
+    let about = html_escape(rt.id.about);
     let metrics = html_escape(&cfg.telemetry_path);
     let mut collectors = String::new();
     for s in &rt.slots {
@@ -421,19 +421,17 @@ fn landing(rt: &Runtime, cfg: &ServerConfig) -> Resp {
 mod tests {
     use super::*;
     use crate::collector::{Collector, Context, Mode, Sink};
-    use crate::{CollectorSpec, ExporterSpec};
+    use crate::runtime::Identity;
     use std::io::Read;
     use std::sync::atomic::{AtomicBool, Ordering};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpStream;
 
-    const SPEC: ExporterSpec = ExporterSpec {
+    const ID: Identity = Identity {
         name: "h-exporter",
         prefix: "h",
         version: "0.0.7",
         about: "Serves <tests> & more.",
-        default_port: 1,
-        collectors: &[] as &[CollectorSpec],
     };
 
     struct Test {
@@ -444,9 +442,6 @@ mod tests {
     }
 
     impl Collector for Test {
-        fn name(&self) -> &'static str {
-            self.name
-        }
         fn mode(&self) -> Mode {
             self.mode
         }
@@ -455,7 +450,7 @@ mod tests {
             if self.fail.load(Ordering::SeqCst) {
                 anyhow::bail!("{} cannot read its source", self.name);
             }
-            out.gauge("h_value", "V.")
+            out.gauge("value", "V.")
                 .sample(&[("from", self.name)], 42.0);
             Ok(())
         }
@@ -465,17 +460,15 @@ mod tests {
         name: &'static str,
         mode: Mode,
         delay: Duration,
-    ) -> (Box<dyn Collector>, Arc<AtomicBool>) {
+    ) -> ((&'static str, Box<dyn Collector>), Arc<AtomicBool>) {
         let fail = Arc::new(AtomicBool::new(false));
-        (
-            Box::new(Test {
-                name,
-                mode,
-                fail: Arc::clone(&fail),
-                delay,
-            }),
-            fail,
-        )
+        let collector = Test {
+            name,
+            mode,
+            fail: Arc::clone(&fail),
+            delay,
+        };
+        ((name, Box::new(collector)), fail)
     }
 
     fn config() -> ServerConfig {
@@ -494,9 +487,12 @@ mod tests {
         rt: Arc<Runtime>,
     }
 
-    async fn start(collectors: Vec<Box<dyn Collector>>, cfg: ServerConfig) -> Server {
+    async fn start(
+        collectors: Vec<(&'static str, Box<dyn Collector>)>,
+        cfg: ServerConfig,
+    ) -> Server {
         let rt = Arc::new(Runtime::new(
-            &SPEC,
+            ID,
             collectors,
             "/p".into(),
             "/s".into(),

@@ -1,6 +1,7 @@
-//! odin-common: everything ODIN exporters share. An exporter's `main.rs` describes itself with
-//! an [`ExporterSpec`], builds its collectors, and calls [`run`]; HTTP serving, health, flags,
-//! logging, `--once` and shutdown live here.
+//! odin-common: everything ODIN exporters share. An exporter describes itself with an
+//! [`ExporterSpec`] that declares each collector once ([`CollectorDef`]), and its `main.rs`
+//! calls [`run`] with it; HTTP serving, health, flags, logging, `--once` and shutdown live
+//! here. docs/architecture.md and docs/adding-an-exporter.md explain the whole kit.
 
 mod cli;
 pub mod collector;
@@ -10,7 +11,9 @@ pub mod logging;
 mod runtime;
 
 pub use cli::parse_duration;
-pub use collector::{Collector, Context, Family, Mode, Sink};
+pub use collector::{
+    Built, Collector, CollectorDef, Context, Family, Field, Kind, Labels, Mode, SampleValue, Sink,
+};
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -21,33 +24,52 @@ use std::time::Duration;
 use log::Level;
 
 /// What an exporter is: shown on the landing page, in `--help`, `/health` and metric names.
-#[derive(Debug, Clone, Copy)]
-pub struct ExporterSpec {
+/// `S` is the exporter's set-up state: its parsed flags and what its collectors share, made by
+/// the `setup` function handed to [`run`] and given to each enabled collector's builder.
+pub struct ExporterSpec<S: 'static> {
     /// Binary name, e.g. `network-exporter`. Also the prefix of environment-variable twins of
     /// flags: `--web.listen-address` is `NETWORK_EXPORTER_WEB_LISTEN_ADDRESS`.
     pub name: &'static str,
-    /// Single-word metric prefix, e.g. `network` (`network_collector_success`).
+    /// Metric prefix without the trailing `_`, e.g. `network` (`network_collector_success`).
+    /// The one source of it: every [`Sink`] of this exporter applies it.
     pub prefix: &'static str,
     /// Usually `env!("CARGO_PKG_VERSION")`.
     pub version: &'static str,
     /// One line for `--help` and the landing page.
     pub about: &'static str,
-    /// Default port of `--web.listen-address` (DESIGN.md, "Ports").
+    /// Default port of `--web.listen-address` (docs/architecture.md, "Ports").
     pub default_port: u16,
-    /// Every collector this exporter can run; each gets `--collector.<name>` /
-    /// `--no-collector.<name>`.
-    pub collectors: &'static [CollectorSpec],
+    /// Every collector this exporter can run, declared once each; each gets
+    /// `--collector.<name>` / `--no-collector.<name>`.
+    pub collectors: &'static [CollectorDef<S>],
 }
 
-/// A collector as the command line knows it.
-#[derive(Debug, Clone, Copy)]
-pub struct CollectorSpec {
-    pub name: &'static str,
-    pub default_enabled: bool,
-    pub help: &'static str,
+impl<S> ExporterSpec<S> {
+    /// Check what the compiler cannot: names are snake_case and collector names unique.
+    /// [`run`] refuses to start an exporter whose spec fails; call it from a unit test too.
+    pub fn check(&self) -> Result<(), String> {
+        let snake = |s: &str| {
+            s.starts_with(|c: char| c.is_ascii_lowercase())
+                && s.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        };
+        if !snake(self.prefix) {
+            return Err(format!("metric prefix {:?} is not snake_case", self.prefix));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for c in self.collectors {
+            if !snake(c.name) {
+                return Err(format!("collector name {:?} is not snake_case", c.name));
+            }
+            if !seen.insert(c.name) {
+                return Err(format!("collector {:?} is declared twice", c.name));
+            }
+        }
+        Ok(())
+    }
 }
 
-/// The shared flags, parsed; handed to the exporter's collector builder.
+/// The shared flags, parsed; handed to the exporter's `setup`.
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub procfs: PathBuf,
@@ -63,21 +85,27 @@ impl Settings {
     }
 }
 
-/// Parse the shared flags plus the exporter's own (`A`), set up logging, build the collectors
-/// with `build`, then either serve until SIGTERM/SIGINT or, with `--once`, print one exposition
-/// to stdout and exit non-zero if a collector failed.
+/// Parse the shared flags plus the exporter's own (`A`), set up logging, make the exporter's
+/// state with `setup`, build every enabled collector of the spec from it, then either serve
+/// until SIGTERM/SIGINT or, with `--once`, print one exposition to stdout and exit non-zero if
+/// a collector failed.
 ///
 /// Exit codes: 0 after a clean shutdown (or `--once` with every collector succeeding, or
-/// `--help`/`--version`); 1 when a collector failed in `--once`, the collectors could not be
-/// built, or a listen address could not be bound; 2 for bad flags.
-pub fn run<A>(
-    spec: &ExporterSpec,
-    build: impl FnOnce(&A, &Settings) -> anyhow::Result<Vec<Box<dyn Collector>>>,
+/// `--help`/`--version`); 1 when a collector failed in `--once`, the spec is invalid, the
+/// collectors could not be built, or a listen address could not be bound; 2 for bad flags
+/// (including an environment twin naming a collector that does not exist).
+pub fn run<A, S>(
+    spec: &ExporterSpec<S>,
+    setup: impl FnOnce(A, &Settings) -> anyhow::Result<S>,
 ) -> ExitCode
 where
     A: clap::Args + clap::FromArgMatches,
 {
-    let (args, shared) = match cli::parse::<A, _, _>(spec, std::env::args_os()) {
+    if let Err(e) = spec.check() {
+        eprintln!("{}: invalid exporter spec: {e}", spec.name);
+        return ExitCode::FAILURE;
+    }
+    let (args, shared) = match cli::parse::<A, _, _, _>(spec, std::env::args_os()) {
         Ok(v) => v,
         Err(e) => {
             let _ = e.print();
@@ -100,22 +128,13 @@ where
         sysfs: shared.sysfs.clone(),
         enabled_collectors: shared.enabled_collectors.clone(),
     };
-    let collectors = match build(&args, &settings) {
+    let collectors = match build_collectors(spec, setup(args, &settings), &settings) {
         Ok(c) => c,
         Err(e) => {
-            fail(spec, &format!("cannot set up collectors: {e:#}"));
+            fail(spec.name, &format!("cannot set up collectors: {e:#}"));
             return ExitCode::FAILURE;
         }
     };
-    // A collector the spec knows but the flags switched off is dropped even if `build` returned
-    // it; collectors the spec does not list are always kept.
-    let collectors: Vec<Box<dyn Collector>> = collectors
-        .into_iter()
-        .filter(|c| {
-            let known = spec.collectors.iter().any(|s| s.name == c.name());
-            !known || settings.enabled(c.name())
-        })
-        .collect();
 
     let tokio_rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -126,12 +145,17 @@ where
     {
         Ok(r) => r,
         Err(e) => {
-            fail(spec, &format!("cannot start the async runtime: {e}"));
+            fail(spec.name, &format!("cannot start the async runtime: {e}"));
             return ExitCode::FAILURE;
         }
     };
     let rt = Arc::new(runtime::Runtime::new(
-        spec,
+        runtime::Identity {
+            name: spec.name,
+            prefix: spec.prefix,
+            version: spec.version,
+            about: spec.about,
+        },
         collectors,
         shared.procfs.clone(),
         shared.sysfs.clone(),
@@ -147,10 +171,28 @@ where
     code
 }
 
+/// The enabled collectors of `spec`, built from the exporter's state, in declaration order.
+fn build_collectors<S>(
+    spec: &ExporterSpec<S>,
+    state: anyhow::Result<S>,
+    settings: &Settings,
+) -> anyhow::Result<Vec<(&'static str, Box<dyn Collector>)>> {
+    let state = state?;
+    let mut out = Vec::new();
+    for def in spec.collectors.iter().filter(|d| settings.enabled(d.name)) {
+        let built =
+            (def.build)(&state).map_err(|e| e.context(format!("{} collector", def.name)))?;
+        if let Some(c) = built {
+            out.push((def.name, c));
+        }
+    }
+    Ok(out)
+}
+
 /// Report a fatal error on the log and, plainly, on stderr.
-fn fail(spec: &ExporterSpec, msg: &str) {
+fn fail(exporter: &str, msg: &str) {
     logging::event(Level::Error, msg, &[]);
-    eprintln!("{}: {msg}", spec.name);
+    eprintln!("{exporter}: {msg}");
 }
 
 async fn once(rt: &runtime::Runtime) -> ExitCode {
@@ -179,7 +221,7 @@ async fn serve_until_signal(rt: Arc<runtime::Runtime>, shared: &cli::SharedArgs)
     let listeners = match http::bind(&shared.listen).await {
         Ok(l) => l,
         Err(e) => {
-            fail(&spec_of(&rt), &format!("{e:#}"));
+            fail(rt.id.name, &format!("{e:#}"));
             return ExitCode::FAILURE;
         }
     };
@@ -187,7 +229,7 @@ async fn serve_until_signal(rt: Arc<runtime::Runtime>, shared: &cli::SharedArgs)
     logging::event(
         Level::Info,
         "starting",
-        &[("version", rt.version), ("collectors", &names.join(","))],
+        &[("version", rt.id.version), ("collectors", &names.join(","))],
     );
     for l in &listeners {
         let addr = l.local_addr().map(|a| a.to_string()).unwrap_or_default();
@@ -202,7 +244,7 @@ async fn serve_until_signal(rt: Arc<runtime::Runtime>, shared: &cli::SharedArgs)
     }
     if let Err(e) = rt.start_background() {
         fail(
-            &spec_of(&rt),
+            rt.id.name,
             &format!("cannot start background collector threads: {e}"),
         );
         return ExitCode::FAILURE;
@@ -221,17 +263,6 @@ async fn serve_until_signal(rt: Arc<runtime::Runtime>, shared: &cli::SharedArgs)
     rt.stop_background(Duration::from_secs(5));
     logging::event(Level::Info, "stopped", &[]);
     ExitCode::SUCCESS
-}
-
-fn spec_of(rt: &runtime::Runtime) -> ExporterSpec {
-    ExporterSpec {
-        name: rt.name,
-        prefix: rt.prefix,
-        version: rt.version,
-        about: rt.about,
-        default_port: 0,
-        collectors: &[],
-    }
 }
 
 /// Resolves on SIGTERM or SIGINT with the signal's name.

@@ -11,10 +11,32 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use log::{Level, LevelFilter, Log, Metadata, Record};
 
 /// `--log.format`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
     Logfmt,
     Json,
+}
+
+/// `--log.level`: only events at this level or more severe are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Verbosity {
+    Error,
+    /// `warning` is accepted too, as Go exporters spell it.
+    #[value(alias = "warning")]
+    Warn,
+    Info,
+    Debug,
+}
+
+impl From<Verbosity> for LevelFilter {
+    fn from(v: Verbosity) -> Self {
+        match v {
+            Verbosity::Error => LevelFilter::Error,
+            Verbosity::Warn => LevelFilter::Warn,
+            Verbosity::Info => LevelFilter::Info,
+            Verbosity::Debug => LevelFilter::Debug,
+        }
+    }
 }
 
 /// Where lines go.

@@ -83,10 +83,10 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Slot {
-    pub fn new(collector: Box<dyn Collector>) -> Self {
+    pub fn new(name: &'static str, collector: Box<dyn Collector>) -> Self {
         let collector: Arc<dyn Collector> = Arc::from(collector);
         Slot {
-            name: collector.name(),
+            name,
             mode: collector.mode(),
             collector,
             state: Mutex::new(SlotState::default()),
@@ -103,9 +103,9 @@ impl Slot {
     }
 
     /// Run the collector once on the calling thread, catching panics.
-    pub fn run_once(&self, ctx: &Context) -> Outcome {
+    pub fn run_once(&self, prefix: &'static str, ctx: &Context) -> Outcome {
         let start = Instant::now();
-        let mut sink = Sink::new();
+        let mut sink = Sink::new(prefix);
         let res =
             std::panic::catch_unwind(AssertUnwindSafe(|| self.collector.collect(ctx, &mut sink)));
         let duration = start.elapsed();
@@ -251,12 +251,18 @@ impl Shutdown {
     }
 }
 
-/// Everything the HTTP side needs: collectors, their state, and the spec.
-pub struct Runtime {
-    pub prefix: &'static str,
+/// Who the exporter is, as the landing page, `/health` and the meta families say.
+#[derive(Debug, Clone, Copy)]
+pub struct Identity {
     pub name: &'static str,
+    pub prefix: &'static str,
     pub version: &'static str,
     pub about: &'static str,
+}
+
+/// Everything the HTTP side needs: collectors, their state, and who the exporter is.
+pub struct Runtime {
+    pub id: Identity,
     pub started: Instant,
     pub slots: Vec<Arc<Slot>>,
     pub procfs: std::path::PathBuf,
@@ -280,21 +286,18 @@ const RUN_ABANDONED: u8 = 2;
 
 impl Runtime {
     pub fn new(
-        spec: &crate::ExporterSpec,
-        collectors: Vec<Box<dyn Collector>>,
+        id: Identity,
+        collectors: Vec<(&'static str, Box<dyn Collector>)>,
         procfs: std::path::PathBuf,
         sysfs: std::path::PathBuf,
         collect_timeout: Duration,
     ) -> Self {
         Runtime {
-            prefix: spec.prefix,
-            name: spec.name,
-            version: spec.version,
-            about: spec.about,
+            id,
             started: Instant::now(),
             slots: collectors
                 .into_iter()
-                .map(|c| Arc::new(Slot::new(c)))
+                .map(|(name, c)| Arc::new(Slot::new(name, c)))
                 .collect(),
             procfs,
             sysfs,
@@ -329,12 +332,13 @@ impl Runtime {
             let slot = Arc::clone(slot);
             let shutdown = Arc::clone(&self.shutdown);
             let ctx = self.context(timeout);
+            let prefix = self.id.prefix;
             let handle = std::thread::Builder::new()
                 .name(format!("collector-{}", slot.name))
                 .spawn(move || {
                     while !shutdown.is_triggered() {
                         slot.state().running_since = Some((Instant::now(), SystemTime::now()));
-                        let outcome = slot.run_once(&ctx);
+                        let outcome = slot.run_once(prefix, &ctx);
                         slot.record(outcome);
                         if shutdown.sleep(interval) {
                             break;
@@ -385,15 +389,16 @@ impl Runtime {
             ));
         }
         let ctx = self.context(timeout);
+        let prefix = self.id.prefix;
         let state = Arc::new(AtomicU8::new(RUN_RUNNING));
-        let (s2, st2) = (Arc::clone(slot), Arc::clone(&state));
+        let (run_slot, run_state) = (Arc::clone(slot), Arc::clone(&state));
         let handle = tokio::task::spawn_blocking(move || {
-            let out = s2.run_once(&ctx);
-            if st2
+            let out = run_slot.run_once(prefix, &ctx);
+            if run_state
                 .compare_exchange(RUN_RUNNING, RUN_DONE, Ordering::SeqCst, Ordering::SeqCst)
                 .is_err()
             {
-                s2.abandoned.fetch_sub(1, Ordering::SeqCst);
+                run_slot.abandoned.fetch_sub(1, Ordering::SeqCst);
             }
             out
         });
@@ -474,7 +479,7 @@ impl Runtime {
             .map(|slot| (slot, self.start_run(slot)))
             .collect();
         let mut families: Vec<MetricFamily> = Vec::new();
-        let mut meta = Meta::new(self.prefix);
+        let mut meta = Meta::new(self.id.prefix);
         let mut failed = Vec::new();
         for (slot, run) in started {
             let out = Self::finish_run(run).await;
@@ -507,7 +512,7 @@ impl Runtime {
                 failed.push(slot.name);
             }
         }
-        meta.build_info(self.version);
+        meta.build_info(self.id.version);
         families.extend(meta.finish());
         Scrape {
             body: encode(families),
@@ -617,24 +622,20 @@ impl Meta {
         self.build = Some(version.to_owned());
     }
     fn finish(self) -> Vec<MetricFamily> {
-        let mut sink = Sink::new();
+        let mut sink = Sink::new(self.prefix);
         for (suffix, (help, counter, samples)) in &self.sink {
-            let name = format!("{}_{suffix}", self.prefix);
             let mut fam = if *counter {
-                sink.counter(&name, help)
+                sink.counter(suffix, help)
             } else {
-                sink.gauge(&name, help)
+                sink.gauge(suffix, help)
             };
             for (c, v) in samples {
                 fam.sample(&[("collector", c)], *v);
             }
         }
         if let Some(v) = &self.build {
-            sink.gauge(
-                &format!("{}_exporter_build_info", self.prefix),
-                "Exporter version; always 1.",
-            )
-            .sample(&[("version", v)], 1.0);
+            sink.gauge("exporter_build_info", "Exporter version; always 1.")
+                .sample(&[("version", v)], 1.0);
         }
         sink.into_parts().0
     }
@@ -681,16 +682,13 @@ pub fn encode(families: Vec<MetricFamily>) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{CollectorSpec, ExporterSpec};
     use std::sync::atomic::AtomicBool;
 
-    const SPEC: ExporterSpec = ExporterSpec {
+    const ID: Identity = Identity {
         name: "t-exporter",
         prefix: "t",
         version: "9.9.9",
         about: "T.",
-        default_port: 1,
-        collectors: &[] as &[CollectorSpec],
     };
 
     /// A collector driven by the test: fails while `fail` is set, sleeps `delay` per run, and
@@ -707,7 +705,7 @@ mod tests {
         name: &'static str,
         mode: Mode,
         delay: Duration,
-    ) -> (Box<dyn Collector>, Arc<AtomicBool>) {
+    ) -> ((&'static str, Box<dyn Collector>), Arc<AtomicBool>) {
         let fail = Arc::new(AtomicBool::new(false));
         let p = Probe {
             name,
@@ -716,13 +714,10 @@ mod tests {
             delay,
             runs: AtomicUsize::new(0),
         };
-        (Box::new(p), fail)
+        ((name, Box::new(p)), fail)
     }
 
     impl Collector for Probe {
-        fn name(&self) -> &'static str {
-            self.name
-        }
         fn mode(&self) -> Mode {
             self.mode
         }
@@ -730,19 +725,19 @@ mod tests {
             std::thread::sleep(self.delay);
             let n = self.runs.fetch_add(1, Ordering::SeqCst) + 1;
             out.item_error(format!("{} item {n}", self.name));
-            out.gauge("t_shared", "Shared.")
+            out.gauge("shared", "Shared.")
                 .sample(&[("source", self.name)], 1.0);
             if self.fail.load(Ordering::SeqCst) {
                 anyhow::bail!("{} broke on run {n}", self.name);
             }
-            let fam = format!("t_{}_runs_total", self.name);
+            let fam = format!("{}_runs_total", self.name);
             out.counter(&fam, "Runs.").sample(&[], n as f64);
             Ok(())
         }
     }
 
-    fn runtime(collectors: Vec<Box<dyn Collector>>, timeout: Duration) -> Runtime {
-        Runtime::new(&SPEC, collectors, "/p".into(), "/s".into(), timeout)
+    fn runtime(collectors: Vec<(&'static str, Box<dyn Collector>)>, timeout: Duration) -> Runtime {
+        Runtime::new(ID, collectors, "/p".into(), "/s".into(), timeout)
     }
 
     fn text(s: &Scrape) -> String {
@@ -977,10 +972,10 @@ mod tests {
 
     #[test]
     fn encode_merges_and_drops_conflicting_types() {
-        let mut a = Sink::new();
+        let mut a = Sink::new("t");
         a.gauge("x", "X.").sample(&[("k", "1")], 1.0);
         a.counter("y_total", "Y.").sample(&[], 2.0);
-        let mut b = Sink::new();
+        let mut b = Sink::new("t");
         b.gauge("x", "X again.").sample(&[("k", "2")], 3.0);
         b.gauge("y_total", "Wrong type.").sample(&[("k", "3")], 4.0);
         let mut fams = a.into_parts().0;
@@ -988,8 +983,8 @@ mod tests {
         let t = String::from_utf8(encode(fams)).unwrap();
         assert_eq!(
             t,
-            "# HELP x X.\n# TYPE x gauge\nx{k=\"1\"} 1\nx{k=\"2\"} 3\n\
-             # HELP y_total Y.\n# TYPE y_total counter\ny_total 2\n"
+            "# HELP t_x X.\n# TYPE t_x gauge\nt_x{k=\"1\"} 1\nt_x{k=\"2\"} 3\n\
+             # HELP t_y_total Y.\n# TYPE t_y_total counter\nt_y_total 2\n"
         );
     }
 
@@ -997,20 +992,17 @@ mod tests {
     fn panicking_collector_is_a_failure() {
         struct Boom;
         impl Collector for Boom {
-            fn name(&self) -> &'static str {
-                "boom"
-            }
             fn collect(&self, _: &Context, _: &mut Sink) -> anyhow::Result<()> {
                 panic!("boom")
             }
         }
-        let slot = Slot::new(Box::new(Boom));
+        let slot = Slot::new("boom", Box::new(Boom));
         let ctx = Context {
             procfs: "/p".into(),
             sysfs: "/s".into(),
             timeout: Duration::from_secs(1),
         };
-        let out = slot.run_once(&ctx);
+        let out = slot.run_once("t", &ctx);
         assert_eq!(out.error.as_deref(), Some("collector panicked"));
     }
 }

@@ -56,6 +56,12 @@ impl Exe {
     pub fn start(&self, args: &[String], env: &[(&str, &str)]) -> Exporter {
         Exporter::spawn(self, args, env)
     }
+
+    /// Start serving where `args`/`env` say (no `--web.listen-address` added); see
+    /// [`Exporter::spawn_as_given`].
+    pub fn start_as_given(&self, args: &[String], env: &[(&str, &str)]) -> Exporter {
+        Exporter::spawn_as_given(self, args, env)
+    }
 }
 
 /// A serving exporter; killed (and reaped) on drop.
@@ -69,11 +75,18 @@ pub struct Exporter {
 }
 
 impl Exporter {
-    /// Start on 127.0.0.1:0 and wait for the `msg=listening` log line naming the bound port.
+    /// Start on 127.0.0.1:0 and wait for the `listening` log line naming the bound port.
     pub fn spawn(exe: &Exe, args: &[String], env: &[(&str, &str)]) -> Exporter {
+        let mut args = args.to_vec();
+        args.push("--web.listen-address=127.0.0.1:0".into());
+        Exporter::spawn_as_given(exe, &args, env)
+    }
+
+    /// Start with exactly `args` and `env` and wait for the first `listening` log line (logfmt
+    /// or JSON); [`Exporter::addr`] is the address it names.
+    pub fn spawn_as_given(exe: &Exe, args: &[String], env: &[(&str, &str)]) -> Exporter {
         let mut c = exe.command(args, env);
-        c.arg("--web.listen-address=127.0.0.1:0")
-            .stdin(Stdio::null())
+        c.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = c
@@ -117,7 +130,7 @@ impl Exporter {
             Err(_) => {
                 let _ = exporter.child.kill();
                 let _ = exporter.child.wait();
-                panic!("no `msg=listening` line; log:\n{}", exporter.log());
+                panic!("no `listening` log line; log:\n{}", exporter.log());
             }
         }
         exporter
@@ -163,6 +176,28 @@ impl Exporter {
         self.child.try_wait().unwrap().is_none()
     }
 
+    /// The stdout lines (the log, when serving) so far.
+    pub fn stdout_lines(&self) -> Vec<String> {
+        self.stdout.lock().unwrap().clone()
+    }
+
+    /// Wait until some stdout line satisfies `pred` and return it, failing the test after
+    /// `limit`.
+    pub fn wait_for_line(&self, limit: Duration, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(line) = self.stdout_lines().into_iter().find(|l| pred(l)) {
+                return line;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no such log line within {limit:?}; log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// stdout lines so far, then stderr, as one text.
     pub fn log(&self) -> String {
         let mut s = self.stdout.lock().unwrap().join("\n");
@@ -181,14 +216,36 @@ impl Drop for Exporter {
     }
 }
 
-/// The `address=` of a logfmt `msg=listening` line.
+/// The `address` of a `listening` log line, logfmt (`msg=listening address=...`) or JSON.
 pub fn listening_address(line: &str) -> Option<String> {
+    if line.starts_with('{') {
+        let v = json_line(line)?;
+        return (v["msg"] == "listening")
+            .then(|| v["address"].as_str().map(str::to_owned))
+            .flatten();
+    }
     if !line.split(' ').any(|kv| kv == "msg=listening") {
         return None;
     }
+    field(line, "address").map(str::to_owned)
+}
+
+/// The value of `key=` in a logfmt line (unquoted values only).
+pub fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
     line.split(' ')
-        .find_map(|kv| kv.strip_prefix("address="))
-        .map(str::to_owned)
+        .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+}
+
+/// One JSON log line (`--log.format=json`), or `None` when it is not a JSON object.
+pub fn json_line(line: &str) -> Option<serde_json::Value> {
+    serde_json::from_str::<serde_json::Value>(line)
+        .ok()
+        .filter(serde_json::Value::is_object)
+}
+
+/// The JSON log lines of a log text, skipping anything else.
+pub fn json_lines(log: &str) -> Vec<serde_json::Value> {
+    log.lines().filter_map(json_line).collect()
 }
 
 #[derive(Debug)]
@@ -277,6 +334,31 @@ pub fn value(exposition: &str, series: &str) -> f64 {
     sample(exposition, series).unwrap_or_else(|| panic!("no `{series}` in:\n{exposition}"))
 }
 
+/// The values of label `label` over the series of family `name`, in order of appearance.
+pub fn label_values(exposition: &str, name: &str, label: &str) -> Vec<String> {
+    let key = format!("{label}=\"");
+    series(exposition, name)
+        .into_iter()
+        .filter_map(|line| {
+            let start = line.find(&key)? + key.len();
+            let rest = &line[start..];
+            let mut value = String::new();
+            let mut chars = rest.chars();
+            while let Some(c) = chars.next() {
+                match c {
+                    '"' => return Some(value),
+                    '\\' => match chars.next()? {
+                        'n' => value.push('\n'),
+                        other => value.push(other),
+                    },
+                    c => value.push(c),
+                }
+            }
+            None
+        })
+        .collect()
+}
+
 /// Series lines (not comments) of the family `name`.
 pub fn series<'a>(exposition: &'a str, name: &str) -> Vec<&'a str> {
     exposition
@@ -285,6 +367,171 @@ pub fn series<'a>(exposition: &'a str, name: &str) -> Vec<&'a str> {
         .filter(|l| {
             l.strip_prefix(name)
                 .is_some_and(|r| r.starts_with('{') || r.starts_with(' '))
+        })
+        .collect()
+}
+
+/// A collector context on a fixture tree: `<root>/proc` and `<root>/sys`, 5 s budget.
+pub fn fixture_context(root: &Path) -> odin_common::Context {
+    odin_common::Context {
+        procfs: root.join("proc"),
+        sysfs: root.join("sys"),
+        timeout: Duration::from_secs(5),
+    }
+}
+
+/// What `promtool check metrics` says about an exposition: `Some("")` when it is clean,
+/// `Some(complaints)` otherwise, `None` when promtool is not installed (allowed outside CI;
+/// in CI, where `CI` is set, its absence fails the test).
+pub fn promtool_check_metrics(exposition: &str) -> Option<String> {
+    let path = "/usr/bin/promtool";
+    if !Path::new(path).exists() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{path} is missing; CI must install the prometheus package"
+        );
+        eprintln!("skipping the promtool check: {path} not installed");
+        return None;
+    }
+    let mut child = Command::new(path)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run promtool");
+    let mut stdin = child.stdin.take().expect("promtool stdin");
+    let text = exposition.to_owned();
+    let writer = std::thread::spawn(move || stdin.write_all(text.as_bytes()));
+    let out = child.wait_with_output().expect("promtool output");
+    writer
+        .join()
+        .expect("writer thread")
+        .expect("write to promtool");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() || !said.is_empty(),
+        "promtool failed silently: {:?}",
+        out.status
+    );
+    Some(said)
+}
+
+/// Like [`promtool_check_metrics`], failing the test unless promtool prints nothing.
+pub fn assert_promtool_clean(exposition: &str) {
+    if let Some(said) = promtool_check_metrics(exposition) {
+        assert_eq!(said, "", "promtool check metrics must print nothing");
+    }
+}
+
+/// The binary of example `name` of package `package` (whose directory is `manifest_dir`),
+/// built once per test process with the profile and target directory of the calling test.
+/// `cargo test` builds examples already; this makes `cargo test --test x` work too.
+pub fn example_bin(manifest_dir: &str, package: &str, name: &str) -> std::path::PathBuf {
+    use std::collections::BTreeMap;
+    use std::path::PathBuf;
+    use std::sync::OnceLock;
+    static BUILT: OnceLock<Mutex<BTreeMap<String, PathBuf>>> = OnceLock::new();
+    let mut built = BUILT
+        .get_or_init(|| Mutex::new(BTreeMap::new()))
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    let key = format!("{package}/{name}");
+    if let Some(bin) = built.get(&key) {
+        return bin.clone();
+    }
+    // .../target/debug/deps/<this test> -> .../target/debug/examples/<name>
+    let exe = std::env::current_exe().expect("test executable");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target profile directory")
+        .to_path_buf();
+    let target_dir = profile_dir
+        .parent()
+        .expect("target directory")
+        .to_path_buf();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut build = Command::new(cargo);
+    build
+        .args(["build", "--quiet", "--example", name, "-p", package])
+        .current_dir(manifest_dir)
+        .env("CARGO_TARGET_DIR", &target_dir);
+    if profile_dir.file_name().is_some_and(|p| p == "release") {
+        build.arg("--release");
+    }
+    let status = build.status().expect("run cargo build");
+    assert!(status.success(), "building example {name} failed");
+    let bin = profile_dir.join("examples").join(name);
+    assert!(bin.exists(), "{} missing", bin.display());
+    built.insert(key, bin.clone());
+    bin
+}
+
+// ---- Collector unit tests: contexts and samples in a Sink (added for network-exporter) ----
+
+/// A collector context whose procfs and sysfs roots are both `dir` (a temporary tree holding
+/// `net/dev`, `class/net/...` directly), 5 s budget.
+pub fn dir_context(dir: &Path) -> odin_common::Context {
+    odin_common::Context {
+        procfs: dir.to_path_buf(),
+        sysfs: dir.to_path_buf(),
+        timeout: Duration::from_secs(5),
+    }
+}
+
+/// A collector context on the machine the tests run on: `/proc` and `/sys`, 5 s budget.
+pub fn live_context() -> odin_common::Context {
+    odin_common::Context {
+        procfs: "/proc".into(),
+        sysfs: "/sys".into(),
+        timeout: Duration::from_secs(5),
+    }
+}
+
+/// The sample of family `name` (its full name, prefix included) whose labels are exactly
+/// `labels`, in any order, among a collector's families (`sink.families()`).
+pub fn find_sample<'a>(
+    families: &'a [prometheus::proto::MetricFamily],
+    name: &str,
+    labels: &[(&str, &str)],
+) -> Option<&'a prometheus::proto::Metric> {
+    let family = families.iter().find(|f| f.name() == name)?;
+    family.get_metric().iter().find(|m| {
+        m.get_label().len() == labels.len()
+            && labels.iter().all(|(k, v)| {
+                m.get_label()
+                    .iter()
+                    .any(|pair| pair.name() == *k && pair.value() == *v)
+            })
+    })
+}
+
+/// The value of a gauge or counter sample written into `sink`; see [`find_sample`].
+pub fn sink_value(sink: &odin_common::Sink, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let family = sink.families().iter().find(|f| f.name() == name)?;
+    let sample = find_sample(sink.families(), name, labels)?;
+    Some(match family.get_field_type() {
+        prometheus::proto::MetricType::COUNTER => sample.get_counter().get_value(),
+        _ => sample.get_gauge().get_value(),
+    })
+}
+
+/// The values of label `label` over the samples of family `name` in `sink`, in output order.
+pub fn sink_label_values(sink: &odin_common::Sink, name: &str, label: &str) -> Vec<String> {
+    sink.families()
+        .iter()
+        .filter(|f| f.name() == name)
+        .flat_map(|f| f.get_metric())
+        .filter_map(|m| {
+            m.get_label()
+                .iter()
+                .find(|pair| pair.name() == label)
+                .map(|pair| pair.value().to_owned())
         })
         .collect()
 }

@@ -13,21 +13,16 @@
 //! Scrapes go over one kept-alive connection with `Accept-Encoding: gzip`, as Prometheus sends
 //! them.
 
-#[path = "../tests/common/mod.rs"]
-mod common;
-#[path = "../tests/fake-nvml/support.rs"]
-mod fake_nvml;
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::capture::{capture_path, Capture, Phase, CAPTURES};
-use fake_nvml::{data_file, replicate, FakeNvml, NvmlOnly, Variant};
 use gpu_exporter::nvidia_smi::parse::parse_query_gpu;
 use gpu_exporter::nvidia_smi::table::Layout;
+use gpu_exporter::testing::capture::{capture_path, Capture, Phase, CAPTURES};
+use gpu_exporter::testing::fake_nvml::{data_file, replicate, FakeNvml, NvmlOnly, Variant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_gpu-exporter");
 

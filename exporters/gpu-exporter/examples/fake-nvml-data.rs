@@ -6,7 +6,7 @@
 //!
 //! The capture's `--query-gpu` and `--query-compute-apps` sections of that phase are read with
 //! the exporter's own nvidia-smi parser and written in NVML's units by the same code the NVML
-//! backend tests use (tests/fake-nvml/data.rs), with the NVML-only values of
+//! backend tests use (`gpu_exporter::testing::fake_nvml::data`), with the NVML-only values of
 //! `NvmlOnly::for_gpu` and the MIG devices of the capture's `nvidia-smi -L`. `as-is` keeps the
 //! capture's GPUs; a number `N` makes N copies of its first GPU (GPUs 0..N with distinct UUIDs
 //! and PCI bus ids; the first GPU's processes go to copy 0, MIG devices are left out).
@@ -14,18 +14,14 @@
 //! tests/e2e_gpu.py runs this (built by `cargo test` or `cargo build --examples`) to start
 //! gpu-exporter on the NVML backend against the fake library.
 
-#[allow(dead_code)] // the example uses part of it
-#[path = "../tests/common/capture.rs"]
-mod capture;
-#[path = "../tests/fake-nvml/data.rs"]
-mod data;
-
 use std::process::ExitCode;
 
-use capture::{split_sections, Capture, Phase};
-use data::{cuda_version_from_q, data_file, migs_from_listing, replicate, NvmlOnly};
 use gpu_exporter::nvidia_smi::parse::{parse_compute_apps, parse_query_gpu};
 use gpu_exporter::nvidia_smi::table::Layout;
+use gpu_exporter::testing::capture::{split_sections, Capture, Phase};
+use gpu_exporter::testing::fake_nvml::data::{
+    cuda_version_from_q, data_file, migs_from_listing, replicate, NvmlOnly,
+};
 
 const USAGE: &str = "usage: fake-nvml-data <capture file> <idle|load> <N|as-is>";
 

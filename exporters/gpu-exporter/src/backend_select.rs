@@ -16,25 +16,12 @@ use std::time::Duration;
 use crate::nvidia_smi::backend::NvidiaSmiBackend;
 use crate::reading::Backend;
 
-/// The `--backend` flag.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The `--backend` flag: `auto`, `nvml` or `nvidia-smi`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Choice {
     Auto,
     Nvml,
     NvidiaSmi,
-}
-
-impl Choice {
-    pub const NAMES: [&'static str; 3] = ["auto", "nvml", "nvidia-smi"];
-
-    pub fn parse(s: &str) -> Option<Choice> {
-        match s {
-            "auto" => Some(Choice::Auto),
-            "nvml" => Some(Choice::Nvml),
-            "nvidia-smi" => Some(Choice::NvidiaSmi),
-            _ => None,
-        }
-    }
 }
 
 /// `reason` label values of `nvidia_gpu_backend_info` (a fixed vocabulary).

@@ -8,8 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use odin_common::Sink;
-use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType};
+use odin_common::{Field, Kind, Labels, Sink};
 
 use crate::metrics::Gpu;
 use crate::reading::GpuReading;
@@ -50,186 +49,122 @@ pub fn resolve_hostname(flag: Option<&str>) -> String {
     }
 }
 
-type Field = (
-    &'static str,
-    MetricType,
-    &'static str,
-    fn(&GpuReading) -> Option<f64>,
-);
-
-/// Name, type, help, value in dcgm-exporter's unit.
-const FIELDS: &[Field] = &[
-    (
-        "DCGM_FI_DEV_GPU_TEMP",
-        MetricType::GAUGE,
-        "GPU temperature (in C).",
-        |r| r.temperature_celsius,
-    ),
-    (
+/// The per-GPU families, in dcgm-exporter's units.
+const FIELDS: &[Field<GpuReading>] = &[
+    Field::compat_gauge("DCGM_FI_DEV_GPU_TEMP", "GPU temperature (in C).", |r| {
+        r.temperature_celsius
+    }),
+    Field::compat_gauge(
         "DCGM_FI_DEV_MEMORY_TEMP",
-        MetricType::GAUGE,
         "Memory temperature (in C).",
         |r| r.memory_temperature_celsius,
     ),
-    (
-        "DCGM_FI_DEV_POWER_USAGE",
-        MetricType::GAUGE,
-        "Power draw (in W).",
-        |r| r.power_draw_watts,
-    ),
-    (
+    Field::compat_gauge("DCGM_FI_DEV_POWER_USAGE", "Power draw (in W).", |r| {
+        r.power_draw_watts
+    }),
+    Field::compat_counter(
         "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION",
-        MetricType::COUNTER,
         "Total energy consumption since the driver loaded (in mJ).",
         |r| r.energy_consumed_joules.map(|j| j * 1000.0),
     ),
-    (
+    Field::compat_gauge(
         "DCGM_FI_DEV_SM_CLOCK",
-        MetricType::GAUGE,
         "SM clock frequency (in MHz).",
         |r| r.clock_sm_hz.map(|h| h / 1e6),
     ),
-    (
+    Field::compat_gauge(
         "DCGM_FI_DEV_MEM_CLOCK",
-        MetricType::GAUGE,
         "Memory clock frequency (in MHz).",
         |r| r.clock_memory_hz.map(|h| h / 1e6),
     ),
-    (
-        "DCGM_FI_DEV_GPU_UTIL",
-        MetricType::GAUGE,
-        "GPU utilization (in %).",
-        |r| r.utilization_gpu_percent,
-    ),
-    (
+    Field::compat_gauge("DCGM_FI_DEV_GPU_UTIL", "GPU utilization (in %).", |r| {
+        r.utilization_gpu_percent
+    }),
+    Field::compat_gauge(
         "DCGM_FI_DEV_MEM_COPY_UTIL",
-        MetricType::GAUGE,
         "Memory utilization (in %).",
         |r| r.utilization_memory_percent,
     ),
-    (
-        "DCGM_FI_DEV_ENC_UTIL",
-        MetricType::GAUGE,
-        "Encoder utilization (in %).",
-        |r| r.utilization_encoder_percent,
-    ),
-    (
-        "DCGM_FI_DEV_DEC_UTIL",
-        MetricType::GAUGE,
-        "Decoder utilization (in %).",
-        |r| r.utilization_decoder_percent,
-    ),
-    (
+    Field::compat_gauge("DCGM_FI_DEV_ENC_UTIL", "Encoder utilization (in %).", |r| {
+        r.utilization_encoder_percent
+    }),
+    Field::compat_gauge("DCGM_FI_DEV_DEC_UTIL", "Decoder utilization (in %).", |r| {
+        r.utilization_decoder_percent
+    }),
+    Field::compat_gauge(
         "DCGM_FI_DEV_FB_USED",
-        MetricType::GAUGE,
         "Framebuffer memory used (in MiB).",
         |r| r.memory_used_bytes.map(|b| b / MIB),
     ),
-    (
+    Field::compat_gauge(
         "DCGM_FI_DEV_FB_FREE",
-        MetricType::GAUGE,
         "Framebuffer memory free (in MiB).",
         |r| r.memory_free_bytes.map(|b| b / MIB),
     ),
-    (
+    Field::compat_gauge(
         "DCGM_FI_DEV_FB_RESERVED",
-        MetricType::GAUGE,
         "Framebuffer memory reserved (in MiB).",
         |r| r.memory_reserved_bytes.map(|b| b / MIB),
     ),
-    (
+    Field::compat_counter(
         "DCGM_FI_DEV_PCIE_REPLAY_COUNTER",
-        MetricType::COUNTER,
         "Total number of PCIe retries.",
         |r| r.pcie_replays,
     ),
 ];
 
-fn family(name: &str, help: &str, kind: MetricType) -> MetricFamily {
-    let mut mf = MetricFamily::default();
-    mf.set_name(name.to_owned());
-    mf.set_help(help.to_owned());
-    mf.set_field_type(kind);
-    mf
+/// dcgm-exporter's label values of one GPU.
+struct DcgmLabels {
+    gpu: String,
+    uuid: String,
+    device: String,
+    model: String,
+    bus: String,
 }
 
-fn push(mf: &mut MetricFamily, labels: &[(&str, &str)], value: f64) {
-    let mut m = Metric::default();
-    let pairs: Vec<LabelPair> = labels
-        .iter()
-        .map(|(k, v)| {
-            let mut lp = LabelPair::default();
-            lp.set_name((*k).to_owned());
-            lp.set_value((*v).to_owned());
-            lp
-        })
-        .collect();
-    m.set_label(pairs);
-    // dcgm-exporter's counters do not end in `_total`, which odin-common's `Sink::counter`
-    // insists on; the families are built here and handed over with `Sink::extend`.
-    if mf.get_field_type() == MetricType::COUNTER {
-        let mut c = Counter::default();
-        c.set_value(value);
-        m.set_counter(c);
-    } else {
-        let mut g = Gauge::default();
-        g.set_value(value);
-        m.set_gauge(g);
+impl DcgmLabels {
+    fn of(g: &Gpu<'_>) -> DcgmLabels {
+        DcgmLabels {
+            gpu: g.gpu.clone(),
+            uuid: g.uuid.to_owned(),
+            device: format!("nvidia{}", g.index),
+            model: g.reading.name.clone().unwrap_or_default(),
+            bus: g.reading.pci_bus_id.clone().unwrap_or_default(),
+        }
     }
-    mf.mut_metric().push(m);
+
+    fn with_host<'a>(&'a self, hostname: &'a str) -> [(&'static str, &'a str); 6] {
+        [
+            ("gpu", &self.gpu),
+            ("UUID", &self.uuid),
+            ("device", &self.device),
+            ("modelName", &self.model),
+            ("Hostname", hostname),
+            ("pci_bus_id", &self.bus),
+        ]
+    }
 }
 
 /// Write the `DCGM_FI_DEV_*` families. `xid_supported`: the backend counts XID errors
 /// (NVML); without it `DCGM_FI_DEV_XID_ERRORS` is absent.
 pub(crate) fn emit(gpus: &[Gpu<'_>], opts: &DcgmOptions, xid_supported: bool, out: &mut Sink) {
-    struct L {
-        gpu: String,
-        uuid: String,
-        device: String,
-        model: String,
-        bus: String,
-    }
-    let labels: Vec<L> = gpus
+    let names: Vec<DcgmLabels> = gpus.iter().map(DcgmLabels::of).collect();
+    let labels: Vec<[(&str, &str); 6]> =
+        names.iter().map(|l| l.with_host(&opts.hostname)).collect();
+    let rows: Vec<(&Labels<'_>, &GpuReading)> = labels
         .iter()
-        .map(|g| L {
-            gpu: g.gpu.clone(),
-            uuid: g.uuid.to_owned(),
-            device: format!("nvidia{}", g.index),
-            model: g.r.name.clone().unwrap_or_default(),
-            bus: g.r.pci_bus_id.clone().unwrap_or_default(),
-        })
+        .zip(gpus)
+        .map(|(l, g)| (&l[..], g.reading))
         .collect();
-    fn set<'a>(l: &'a L, hostname: &'a str) -> [(&'static str, &'a str); 6] {
-        [
-            ("gpu", l.gpu.as_str()),
-            ("UUID", l.uuid.as_str()),
-            ("device", l.device.as_str()),
-            ("modelName", l.model.as_str()),
-            ("Hostname", hostname),
-            ("pci_bus_id", l.bus.as_str()),
-        ]
-    }
-    let mut families = Vec::new();
-    for (name, kind, help, f) in FIELDS {
-        let mut mf = family(name, help, *kind);
-        for (g, l) in gpus.iter().zip(&labels) {
-            if let Some(v) = f(g.r) {
-                push(&mut mf, &set(l, &opts.hostname), v);
-            }
-        }
-        families.push(mf);
-    }
+    out.fields(FIELDS, &rows);
     if xid_supported {
-        let mut mf = family(
+        let mut xid = out.family(
+            Kind::CompatGauge,
             "DCGM_FI_DEV_XID_ERRORS",
             "Value of the last XID error encountered (0: none).",
-            MetricType::GAUGE,
         );
         for (g, l) in gpus.iter().zip(&labels) {
-            let code = opts.last_xid.get(&g.index).copied().unwrap_or(0);
-            push(&mut mf, &set(l, &opts.hostname), code as f64);
+            xid.sample(l, opts.last_xid.get(&g.index).copied().unwrap_or(0));
         }
-        families.push(mf);
     }
-    out.extend(families.into_iter().filter(|f| !f.get_metric().is_empty()));
 }

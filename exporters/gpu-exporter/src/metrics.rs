@@ -9,10 +9,10 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use odin_common::Sink;
+use odin_common::{Field, Labels, SampleValue, Sink};
 
 use crate::dcgm;
-use crate::reading::{ClockEventReason, GpuReading, ProcessReading, Snapshot};
+use crate::reading::{ClockEventReason, GpuReading, MigDeviceReading, ProcessReading, Snapshot};
 
 /// What the snapshot alone does not say.
 #[derive(Debug, Clone, Default)]
@@ -34,7 +34,7 @@ pub(crate) struct Gpu<'a> {
     pub index: u32,
     pub gpu: String,
     pub uuid: &'a str,
-    pub r: &'a GpuReading,
+    pub reading: &'a GpuReading,
 }
 
 /// The GPUs of a snapshot that have an index (the parsers drop rows without one).
@@ -47,475 +47,375 @@ pub(crate) fn gpus(s: &Snapshot) -> Vec<Gpu<'_>> {
                 index,
                 gpu: index.to_string(),
                 uuid: r.uuid.as_deref().unwrap_or(""),
-                r,
+                reading: r,
             })
         })
         .collect()
 }
 
-#[derive(Clone, Copy)]
-enum Kind {
-    Gauge,
-    Counter,
+/// How to read one value from a GPU's reading; `None`: no series.
+type Reader = fn(&GpuReading) -> Option<f64>;
+
+/// A gauge family split by one more label (`clock="sm"`): per value of `label`, how to read it.
+/// Written GPU by GPU, one series per part the GPU has a value for. Families with one series
+/// per GPU are [`Field`] tables instead.
+struct Split {
+    name: &'static str,
+    help: &'static str,
+    label: &'static str,
+    parts: &'static [(&'static str, Reader)],
 }
 
-fn b(v: Option<bool>) -> Option<f64> {
-    v.map(|x| if x { 1.0 } else { 0.0 })
+impl Split {
+    const fn gauge(
+        name: &'static str,
+        help: &'static str,
+        label: &'static str,
+        parts: &'static [(&'static str, Reader)],
+    ) -> Split {
+        Split {
+            name,
+            help,
+            label,
+            parts,
+        }
+    }
 }
 
+/// A percentage as a fraction of 1.
 fn ratio(percent: Option<f64>) -> Option<f64> {
     percent.map(|p| p / 100.0)
 }
 
-/// One series per GPU, labels `gpu`, `uuid`.
-fn single(
-    out: &mut Sink,
-    kind: Kind,
-    gpus: &[Gpu<'_>],
-    name: &str,
-    help: &str,
-    f: impl Fn(&GpuReading) -> Option<f64>,
-) {
-    let mut fam = match kind {
-        Kind::Gauge => out.gauge(name, help),
-        Kind::Counter => out.counter(name, help),
-    };
-    for g in gpus {
-        if let Some(v) = f(g.r) {
-            fam.sample(&[("gpu", &g.gpu), ("uuid", g.uuid)], v);
-        }
-    }
-}
-
-/// Several series per GPU, told apart by one more label.
-fn split(
-    out: &mut Sink,
-    kind: Kind,
-    gpus: &[Gpu<'_>],
-    name: &str,
-    help: &str,
-    label: &str,
-    f: impl Fn(&GpuReading) -> Vec<(String, Option<f64>)>,
-) {
-    let mut fam = match kind {
-        Kind::Gauge => out.gauge(name, help),
-        Kind::Counter => out.counter(name, help),
-    };
-    for g in gpus {
-        for (value_label, v) in f(g.r) {
-            if let Some(v) = v {
-                fam.sample(
-                    &[("gpu", &g.gpu), ("uuid", g.uuid), (label, &value_label)],
-                    v,
-                );
-            }
-        }
-    }
-}
-
-fn pairs<const N: usize>(items: [(&str, Option<f64>); N]) -> Vec<(String, Option<f64>)> {
-    items.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+/// `nvidia_gpu_devices`: how many GPUs the backend sees (also written by the `gpu` collector
+/// when it has no reading to write).
+pub fn write_device_count(out: &mut Sink, count: usize) {
+    out.gauge("devices", "GPUs the backend sees.")
+        .sample(&[], count);
 }
 
 /// Write every gpu-exporter family the snapshot has data for.
 pub fn emit(s: &Snapshot, opts: &EmitOptions, out: &mut Sink) {
     let gpus = gpus(s);
-    emit_identity(s, &gpus, opts, out);
-    emit_hydra(&gpus, out);
-    emit_thermal_power(&gpus, out);
-    emit_memory_clocks_pcie(&gpus, out);
-    emit_clock_events(&gpus, out);
-    emit_memory_health(&gpus, opts, out);
-    emit_processes(s, &gpus, opts, out);
-    emit_mig(s, out);
+    write_identity(s, &gpus, opts, out);
+    write_per_gpu(&gpus, out);
+    write_clock_events(&gpus, out);
+    write_memory_errors(&gpus, opts, out);
+    write_processes(s, &gpus, opts, out);
+    write_mig_devices(s, out);
     if let Some(d) = &opts.dcgm {
         dcgm::emit(&gpus, d, opts.xid_supported, out);
     }
 }
 
-fn emit_identity(s: &Snapshot, gpus: &[Gpu<'_>], opts: &EmitOptions, out: &mut Sink) {
+fn write_identity(s: &Snapshot, gpus: &[Gpu<'_>], opts: &EmitOptions, out: &mut Sink) {
     let cuda = s.cuda_version.as_deref().unwrap_or("");
-    let mut info = out.gauge("nvidia_gpu_info", "Identity of the GPU; always 1.");
+    let mut info = out.gauge("info", "Identity of the GPU; always 1.");
     for g in gpus {
-        let r = g.r;
-        let t = |v: &Option<String>| v.clone().unwrap_or_default();
+        let r = g.reading;
+        let text = |v: &Option<String>| v.clone().unwrap_or_default();
         info.sample(
             &[
                 ("gpu", &g.gpu),
                 ("uuid", g.uuid),
-                ("name", &t(&r.name)),
-                ("pci_bus_id", &t(&r.pci_bus_id)),
-                ("driver_version", &t(&r.driver_version)),
-                ("vbios_version", &t(&r.vbios_version)),
-                ("compute_capability", &t(&r.compute_capability)),
-                ("serial", &t(&r.serial)),
+                ("name", &text(&r.name)),
+                ("pci_bus_id", &text(&r.pci_bus_id)),
+                ("driver_version", &text(&r.driver_version)),
+                ("vbios_version", &text(&r.vbios_version)),
+                ("compute_capability", &text(&r.compute_capability)),
+                ("serial", &text(&r.serial)),
                 ("cuda_version", cuda),
             ],
             1.0,
         );
     }
-    out.gauge("nvidia_gpu_devices", "GPUs the backend sees.")
-        .sample(&[], gpus.len() as f64);
-    single(
-        out,
-        Kind::Gauge,
-        gpus,
-        "nvidia_gpu_suspended",
+    write_device_count(out, gpus.len());
+    // Not a reading of the GPU: what sysfs said before the read.
+    let mut suspended = out.gauge(
+        "suspended",
         "1 if the GPU is runtime-suspended (not woken up to be measured).",
-        |r| {
-            r.index
-                .and_then(|i| opts.suspended.get(&i))
-                .map(|&x| if x { 1.0 } else { 0.0 })
-        },
     );
-    single(
-        out,
-        Kind::Gauge,
-        gpus,
-        "nvidia_gpu_performance_state",
-        "Performance state, 0 (P0, fastest) to 15.",
-        |r| r.performance_state.map(f64::from),
-    );
-    single(
-        out,
-        Kind::Gauge,
-        gpus,
-        "nvidia_gpu_persistence_mode_enabled",
-        "1 if persistence mode is on.",
-        |r| b(r.persistence_mode),
-    );
-    split(
-        out,
-        Kind::Gauge,
-        gpus,
-        "nvidia_gpu_mig_mode_enabled",
-        "1 if MIG mode is on (state: current, pending).",
-        "state",
-        |r| {
-            pairs([
-                ("current", b(r.mig_mode_current)),
-                ("pending", b(r.mig_mode_pending)),
-            ])
-        },
-    );
-    split(
-        out,
-        Kind::Gauge,
-        gpus,
-        "nvidia_gpu_ecc_mode_enabled",
-        "1 if ECC is on (state: current, pending).",
-        "state",
-        |r| {
-            pairs([
-                ("current", b(r.ecc_mode_current)),
-                ("pending", b(r.ecc_mode_pending)),
-            ])
-        },
-    );
+    for g in gpus {
+        suspended.sample(
+            &[("gpu", &g.gpu), ("uuid", g.uuid)],
+            opts.suspended.get(&g.index).copied(),
+        );
+    }
 }
 
-fn emit_hydra(gpus: &[Gpu<'_>], out: &mut Sink) {
-    let g = Kind::Gauge;
-    single(
-        out,
-        g,
-        gpus,
-        "nvidia_gpu_temperature_celsius",
-        "GPU core temperature.",
-        |r| r.temperature_celsius,
-    );
-    single(
-        out,
-        g,
-        gpus,
-        "nvidia_gpu_power_draw_watts",
-        "Power draw.",
-        |r| r.power_draw_watts,
-    );
-    single(
-        out,
-        g,
-        gpus,
-        "nvidia_gpu_memory_used_bytes",
-        "Framebuffer memory used.",
-        |r| r.memory_used_bytes,
-    );
-    single(
-        out,
-        g,
-        gpus,
-        "nvidia_gpu_memory_total_bytes",
-        "Framebuffer memory installed.",
-        |r| r.memory_total_bytes,
-    );
-    single(
-        out,
-        g,
-        gpus,
-        "nvidia_gpu_utilization_percent",
+/// The families with one series per GPU (labels `gpu`, `uuid`), in exposition order.
+const PER_GPU: &[Field<GpuReading>] = &[
+    Field::gauge(
+        "performance_state",
+        "Performance state, 0 (P0, fastest) to 15.",
+        |r| r.performance_state.sample_value(),
+    ),
+    Field::gauge(
+        "persistence_mode_enabled",
+        "1 if persistence mode is on.",
+        |r| r.persistence_mode.sample_value(),
+    ),
+    // Hydra's names.
+    Field::gauge("temperature_celsius", "GPU core temperature.", |r| {
+        r.temperature_celsius
+    }),
+    Field::gauge("power_draw_watts", "Power draw.", |r| r.power_draw_watts),
+    Field::gauge("memory_used_bytes", "Framebuffer memory used.", |r| {
+        r.memory_used_bytes
+    }),
+    Field::gauge("memory_total_bytes", "Framebuffer memory installed.", |r| {
+        r.memory_total_bytes
+    }),
+    Field::gauge(
+        "utilization_percent",
         "Percent of time a kernel ran (0-100; absent on MIG-enabled GPUs).",
         |r| r.utilization_gpu_percent,
-    );
-}
-
-fn emit_thermal_power(gpus: &[Gpu<'_>], out: &mut Sink) {
-    let g = Kind::Gauge;
-    single(
-        out,
-        g,
-        gpus,
-        "nvidia_gpu_memory_temperature_celsius",
-        "HBM temperature.",
-        |r| r.memory_temperature_celsius,
-    );
-    single(
-        out,
-        g,
-        gpus,
-        "nvidia_gpu_temperature_slowdown_margin_celsius",
+    ),
+    // Thermal and power.
+    Field::gauge("memory_temperature_celsius", "HBM temperature.", |r| {
+        r.memory_temperature_celsius
+    }),
+    Field::gauge(
+        "temperature_slowdown_margin_celsius",
         "Degrees left before thermal slowdown.",
         |r| r.slowdown_margin_celsius,
-    );
-    split(
-        out,
-        g,
-        gpus,
-        "nvidia_gpu_temperature_threshold_celsius",
-        "Temperature thresholds (threshold: slowdown, shutdown).",
-        "threshold",
-        |r| {
-            pairs([
-                ("slowdown", r.temperature_slowdown_threshold_celsius),
-                ("shutdown", r.temperature_shutdown_threshold_celsius),
-            ])
-        },
-    );
-    single(
-        out,
-        g,
-        gpus,
-        "nvidia_gpu_power_draw_instant_watts",
+    ),
+    Field::gauge(
+        "power_draw_instant_watts",
         "Instantaneous power draw.",
         |r| r.power_draw_instant_watts,
-    );
-    single(
-        out,
-        g,
-        gpus,
-        "nvidia_gpu_power_limit_watts",
-        "Power limit set by software.",
-        |r| r.power_limit_watts,
-    );
-    single(
-        out,
-        g,
-        gpus,
-        "nvidia_gpu_power_enforced_limit_watts",
+    ),
+    Field::gauge("power_limit_watts", "Power limit set by software.", |r| {
+        r.power_limit_watts
+    }),
+    Field::gauge(
+        "power_enforced_limit_watts",
         "Power limit the driver enforces.",
         |r| r.enforced_power_limit_watts,
-    );
-    single(
-        out,
-        g,
-        gpus,
-        "nvidia_gpu_power_default_limit_watts",
-        "Default power limit.",
-        |r| r.default_power_limit_watts,
-    );
-    single(
-        out,
-        Kind::Counter,
-        gpus,
-        "nvidia_gpu_energy_consumed_joules_total",
+    ),
+    Field::gauge("power_default_limit_watts", "Default power limit.", |r| {
+        r.default_power_limit_watts
+    }),
+    Field::counter(
+        "energy_consumed_joules_total",
         "Energy consumed since the driver loaded.",
         |r| r.energy_consumed_joules,
-    );
-}
-
-fn emit_memory_clocks_pcie(gpus: &[Gpu<'_>], out: &mut Sink) {
-    let g = Kind::Gauge;
-    single(
-        out,
-        g,
-        gpus,
-        "nvidia_gpu_memory_free_bytes",
-        "Framebuffer memory free.",
-        |r| r.memory_free_bytes,
-    );
-    single(
-        out,
-        g,
-        gpus,
-        "nvidia_gpu_memory_reserved_bytes",
+    ),
+    // Memory, encoder, PCIe.
+    Field::gauge("memory_free_bytes", "Framebuffer memory free.", |r| {
+        r.memory_free_bytes
+    }),
+    Field::gauge(
+        "memory_reserved_bytes",
         "Framebuffer memory reserved by the driver.",
         |r| r.memory_reserved_bytes,
-    );
-    split(
-        out,
-        g,
-        gpus,
-        "nvidia_gpu_engine_utilization_ratio",
+    ),
+    Field::gauge("encoder_sessions", "Active encoder sessions.", |r| {
+        r.encoder_sessions
+    }),
+    Field::counter("pcie_replays_total", "PCIe replays.", |r| r.pcie_replays),
+    // Memory health.
+    Field::gauge(
+        "retired_pages_pending",
+        "1 if a page retirement waits for a reboot.",
+        |r| r.retired_pages_pending.sample_value(),
+    ),
+    Field::gauge(
+        "remapped_rows_pending",
+        "1 if a row remap waits for a reset.",
+        |r| r.remapped_rows_pending.sample_value(),
+    ),
+    Field::gauge("remapped_rows_failure", "1 if a row remap failed.", |r| {
+        r.remapped_rows_failure.sample_value()
+    }),
+];
+
+/// The families with one series per GPU and value of one more label.
+const SPLIT: &[Split] = &[
+    Split::gauge(
+        "mig_mode_enabled",
+        "1 if MIG mode is on (state: current, pending).",
+        "state",
+        &[
+            ("current", |r| r.mig_mode_current.sample_value()),
+            ("pending", |r| r.mig_mode_pending.sample_value()),
+        ],
+    ),
+    Split::gauge(
+        "ecc_mode_enabled",
+        "1 if ECC is on (state: current, pending).",
+        "state",
+        &[
+            ("current", |r| r.ecc_mode_current.sample_value()),
+            ("pending", |r| r.ecc_mode_pending.sample_value()),
+        ],
+    ),
+    Split::gauge(
+        "temperature_threshold_celsius",
+        "Temperature thresholds (threshold: slowdown, shutdown).",
+        "threshold",
+        &[
+            ("slowdown", |r| r.temperature_slowdown_threshold_celsius),
+            ("shutdown", |r| r.temperature_shutdown_threshold_celsius),
+        ],
+    ),
+    Split::gauge(
+        "engine_utilization_ratio",
         "Busy fraction per engine (engine: memory, encoder, decoder, jpeg, ofa).",
         "engine",
-        |r| {
-            pairs([
-                ("memory", ratio(r.utilization_memory_percent)),
-                ("encoder", ratio(r.utilization_encoder_percent)),
-                ("decoder", ratio(r.utilization_decoder_percent)),
-                ("jpeg", ratio(r.utilization_jpeg_percent)),
-                ("ofa", ratio(r.utilization_ofa_percent)),
-            ])
-        },
-    );
-    single(
-        out,
-        g,
-        gpus,
-        "nvidia_gpu_encoder_sessions",
-        "Active encoder sessions.",
-        |r| r.encoder_sessions,
-    );
-    split(
-        out,
-        g,
-        gpus,
-        "nvidia_gpu_clock_hertz",
+        &[
+            ("memory", |r| ratio(r.utilization_memory_percent)),
+            ("encoder", |r| ratio(r.utilization_encoder_percent)),
+            ("decoder", |r| ratio(r.utilization_decoder_percent)),
+            ("jpeg", |r| ratio(r.utilization_jpeg_percent)),
+            ("ofa", |r| ratio(r.utilization_ofa_percent)),
+        ],
+    ),
+    Split::gauge(
+        "clock_hertz",
         "Current clock (clock: graphics, sm, memory, video).",
         "clock",
-        |r| {
-            pairs([
-                ("graphics", r.clock_graphics_hz),
-                ("sm", r.clock_sm_hz),
-                ("memory", r.clock_memory_hz),
-                ("video", r.clock_video_hz),
-            ])
-        },
-    );
-    split(
-        out,
-        g,
-        gpus,
-        "nvidia_gpu_clock_max_hertz",
+        &[
+            ("graphics", |r| r.clock_graphics_hz),
+            ("sm", |r| r.clock_sm_hz),
+            ("memory", |r| r.clock_memory_hz),
+            ("video", |r| r.clock_video_hz),
+        ],
+    ),
+    Split::gauge(
+        "clock_max_hertz",
         "Maximum clock (clock: graphics, sm, memory).",
         "clock",
-        |r| {
-            pairs([
-                ("graphics", r.clock_max_graphics_hz),
-                ("sm", r.clock_max_sm_hz),
-                ("memory", r.clock_max_memory_hz),
-            ])
-        },
-    );
-    split(
-        out,
-        g,
-        gpus,
-        "nvidia_gpu_fan_speed_ratio",
-        "Fan speed as a fraction of its maximum.",
-        "fan",
-        |r| {
-            if r.fan_speeds_percent.is_empty() {
-                vec![("0".to_owned(), ratio(r.fan_speed_percent))]
-            } else {
-                r.fan_speeds_percent
-                    .iter()
-                    .enumerate()
-                    .map(|(i, p)| (i.to_string(), Some(p / 100.0)))
-                    .collect()
-            }
-        },
-    );
-    split(
-        out,
-        g,
-        gpus,
-        "nvidia_gpu_pcie_link_generation",
+        &[
+            ("graphics", |r| r.clock_max_graphics_hz),
+            ("sm", |r| r.clock_max_sm_hz),
+            ("memory", |r| r.clock_max_memory_hz),
+        ],
+    ),
+    Split::gauge(
+        "pcie_link_generation",
         "PCIe generation (link: current, max).",
         "link",
-        |r| {
-            pairs([
-                ("current", r.pcie_link_gen_current),
-                ("max", r.pcie_link_gen_max),
-            ])
-        },
-    );
-    split(
-        out,
-        g,
-        gpus,
-        "nvidia_gpu_pcie_link_width_lanes",
+        &[
+            ("current", |r| r.pcie_link_gen_current),
+            ("max", |r| r.pcie_link_gen_max),
+        ],
+    ),
+    Split::gauge(
+        "pcie_link_width_lanes",
         "PCIe lanes (link: current, max).",
         "link",
-        |r| {
-            pairs([
-                ("current", r.pcie_link_width_current),
-                ("max", r.pcie_link_width_max),
-            ])
-        },
-    );
-    split(
-        out,
-        g,
-        gpus,
-        "nvidia_gpu_pcie_throughput_bytes_per_second",
+        &[
+            ("current", |r| r.pcie_link_width_current),
+            ("max", |r| r.pcie_link_width_max),
+        ],
+    ),
+    Split::gauge(
+        "pcie_throughput_bytes_per_second",
         "PCIe throughput (direction: rx, tx).",
         "direction",
-        |r| {
-            pairs([
-                ("rx", r.pcie_rx_bytes_per_second),
-                ("tx", r.pcie_tx_bytes_per_second),
-            ])
-        },
-    );
-    single(
-        out,
-        Kind::Counter,
-        gpus,
-        "nvidia_gpu_pcie_replays_total",
-        "PCIe replays.",
-        |r| r.pcie_replays,
-    );
+        &[
+            ("rx", |r| r.pcie_rx_bytes_per_second),
+            ("tx", |r| r.pcie_tx_bytes_per_second),
+        ],
+    ),
+    Split::gauge(
+        "retired_pages",
+        "Retired framebuffer pages (cause: single_bit_ecc, double_bit_ecc).",
+        "cause",
+        &[
+            ("single_bit_ecc", |r| r.retired_pages_single_bit),
+            ("double_bit_ecc", |r| r.retired_pages_double_bit),
+        ],
+    ),
+    Split::gauge(
+        "remapped_rows",
+        "Remapped memory rows (kind: correctable, uncorrectable).",
+        "kind",
+        &[
+            ("correctable", |r| r.remapped_rows_correctable),
+            ("uncorrectable", |r| r.remapped_rows_uncorrectable),
+        ],
+    ),
+];
+
+/// [`PER_GPU`], [`SPLIT`] and the fans.
+fn write_per_gpu(gpus: &[Gpu<'_>], out: &mut Sink) {
+    let labels: Vec<[(&str, &str); 2]> = gpus
+        .iter()
+        .map(|g| [("gpu", g.gpu.as_str()), ("uuid", g.uuid)])
+        .collect();
+    let rows: Vec<(&Labels<'_>, &GpuReading)> = labels
+        .iter()
+        .zip(gpus)
+        .map(|(l, g)| (&l[..], g.reading))
+        .collect();
+    out.fields(PER_GPU, &rows);
+    for split in SPLIT {
+        let mut family = out.gauge(split.name, split.help);
+        for g in gpus {
+            for (part, read) in split.parts {
+                family.sample(
+                    &[("gpu", &g.gpu), ("uuid", g.uuid), (split.label, part)],
+                    read(g.reading),
+                );
+            }
+        }
+    }
+    let mut fans = out.gauge("fan_speed_ratio", "Fan speed as a fraction of its maximum.");
+    for g in gpus {
+        let r = g.reading;
+        if r.fan_speeds_percent.is_empty() {
+            fans.sample(
+                &[("gpu", &g.gpu), ("uuid", g.uuid), ("fan", "0")],
+                ratio(r.fan_speed_percent),
+            );
+        }
+        for (fan, percent) in r.fan_speeds_percent.iter().enumerate() {
+            fans.sample(
+                &[("gpu", &g.gpu), ("uuid", g.uuid), ("fan", &fan.to_string())],
+                percent / 100.0,
+            );
+        }
+    }
 }
 
-fn emit_clock_events(gpus: &[Gpu<'_>], out: &mut Sink) {
-    split(
-        out,
-        Kind::Gauge,
-        gpus,
-        "nvidia_gpu_clock_event_reason_active",
+fn write_clock_events(gpus: &[Gpu<'_>], out: &mut Sink) {
+    let mut active = out.gauge(
+        "clock_event_reason_active",
         "1 if the reason holds clocks down now; one series per reason the GPU supports.",
-        "reason",
-        |r| {
-            ClockEventReason::ALL
-                .iter()
-                .map(|&e| (e.key().to_owned(), b(r.clock_events.active(e))))
-                .collect()
-        },
     );
-    split(
-        out,
-        Kind::Counter,
-        gpus,
-        "nvidia_gpu_clock_event_reason_seconds_total",
+    for g in gpus {
+        for reason in ClockEventReason::ALL {
+            active.sample(
+                &[("gpu", &g.gpu), ("uuid", g.uuid), ("reason", reason.key())],
+                g.reading.clock_events.active(reason),
+            );
+        }
+    }
+    let mut seconds = out.counter(
+        "clock_event_reason_seconds_total",
         "Time spent with the reason active, where the driver counts it.",
-        "reason",
-        |r| {
-            ClockEventReason::ALL
-                .iter()
-                .map(|&e| (e.key().to_owned(), r.clock_events.time_seconds(e)))
-                .collect()
-        },
     );
+    for g in gpus {
+        for reason in ClockEventReason::ALL {
+            seconds.sample(
+                &[("gpu", &g.gpu), ("uuid", g.uuid), ("reason", reason.key())],
+                g.reading.clock_events.time_seconds(reason),
+            );
+        }
+    }
 }
 
-fn emit_memory_health(gpus: &[Gpu<'_>], opts: &EmitOptions, out: &mut Sink) {
+/// ECC error counters (two labels) and XID errors (one series per code seen).
+fn write_memory_errors(gpus: &[Gpu<'_>], opts: &EmitOptions, out: &mut Sink) {
     let mut ecc = out.counter(
-        "nvidia_gpu_ecc_errors_total",
+        "ecc_errors_total",
         "ECC errors (type: corrected, uncorrected; scope: volatile since boot, aggregate lifetime).",
     );
     for g in gpus {
-        let r = g.r;
-        for (ty, scope, v) in [
+        let r = g.reading;
+        for (error_type, scope, count) in [
             ("corrected", "volatile", r.ecc_corrected_volatile_total),
             ("corrected", "aggregate", r.ecc_corrected_aggregate_total),
             ("uncorrected", "volatile", r.ecc_uncorrected_volatile_total),
@@ -525,87 +425,36 @@ fn emit_memory_health(gpus: &[Gpu<'_>], opts: &EmitOptions, out: &mut Sink) {
                 r.ecc_uncorrected_aggregate_total,
             ),
         ] {
-            if let Some(v) = v {
-                ecc.sample(
+            ecc.sample(
+                &[
+                    ("gpu", &g.gpu),
+                    ("uuid", g.uuid),
+                    ("type", error_type),
+                    ("scope", scope),
+                ],
+                count,
+            );
+        }
+    }
+    // Without XID counting in the backend the series are absent rather than claiming "no XID
+    // errors".
+    if opts.xid_supported {
+        let mut xid = out.counter(
+            "xid_errors_total",
+            "XID errors seen since the exporter started, by XID code.",
+        );
+        for g in gpus {
+            for (code, count) in &g.reading.xid_errors {
+                xid.sample(
                     &[
                         ("gpu", &g.gpu),
                         ("uuid", g.uuid),
-                        ("type", ty),
-                        ("scope", scope),
+                        ("xid", &code.to_string()),
                     ],
-                    v,
+                    *count,
                 );
             }
         }
-    }
-    let g = Kind::Gauge;
-    split(
-        out,
-        g,
-        gpus,
-        "nvidia_gpu_retired_pages",
-        "Retired framebuffer pages (cause: single_bit_ecc, double_bit_ecc).",
-        "cause",
-        |r| {
-            pairs([
-                ("single_bit_ecc", r.retired_pages_single_bit),
-                ("double_bit_ecc", r.retired_pages_double_bit),
-            ])
-        },
-    );
-    single(
-        out,
-        g,
-        gpus,
-        "nvidia_gpu_retired_pages_pending",
-        "1 if a page retirement waits for a reboot.",
-        |r| b(r.retired_pages_pending),
-    );
-    split(
-        out,
-        g,
-        gpus,
-        "nvidia_gpu_remapped_rows",
-        "Remapped memory rows (kind: correctable, uncorrectable).",
-        "kind",
-        |r| {
-            pairs([
-                ("correctable", r.remapped_rows_correctable),
-                ("uncorrectable", r.remapped_rows_uncorrectable),
-            ])
-        },
-    );
-    single(
-        out,
-        g,
-        gpus,
-        "nvidia_gpu_remapped_rows_pending",
-        "1 if a row remap waits for a reset.",
-        |r| b(r.remapped_rows_pending),
-    );
-    single(
-        out,
-        g,
-        gpus,
-        "nvidia_gpu_remapped_rows_failure",
-        "1 if a row remap failed.",
-        |r| b(r.remapped_rows_failure),
-    );
-    if opts.xid_supported {
-        split(
-            out,
-            Kind::Counter,
-            gpus,
-            "nvidia_gpu_xid_errors_total",
-            "XID errors seen since the exporter started, by XID code.",
-            "xid",
-            |r| {
-                r.xid_errors
-                    .iter()
-                    .map(|(code, n)| (code.to_string(), Some(*n as f64)))
-                    .collect()
-            },
-        );
     }
 }
 
@@ -640,7 +489,7 @@ pub fn same_bus_id(a: &str, b: &str) -> bool {
     }
 }
 
-fn emit_processes(s: &Snapshot, gpus: &[Gpu<'_>], opts: &EmitOptions, out: &mut Sink) {
+fn write_processes(s: &Snapshot, gpus: &[Gpu<'_>], opts: &EmitOptions, out: &mut Sink) {
     // (gpu index, pid) -> (uuid, process, bytes): one series per process and GPU, summed if
     // the driver lists a process twice on one GPU (once per MIG instance).
     let mut rows: BTreeMap<(u32, u32), (&str, String, f64)> = BTreeMap::new();
@@ -655,7 +504,8 @@ fn emit_processes(s: &Snapshot, gpus: &[Gpu<'_>], opts: &EmitOptions, out: &mut 
         let by_bus = || {
             let bus = p.gpu_pci_bus_id.as_deref()?;
             gpus.iter().find(|g| {
-                g.r.pci_bus_id
+                g.reading
+                    .pci_bus_id
                     .as_deref()
                     .is_some_and(|own| same_bus_id(own, bus))
             })
@@ -674,7 +524,7 @@ fn emit_processes(s: &Snapshot, gpus: &[Gpu<'_>], opts: &EmitOptions, out: &mut 
             .or_insert((g.uuid, name, bytes));
     }
     let mut fam = out.gauge(
-        "nvidia_gpu_process_memory_used_bytes",
+        "process_memory_used_bytes",
         "GPU memory a process uses; process from /proc/<pid>/comm, else the driver's name.",
     );
     for ((gpu, pid), (uuid, name, bytes)) in rows {
@@ -690,50 +540,57 @@ fn emit_processes(s: &Snapshot, gpus: &[Gpu<'_>], opts: &EmitOptions, out: &mut 
     }
 }
 
-fn emit_mig(s: &Snapshot, out: &mut Sink) {
-    let opt = |v: Option<u32>| v.map(|x| x.to_string()).unwrap_or_default();
-    let mut info = out.gauge(
-        "nvidia_gpu_mig_device_info",
-        "One per MIG device; always 1.",
-    );
+/// MIG device families: labels of the parent GPU plus `mig_uuid`.
+const MIG_DEVICE: &[Field<MigDeviceReading>] = &[
+    Field::gauge(
+        "mig_device_memory_used_bytes",
+        "Memory used in a MIG device.",
+        |m| m.memory_used_bytes,
+    ),
+    Field::gauge(
+        "mig_device_memory_total_bytes",
+        "Memory of a MIG device.",
+        |m| m.memory_total_bytes,
+    ),
+];
+
+fn write_mig_devices(s: &Snapshot, out: &mut Sink) {
+    let id = |v: Option<u32>| v.map(|x| x.to_string()).unwrap_or_default();
+    let mut info = out.gauge("mig_device_info", "One per MIG device; always 1.");
     for m in &s.mig_devices {
         info.sample(
             &[
                 ("gpu", &m.gpu_index.to_string()),
                 ("uuid", &m.gpu_uuid),
                 ("mig_uuid", &m.uuid),
-                ("gpu_instance", &opt(m.gpu_instance_id)),
-                ("compute_instance", &opt(m.compute_instance_id)),
+                ("gpu_instance", &id(m.gpu_instance_id)),
+                ("compute_instance", &id(m.compute_instance_id)),
                 ("profile", m.profile.as_deref().unwrap_or("")),
             ],
             1.0,
         );
     }
-    for (name, help, f) in [
-        (
-            "nvidia_gpu_mig_device_memory_used_bytes",
-            "Memory used in a MIG device.",
-            (|m: &crate::reading::MigDeviceReading| m.memory_used_bytes)
-                as fn(&crate::reading::MigDeviceReading) -> Option<f64>,
-        ),
-        (
-            "nvidia_gpu_mig_device_memory_total_bytes",
-            "Memory of a MIG device.",
-            |m| m.memory_total_bytes,
-        ),
-    ] {
-        let mut fam = out.gauge(name, help);
-        for m in &s.mig_devices {
-            if let Some(v) = f(m) {
-                fam.sample(
-                    &[
-                        ("gpu", &m.gpu_index.to_string()),
-                        ("uuid", &m.gpu_uuid),
-                        ("mig_uuid", &m.uuid),
-                    ],
-                    v,
-                );
-            }
-        }
-    }
+    let indexes: Vec<String> = s
+        .mig_devices
+        .iter()
+        .map(|m| m.gpu_index.to_string())
+        .collect();
+    let labels: Vec<[(&str, &str); 3]> = s
+        .mig_devices
+        .iter()
+        .zip(&indexes)
+        .map(|(m, gpu)| {
+            [
+                ("gpu", gpu.as_str()),
+                ("uuid", m.gpu_uuid.as_str()),
+                ("mig_uuid", m.uuid.as_str()),
+            ]
+        })
+        .collect();
+    let rows: Vec<(&Labels<'_>, &MigDeviceReading)> = labels
+        .iter()
+        .zip(&s.mig_devices)
+        .map(|(l, m)| (&l[..], m))
+        .collect();
+    out.fields(MIG_DEVICE, &rows);
 }

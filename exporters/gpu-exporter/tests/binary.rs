@@ -2,15 +2,21 @@
 //! captures: served values, `--once` and promtool, a hanging / failing / garbage-printing
 //! nvidia-smi, the auto fallback, no backend at all, and a runtime-suspended GPU.
 
-mod common;
-mod support;
-
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::capture::{capture_path, CAPTURES};
-use support::{once, sample, value, Exporter, Start};
+use gpu_exporter::testing::capture::{capture_path, CAPTURES};
+use odin_testkit::{promtool_check_metrics, sample, value, Exe, Exporter};
+
+const EXE: Exe = Exe {
+    bin: env!("CARGO_BIN_EXE_gpu-exporter"),
+    env_prefix: "GPU_EXPORTER_",
+};
+
+/// `--once` run to the end.
+fn once(args: &[String], env: &[(&str, &str)]) -> std::process::Output {
+    EXE.once(args, env)
+}
 
 const U: &str = "gpu=\"0\",uuid=\"GPU-00000000-0000-0000-0000-000000000000\"";
 
@@ -151,7 +157,7 @@ fn children(pid: u32) -> Vec<(u32, char)> {
 fn serves_the_capture_values_from_nvidia_smi() {
     let s = Scratch::new();
     let cmd = format!("--nvidia-smi.command={}", fake().display());
-    let e = Exporter::start(
+    let e = EXE.start(
         &args(
             &["--backend=nvidia-smi", &cmd, "--collect.interval=200ms"],
             &s,
@@ -221,34 +227,6 @@ fn serves_the_capture_values_from_nvidia_smi() {
     );
 }
 
-fn promtool_says(text: &str) -> Option<String> {
-    let path = "/usr/bin/promtool";
-    if !Path::new(path).exists() {
-        assert!(std::env::var_os("CI").is_none(), "{path} missing in CI");
-        eprintln!("skipping the promtool check: {path} not installed");
-        return None;
-    }
-    let mut child = std::process::Command::new(path)
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    Some(format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    ))
-}
-
 #[test]
 fn once_is_promtool_clean_and_dcgm_compat_only_adds_dcgm_complaints() {
     let s = Scratch::new();
@@ -270,7 +248,7 @@ fn once_is_promtool_clean_and_dcgm_compat_only_adds_dcgm_complaints() {
         );
         assert_eq!(value(&stdout, "nvidia_gpu_devices"), 1.0, "{cap}");
         assert!(!stdout.contains("DCGM_"), "{cap}");
-        if let Some(said) = promtool_says(&stdout) {
+        if let Some(said) = promtool_check_metrics(&stdout) {
             assert_eq!(said, "", "{cap}: promtool check metrics must print nothing");
         }
     }
@@ -302,7 +280,7 @@ fn once_is_promtool_clean_and_dcgm_compat_only_adds_dcgm_complaints() {
         value(&stdout, &format!("DCGM_FI_DEV_SM_CLOCK{{{d}}}")),
         2520.0
     );
-    if let Some(said) = promtool_says(&stdout) {
+    if let Some(said) = promtool_check_metrics(&stdout) {
         let lines: Vec<&str> = said.lines().collect();
         assert!(
             !lines.is_empty(),
@@ -322,7 +300,7 @@ fn hanging_nvidia_smi_never_blocks_a_scrape_and_leaves_no_zombie() {
     let s = Scratch::new();
     let wrapper = s.wrapper();
     let pidfile = s.path("pid");
-    let e = Exporter::start(
+    let e = EXE.start(
         &args(
             &[
                 "--backend=nvidia-smi",
@@ -426,7 +404,7 @@ fn failing_and_garbage_nvidia_smi_are_clear_errors_and_serving_goes_on() {
     let s = Scratch::new();
     s.set_mode("fail");
     let wrapper = s.wrapper();
-    let e = Exporter::start(
+    let e = EXE.start(
         &args(
             &["--backend=nvidia-smi", &wrapper, "--collect.interval=200ms"],
             &s,
@@ -489,7 +467,7 @@ fn failing_and_garbage_nvidia_smi_are_clear_errors_and_serving_goes_on() {
 fn auto_falls_back_to_nvidia_smi_and_says_so() {
     let s = Scratch::new();
     let cmd = format!("--nvidia-smi.command={}", fake().display());
-    let e = Exporter::start(
+    let e = EXE.start(
         &args(
             &[
                 "--backend=auto",
@@ -541,7 +519,7 @@ fn auto_falls_back_to_nvidia_smi_and_says_so() {
 #[test]
 fn with_no_backend_it_still_serves_and_explains() {
     let s = Scratch::new();
-    let e = Exporter::start(
+    let e = EXE.start(
         &args(
             &[
                 "--nvml.library=/nonexistent/libnvidia-ml.so",
@@ -591,7 +569,7 @@ fn a_suspended_gpu_is_not_woken() {
     // RTX 4080 SUPER at 00000000:01:00.0.
     s.runtime_status("0000:01:00.0", "active");
     let wrapper = s.wrapper();
-    let e = Exporter::start(
+    let e = EXE.start(
         &args(
             &["--backend=nvidia-smi", &wrapper, "--collect.interval=200ms"],
             &s,

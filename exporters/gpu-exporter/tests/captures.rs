@@ -4,14 +4,12 @@
 //! sections), then converted to base units: MiB x 1048576, MHz x 1e6, us x 1e-6. `None` where
 //! the capture says `[N/A]`, `N/A` or another no-value token.
 
-mod common;
-
-use common::capture::{Capture, Phase, CAPTURES};
 use gpu_exporter::nvidia_smi::parse::{
     parse_compute_apps, parse_query_gpu, FieldCatalog, GPU_FIELDS,
 };
 use gpu_exporter::nvidia_smi::table::Layout;
 use gpu_exporter::reading::{ClockEventReason, GpuReading};
+use gpu_exporter::testing::capture::{Capture, Phase, CAPTURES};
 
 const MIB: f64 = 1024.0 * 1024.0;
 const MASKED_UUID: &str = "GPU-00000000-0000-0000-0000-000000000000";

@@ -3,18 +3,16 @@
 //! and absence where a capture says N/A. Plus the NVML-only series and the DCGM family on a
 //! snapshot built by hand.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use common::capture::{Capture, Phase, CAPTURES};
 use gpu_exporter::dcgm::DcgmOptions;
 use gpu_exporter::metrics::{emit, EmitOptions};
 use gpu_exporter::nvidia_smi::backend::parse_cuda_version;
 use gpu_exporter::nvidia_smi::parse::{parse_compute_apps, parse_query_gpu};
 use gpu_exporter::nvidia_smi::table::Layout;
 use gpu_exporter::reading::{GpuReading, MigDeviceReading, Snapshot};
+use gpu_exporter::testing::capture::{Capture, Phase, CAPTURES};
 use odin_common::Sink;
 
 const U: &str = "gpu=\"0\",uuid=\"GPU-00000000-0000-0000-0000-000000000000\"";
@@ -34,7 +32,7 @@ fn snapshot(file: &str, phase: Phase) -> Snapshot {
 }
 
 fn render(s: &Snapshot, opts: &EmitOptions) -> (String, Vec<String>) {
-    let mut sink = Sink::new();
+    let mut sink = Sink::new(gpu_exporter::SPEC.prefix);
     emit(s, opts, &mut sink);
     let (fams, errs) = sink.into_parts();
     let mut buf = Vec::new();

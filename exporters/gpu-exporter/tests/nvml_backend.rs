@@ -7,21 +7,17 @@
 //! every field the parser produced. The fields only one side has are listed (and handled) in
 //! [`expected_from_smi`].
 
-mod common;
-#[path = "fake-nvml/support.rs"]
-mod fake_nvml;
-
 use std::time::Duration;
 
-use common::capture::{Capture, Phase, CAPTURES};
-use fake_nvml::{
-    cuda_version_from_q, data_file, migs_from_listing, replicate, FakeMig, FakeNvml, NvmlOnly,
-    Variant, OLD_DRIVER_MISSING,
-};
 use gpu_exporter::nvidia_smi::parse::{parse_compute_apps, parse_query_gpu};
 use gpu_exporter::nvidia_smi::table::Layout;
 use gpu_exporter::reading::{
     Backend, ClockEventReason, GpuReading, MigDeviceReading, ProcessReading, Snapshot,
+};
+use gpu_exporter::testing::capture::{Capture, Phase, CAPTURES};
+use gpu_exporter::testing::fake_nvml::{
+    cuda_version_from_q, data_file, migs_from_listing, replicate, FakeMig, FakeNvml, NvmlOnly,
+    Variant, OLD_DRIVER_MISSING,
 };
 
 const T: Duration = Duration::from_secs(2);

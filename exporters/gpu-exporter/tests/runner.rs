@@ -4,12 +4,9 @@
 //! The fake is started through `env VAR=... <path>`: a multi-word `--nvidia-smi.command`, as a
 //! user's wrapper would be, and no environment changes in this (multi-threaded) test process.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::capture::{capture_path, Capture, Phase, CAPTURES};
 use gpu_exporter::nvidia_smi::parse::{
     parse_compute_apps, parse_query_gpu, GPU_FIELDS, PROCESS_FIELDS,
 };
@@ -17,6 +14,7 @@ use gpu_exporter::nvidia_smi::runner::{
     compute_apps_args, query_gpu_args, split_command, RunError, Runner,
 };
 use gpu_exporter::nvidia_smi::table::Layout;
+use gpu_exporter::testing::capture::{capture_path, Capture, Phase, CAPTURES};
 
 /// Become a child subreaper, as the exporter's `main` is meant to: killed grandchildren then
 /// come back to this process and the runner reaps them, so the tests can demand that they are

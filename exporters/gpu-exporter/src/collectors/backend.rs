@@ -1,6 +1,7 @@
 //! Collector `backend`: which GPU backend is active and why.
 //!
-//! Writes `nvidia_gpu_backend_info{backend, reason} 1` and says in `/health` (the component's
+//! Writes `nvidia_gpu_backend_info{backend, reason} 1` (`backend_info` under the exporter's
+//! prefix) and says in `/health` (the component's
 //! `detail`) which backend is active and why, NVML's error included when auto fell back to
 //! nvidia-smi. It fails (the `backend` component unhealthy, the reason as its error) only when
 //! no backend works: nothing available, or a forced `--backend=nvml` that cannot load. A
@@ -11,6 +12,7 @@ use odin_common::{Collector, Context, Sink};
 
 use crate::backend_select::{reason, Selection};
 
+#[derive(Debug, Clone)]
 pub struct BackendInfo {
     name: &'static str,
     reason: &'static str,
@@ -40,13 +42,9 @@ impl BackendInfo {
 }
 
 impl Collector for BackendInfo {
-    fn name(&self) -> &'static str {
-        "backend"
-    }
-
     fn collect(&self, _ctx: &Context, out: &mut Sink) -> anyhow::Result<()> {
         out.gauge(
-            "nvidia_gpu_backend_info",
+            "backend_info",
             "The active GPU backend (nvml, nvidia-smi, none) and why it was chosen; always 1.",
         )
         .sample(&[("backend", self.name), ("reason", self.reason)], 1.0);

@@ -21,7 +21,7 @@
 //!   the fixes, so `/health` shows why.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use odin_common::{Collector, Context, Mode, Sink};
 
@@ -32,7 +32,7 @@ use crate::suspend;
 
 /// Where readings come from.
 pub enum Source {
-    Backend(Box<dyn Backend>),
+    Backend(Arc<dyn Backend>),
     /// No backend works; every run fails with this one-line hint.
     Unavailable {
         hint: String,
@@ -121,10 +121,6 @@ impl State {
 }
 
 impl Collector for GpuCollector {
-    fn name(&self) -> &'static str {
-        "gpu"
-    }
-
     fn mode(&self) -> Mode {
         self.mode
     }
@@ -133,8 +129,7 @@ impl Collector for GpuCollector {
         let backend = match &self.source {
             Source::Backend(b) => b,
             Source::Unavailable { hint } => {
-                out.gauge("nvidia_gpu_devices", "GPUs the backend sees.")
-                    .sample(&[], 0.0);
+                metrics::write_device_count(out, 0);
                 anyhow::bail!("{hint}");
             }
         };
@@ -145,8 +140,7 @@ impl Collector for GpuCollector {
             // sleeps, don't wake them for a first read (a laptop's dGPU); read once one wakes.
             let found = suspend::nvidia_gpus(&ctx.sysfs);
             if !found.is_empty() && found.iter().all(|(_, s)| *s == Some(true)) {
-                out.gauge("nvidia_gpu_devices", "GPUs the backend sees.")
-                    .sample(&[], found.len() as f64);
+                metrics::write_device_count(out, found.len());
                 return Ok(());
             }
         }
@@ -189,7 +183,6 @@ mod tests {
     use super::*;
     use std::path::Path;
     use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::Arc;
     use std::time::Duration;
 
     /// Two GPUs; counts its reads.
@@ -251,7 +244,7 @@ mod tests {
             xids: Mutex::new(xids),
         };
         let c = GpuCollector::new(
-            Source::Backend(Box::new(fake)),
+            Source::Backend(Arc::new(fake)),
             Mode::OnScrape,
             Some("node-a".into()),
         );
@@ -265,7 +258,7 @@ mod tests {
     }
 
     fn run(c: &GpuCollector, ctx: &Context) -> String {
-        let mut sink = Sink::new();
+        let mut sink = Sink::new(crate::SPEC.prefix);
         c.collect(ctx, &mut sink).unwrap();
         render(sink)
     }
@@ -408,7 +401,7 @@ mod tests {
             sysfs: "/nonexistent".into(),
             timeout: Duration::from_secs(1),
         };
-        let mut sink = Sink::new();
+        let mut sink = Sink::new(crate::SPEC.prefix);
         let err = c.collect(&ctx, &mut sink).unwrap_err();
         assert_eq!(err.to_string(), "no GPU backend available (x)");
         assert_eq!(render(sink), "# HELP nvidia_gpu_devices GPUs the backend sees.\n# TYPE nvidia_gpu_devices gauge\nnvidia_gpu_devices 0\n");

@@ -1,4 +1,4 @@
-//! Test support: find the real nvidia-smi captures and split one into its sections.
+//! The real nvidia-smi captures: find them and split one into its sections.
 //!
 //! A capture is the raw output of several nvidia-smi commands, each section headed by three
 //! lines: a rule of 80 `#`, a title such as `# idle :: query-gpu (csv, what the exporter

@@ -1,15 +1,14 @@
-//! The fake NVML's data file (see `fake_nvml.c` next to this file), written from
+//! The fake NVML's data file (the format `tests/fake-nvml/fake_nvml.c` reads), written from
 //! [`GpuReading`]s: what nvidia-smi said, converted to NVML's units, plus the values only NVML
 //! has ([`NvmlOnly`]) and MIG devices ([`FakeMig`]).
 //!
-//! Pure (no build, no file system): `support.rs` re-exports it for the integration tests, and
-//! `examples/fake-nvml-data.rs` includes it with `#[path]` to write the data file of the
-//! end-to-end test (tests/e2e_gpu.py).
-#![allow(dead_code)] // each user takes a different part
+//! Pure (no build, no file system): the integration tests and benches use it through
+//! [`super`], and `examples/fake-nvml-data.rs` writes the data file of the end-to-end test
+//! (tests/e2e_gpu.py) with it.
 
 use std::fmt::Write as _;
 
-use gpu_exporter::reading::{GpuReading, MigDeviceReading, ProcessReading};
+use crate::reading::{GpuReading, MigDeviceReading, ProcessReading};
 
 /// Values the NVML backend reads that nvidia-smi's query has no field for: written into the
 /// data file for every GPU so the test can check they come through (and in which unit).

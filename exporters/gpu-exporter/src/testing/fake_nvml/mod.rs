@@ -1,24 +1,20 @@
-//! Test support for the fake `libnvidia-ml.so` (`fake_nvml.c` next to this file): build it,
-//! give each test its own copy, write its data file (`data.rs`, re-exported here), open the NVML
-//! backend on it, and inject XID events.
+//! The fake `libnvidia-ml.so` (`tests/fake-nvml/fake_nvml.c`): build it, give each test its
+//! own copy, write its data file ([`data`], re-exported here), open the NVML backend on it, and
+//! inject XID events.
 //!
-//! Use from an integration test with
-//! `#[path = "fake-nvml/support.rs"] mod fake_nvml;`.
-//!
-//! The library is compiled once per test process with the system C compiler (`$CC`, else
-//! `cc`) into `CARGO_TARGET_TMPDIR`. Every [`FakeNvml`] copies it into its own directory:
-//! the dynamic loader keeps one instance per file, and the fake keeps its GPUs in globals, so
-//! a shared file would make parallel tests read each other's GPUs.
-#![allow(dead_code)] // each test binary uses a different part
+//! The library is compiled once per process with the system C compiler (`$CC`, else `cc`)
+//! into `<target dir>/tmp/fake-nvml/` (cargo's `CARGO_TARGET_TMPDIR` of integration tests).
+//! Every [`FakeNvml`] copies it into its own directory: the dynamic loader keeps one instance
+//! per file, and the fake keeps its GPUs in globals, so a shared file would make parallel tests
+//! read each other's GPUs.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Mutex, OnceLock};
 
-use gpu_exporter::reading::Backend;
+use crate::reading::Backend;
 
-#[path = "data.rs"]
-mod data;
+pub mod data;
 pub use data::*;
 
 /// Which build of the fake.
@@ -49,9 +45,7 @@ fn compile(variant: Variant) -> PathBuf {
         Variant::Current => "current",
         Variant::OldDriver => "old-driver",
     };
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join("fake-nvml")
-        .join(name);
+    let dir = target_tmp_dir().join("fake-nvml").join(name);
     std::fs::create_dir_all(&dir).expect("create fake-nvml build dir");
     let out = dir.join("libnvidia-ml.so.1");
     // Several test binaries may build at once: compile to a private name, then rename.
@@ -75,6 +69,18 @@ fn compile(variant: Variant) -> PathBuf {
     );
     std::fs::rename(&tmp, &out).expect("install the fake NVML");
     out
+}
+
+/// `<target dir>/tmp`, found from the running test, bench or example
+/// (`<target dir>/<profile>/deps/<test>` or `<target dir>/<profile>/examples/<name>`); the
+/// system's temporary directory for a binary elsewhere.
+fn target_tmp_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap_or_default();
+    let profile_dir = exe.parent().and_then(Path::parent);
+    match profile_dir.and_then(Path::parent) {
+        Some(target) if target.join("CACHEDIR.TAG").exists() => target.join("tmp"),
+        _ => std::env::temp_dir().join("odin-gpu-exporter"),
+    }
 }
 
 /// The built fake library for `variant` (compiled on first use).
@@ -130,7 +136,7 @@ impl FakeNvml {
             Some(c) => std::env::set_var("FAKE_NVML_INIT_FAIL", c.to_string()),
             None => std::env::remove_var("FAKE_NVML_INIT_FAIL"),
         }
-        let backend = gpu_exporter::nvml::open(Some(&self.lib));
+        let backend = crate::nvml::open(Some(&self.lib));
         for var in ["FAKE_NVML_DATA", "FAKE_NVML_FAIL", "FAKE_NVML_INIT_FAIL"] {
             std::env::remove_var(var);
         }
