@@ -1,0 +1,247 @@
+"""Checks of deploy/ against exporters.toml: the Kubernetes DaemonSets (one parametrised
+check for every exporter), the systemd units and the static Prometheus config.
+
+Each check returns a list of problems (empty: fine), so the tests can show that it fails on a
+broken copy. deploy/test.sh runs them from the command line:
+
+    python3 tests/odin/deploychecks.py daemonsets RENDERED.yaml   (kubectl kustomize output)
+    python3 tests/odin/deploychecks.py systemd [DIR]              (default deploy/systemd)
+    python3 tests/odin/deploychecks.py prometheus [FILE]          (default deploy/prometheus/prometheus.yml)
+"""
+from __future__ import annotations
+
+import configparser
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a file
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from odin import REPO, manifest  # noqa: E402
+
+NAMESPACE = "monitoring"
+# systemd DeviceAllow= classes and the device nodes (as the manifest writes them) they open.
+DEVICE_CLASSES = {
+    "char-nvidia-frontend": {"/dev/nvidiactl", "/dev/nvidia[0-9]*"},
+    "char-nvidia-caps": {"/dev/nvidia-caps/*"},
+}
+
+
+def env_prefix(name: str) -> str:
+    """network-exporter -> NETWORK_EXPORTER_ (the flags' environment twins)."""
+    return name.upper().replace("-", "_") + "_"
+
+
+def expected_args(e: dict) -> list[str]:
+    """The container's args: host paths first, the listen address, then run_args."""
+    args = []
+    if e["host"]["procfs"]:
+        args.append("--path.procfs=/host/proc")
+    if e["host"]["sysfs"]:
+        args.append("--path.sysfs=/host/sys")
+    return args + [f"--web.listen-address=:{e['port']}", *e["run_args"]]
+
+
+# Settings only one exporter has, beyond what the manifest says (name -> {what: check(pod, env)}).
+EXTRA = {
+    "network-exporter": {
+        "env twin example NETWORK_EXPORTER_DNS_PROBE_NAME":
+            lambda pod, env: bool(env.get("NETWORK_EXPORTER_DNS_PROBE_NAME", {}).get("value")),
+    },
+    "gpu-exporter": {
+        "NODE_NAME from spec.nodeName":
+            lambda pod, env: env.get("NODE_NAME", {}).get("valueFrom", {}).get("fieldRef", {})
+            .get("fieldPath") == "spec.nodeName",
+        "DCGM Hostname is the node":
+            lambda pod, env: env.get("GPU_EXPORTER_METRICS_DCGM_HOSTNAME", {}).get("value") == "$(NODE_NAME)",
+    },
+}
+
+
+def _host_path_mount(pod: dict, container: dict, mount_path: str, host_path: str) -> bool:
+    mounts = {m["mountPath"]: m for m in container.get("volumeMounts", [])}
+    vols = {v["name"]: v for v in pod.get("volumes", [])}
+    m = mounts.get(mount_path)
+    return (m is not None and m.get("readOnly") is True
+            and vols.get(m["name"], {}).get("hostPath", {}).get("path") == host_path)
+
+
+def daemonset_problems(objects: list[dict], e: dict) -> list[str]:
+    """One exporter's DaemonSet, Service and ServiceAccount (rendered objects) against the
+    manifest entry `e` and the security settings every exporter shares."""
+    name, port, host = e["name"], e["port"], e["host"]
+    docs = {(d["kind"], d["metadata"]["name"]): d for d in objects if d}
+    missing = [k for k in ("DaemonSet", "Service", "ServiceAccount") if (k, name) not in docs]
+    if missing:
+        return [f"{name}: no {', '.join(missing)} named {name}"]
+    ds, svc, sa = docs[("DaemonSet", name)], docs[("Service", name)], docs[("ServiceAccount", name)]
+    pod = ds["spec"]["template"]["spec"]
+    c = pod["containers"][0]
+    sc, psc = c.get("securityContext", {}), pod.get("securityContext", {})
+    env = {x["name"]: x for x in c.get("env", [])}
+    res = c.get("resources", {})
+    no_gpu_taken = not any("nvidia.com/gpu" in res.get(k, {}) for k in ("requests", "limits"))
+    want = {
+        # shared by every exporter
+        f"namespace {NAMESPACE}": all(d["metadata"].get("namespace") == NAMESPACE for d in (ds, svc, sa)),
+        "tolerates every taint": {"operator": "Exists"} in pod.get("tolerations", []),
+        "runAsNonRoot 65534": psc.get("runAsNonRoot") is True and psc.get("runAsUser") == 65534,
+        "seccomp RuntimeDefault": psc.get("seccompProfile", {}).get("type") == "RuntimeDefault",
+        "readOnlyRootFilesystem": sc.get("readOnlyRootFilesystem") is True,
+        "no privilege escalation": sc.get("allowPrivilegeEscalation") is False,
+        "not privileged": not sc.get("privileged"),
+        "drop ALL capabilities": sc.get("capabilities", {}).get("drop") == ["ALL"]
+            and not sc.get("capabilities", {}).get("add"),
+        "command": c.get("command") == [f"/usr/local/bin/{name}"],
+        f"args {expected_args(e)}": c.get("args") == expected_args(e),
+        f"port metrics {port}": {"name": "metrics", "containerPort": port, "protocol": "TCP"} in c.get("ports", []),
+        "liveness /healthz": c.get("livenessProbe", {}).get("httpGet") == {"path": "/healthz", "port": "metrics"},
+        "readiness /ready": c.get("readinessProbe", {}).get("httpGet") == {"path": "/ready", "port": "metrics"},
+        "requests and limits": all(k in res.get(s, {}) for s in ("requests", "limits") for k in ("cpu", "memory")),
+        f"env twin example ({env_prefix(name)}*)": any(k.startswith(env_prefix(name)) and v.get("value")
+                                                      for k, v in env.items()),
+        "rolling update": ds["spec"].get("updateStrategy", {}).get("type") == "RollingUpdate"
+            and "maxUnavailable" in ds["spec"]["updateStrategy"].get("rollingUpdate", {}),
+        "no service account token": pod.get("automountServiceAccountToken") is False,
+        "headless service": svc["spec"].get("clusterIP") == "None",
+        "service selects the pods": bool(svc["spec"].get("selector")) and all(
+            ds["spec"]["template"]["metadata"]["labels"].get(k) == v for k, v in svc["spec"]["selector"].items()),
+        f"service port metrics {port}": any(p.get("name") == "metrics" and p.get("port") == port
+                                            for p in svc["spec"].get("ports", [])),
+        "no GPU resource taken": no_gpu_taken,
+    }
+    # what the manifest says it needs from the host
+    if host["network"]:
+        want["hostNetwork"] = pod.get("hostNetwork") is True
+        want["dnsPolicy ClusterFirstWithHostNet"] = pod.get("dnsPolicy") == "ClusterFirstWithHostNet"
+    else:
+        want["not on the host network"] = not pod.get("hostNetwork")
+    want["hostPID" if host["pid"] else "no hostPID"] = bool(pod.get("hostPID")) == host["pid"]
+    for key, path in (("procfs", "/proc"), ("sysfs", "/sys")):
+        mount = f"/host{path}"
+        if host[key]:
+            want[f"{path} read-only at {mount}"] = _host_path_mount(pod, c, mount, path)
+        else:
+            want[f"no {mount} mount"] = mount not in {m["mountPath"] for m in c.get("volumeMounts", [])}
+    gpu_node = pod.get("nodeSelector", {}).get("nvidia.com/gpu.present") == "true"
+    if host["gpu_runtime"]:
+        want["runtimeClassName nvidia"] = pod.get("runtimeClassName") == "nvidia"
+        want["GPU nodes only"] = gpu_node
+        want["NVIDIA_VISIBLE_DEVICES=all"] = env.get("NVIDIA_VISIBLE_DEVICES", {}).get("value") == "all"
+        want["NVIDIA_DRIVER_CAPABILITIES=utility"] = env.get("NVIDIA_DRIVER_CAPABILITIES", {}).get("value") == "utility"
+    else:
+        want["no runtimeClassName"] = "runtimeClassName" not in pod
+        want["not limited to GPU nodes"] = not gpu_node
+    if host["devices"] and not host["gpu_runtime"]:
+        want["devices come from the GPU runtime (no other way is supported yet)"] = False
+    for what, check in EXTRA.get(name, {}).items():
+        want[what] = check(pod, env)
+    return [f"{name}: {what}" for what, ok in want.items() if not ok]
+
+
+def base_problems(objects: list[dict], exporters: list[dict]) -> list[str]:
+    """Every object of the rendered base in the namespace; every exporter's check."""
+    problems = [f"{d['kind']} {d['metadata']['name']}: not in namespace {NAMESPACE}"
+                for d in objects if d and d["metadata"].get("namespace") != NAMESPACE]
+    for e in exporters:
+        problems += daemonset_problems(objects, e)
+    names = {e["name"] for e in exporters}
+    problems += [f"DaemonSet {d['metadata']['name']} is not in exporters.toml"
+                 for d in objects if d and d["kind"] == "DaemonSet" and d["metadata"]["name"] not in names]
+    return problems
+
+
+def read_unit(path: Path) -> dict[str, list[str]]:
+    """A systemd unit's [Service] settings: key -> every value given (repeatable keys)."""
+    parser = configparser.RawConfigParser(strict=False, interpolation=None,
+                                          dict_type=_MultiDict, empty_lines_in_values=False)
+    parser.optionxform = str
+    parser.read_string(Path(path).read_text())
+    return {k: v if isinstance(v, list) else [v] for k, v in parser["Service"].items()}
+
+
+class _MultiDict(dict):
+    """Keeps every value of a repeated key (DeviceAllow=, SystemCallFilter=)."""
+
+    def __setitem__(self, key, value):
+        if isinstance(value, list) and key in self and isinstance(self[key], list):
+            super().__getitem__(key).extend(value)
+        else:
+            super().__setitem__(key, value)
+
+
+def systemd_problems(unit: Path, e: dict) -> list[str]:
+    """An exporter's systemd unit against what the manifest says it needs from the host."""
+    name, host = e["name"], e["host"]
+    if not Path(unit).exists():
+        return [f"{name}: no systemd unit {unit}"]
+    svc = {k: [x.strip() for v in vs for x in str(v).splitlines() if x.strip()]
+           for k, vs in read_unit(unit).items()}
+    one = {k: v[-1] if v else "" for k, v in svc.items()}
+    problems = []
+    if not one.get("ExecStart", "").startswith(f"/usr/local/bin/{name}"):
+        problems.append(f"{name}: ExecStart is not /usr/local/bin/{name}")
+    classes = {v.split()[0] for v in svc.get("DeviceAllow", [])}
+    need = set()
+    for dev in host["devices"]:
+        cls = [c for c, nodes in DEVICE_CLASSES.items() if dev in nodes]
+        if not cls:
+            problems.append(f"{name}: no DeviceAllow class known for device {dev} (odin/deploychecks.py)")
+        need.update(cls)
+    if host["devices"]:
+        if one.get("PrivateDevices") != "no" or one.get("DevicePolicy") != "closed":
+            problems.append(f"{name}: devices {host['devices']} need PrivateDevices=no and DevicePolicy=closed")
+        if classes != need:
+            problems.append(f"{name}: DeviceAllow {sorted(classes)}, the manifest's devices need {sorted(need)}")
+    elif one.get("PrivateDevices") != "yes" or classes:
+        problems.append(f"{name}: no devices in the manifest, so PrivateDevices=yes and no DeviceAllow")
+    want_proc = "default" if host["pid"] else "invisible"
+    if one.get("ProtectProc") != want_proc:
+        problems.append(f"{name}: host.pid is {str(host['pid']).lower()}, so ProtectProc={want_proc} "
+                        f"(found {one.get('ProtectProc')!r})")
+    return problems
+
+
+def prometheus_problems(config: dict, exporters: list[dict]) -> list[str]:
+    """The static config scrapes every exporter as job <name> on localhost:<port>, and no
+    job is named after an exporter the manifest does not know."""
+    jobs = {j.get("job_name"): j for j in config.get("scrape_configs", []) or []}
+    problems = []
+    for e in exporters:
+        job = jobs.get(e["name"])
+        if job is None:
+            problems.append(f"no scrape job {e['name']}")
+            continue
+        targets = [t for sc in job.get("static_configs", []) or [] for t in sc.get("targets", [])]
+        if f"localhost:{e['port']}" not in targets:
+            problems.append(f"job {e['name']}: targets {targets}, want localhost:{e['port']}")
+    known = {e["name"] for e in exporters}
+    problems += [f"job {j} names no exporter of exporters.toml" for j in jobs if j.endswith("exporter") and j not in known]
+    return problems
+
+
+def _main(argv: list[str]) -> int:
+    import yaml
+    exporters = manifest.load()
+    if argv[:1] == ["daemonsets"] and len(argv) == 2:
+        objects = [d for d in yaml.safe_load_all(Path(argv[1]).read_text()) if d]
+        problems = base_problems(objects, exporters)
+        what = f"DaemonSet, Service and ServiceAccount of {len(exporters)} exporters"
+    elif argv[:1] == ["systemd"] and len(argv) <= 2:
+        d = Path(argv[1]) if len(argv) == 2 else REPO / "deploy" / "systemd"
+        problems = [p for e in exporters for p in systemd_problems(d / f"{e['name']}.service", e)]
+        what = f"systemd units of {len(exporters)} exporters"
+    elif argv[:1] == ["prometheus"] and len(argv) <= 2:
+        f = Path(argv[1]) if len(argv) == 2 else REPO / "deploy" / "prometheus" / "prometheus.yml"
+        problems = prometheus_problems(yaml.safe_load(f.read_text()), exporters)
+        what = f"scrape jobs of {len(exporters)} exporters"
+    else:
+        print(__doc__, file=sys.stderr)
+        return 2
+    for p in problems:
+        print(p)
+    print(f"{what}: {len(problems)} problems")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))
