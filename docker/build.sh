@@ -38,7 +38,7 @@ done
 
 names=$(python3 "$repo/scripts/manifest.py" names) || die "cannot read exporters.toml"
 grep -qxF -- "$exporter" <<<"$names" ||
-  die "$exporter: not an exporter of exporters.toml (known: $(echo $names))"
+  die "$exporter: not an exporter of exporters.toml (known: $(tr "\n" " " <<<"$names"))"
 port=$(python3 "$repo/scripts/manifest.py" field "$exporter" port)
 tag=${tag:-localhost/odin/$exporter:dev}
 command -v buildah >/dev/null || die "buildah is not installed (apt-get install buildah)"
@@ -87,6 +87,13 @@ bah config \
   ${source:+--label "org.opencontainers.image.source=$source"} \
   --label "org.opencontainers.image.created=$created" \
   "$ctr"
+previous=$(bah images --quiet --no-trunc "$tag" 2>/dev/null || true)
 bah commit --quiet --rm "$ctr" "$tag" >/dev/null
 ctr=""
+# The image the tag named before, now untagged: remove it (buildah refuses while another tag or
+# a container still uses it).
+current=$(bah images --quiet --no-trunc "$tag")
+for id in $previous; do
+  [ "$id" = "$current" ] || bah rmi "$id" >/dev/null 2>&1 || true
+done
 echo "$tag"
