@@ -1,0 +1,150 @@
+"""exporters.toml tells the truth about deploy/: every exporter's DaemonSet, systemd unit and
+static scrape job agree with its entry (odin.deploychecks, which deploy/test.sh also runs on
+the rendered kustomize output). Each check is also shown to fail on a broken copy.
+"""
+from __future__ import annotations
+
+import copy
+
+import pytest
+import yaml
+
+from odin import REPO, manifest
+from odin.deploychecks import daemonset_problems, prometheus_problems, systemd_problems
+
+BASE = REPO / "deploy/kubernetes/base"
+NAMES = manifest.names()
+
+
+def objects(name: str) -> list[dict]:
+    """An exporter's base objects as kustomize renders them (namespace set)."""
+    out = []
+    for f in sorted((BASE / name).glob("*.yaml")):
+        for d in yaml.safe_load_all(f.read_text()):
+            if d:
+                d["metadata"]["namespace"] = "monitoring"
+                out.append(d)
+    return out
+
+
+def pod(objs: list[dict], name: str) -> dict:
+    return next(d for d in objs if d["kind"] == "DaemonSet")["spec"]["template"]["spec"]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_daemonset_matches_manifest(name):
+    assert daemonset_problems(objects(name), manifest.get(name)) == []
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_systemd_unit_matches_manifest(name):
+    assert systemd_problems(REPO / "deploy/systemd" / f"{name}.service", manifest.get(name)) == []
+
+
+def test_prometheus_static_config_scrapes_every_exporter():
+    config = yaml.safe_load((REPO / "deploy/prometheus/prometheus.yml").read_text())
+    assert prometheus_problems(config, manifest.load()) == []
+
+
+def test_manifest_rejects_duplicates_and_missing_keys(tmp_path):
+    text = (REPO / "exporters.toml").read_text()
+    starts = [i for i in range(len(text)) if text.startswith("\n[[exporter]]", i)]
+    first = text[starts[0]:starts[1]]
+    dup = tmp_path / "dup.toml"
+    dup.write_text(text.rstrip() + "\n\n" + first.replace(f'name = "{NAMES[0]}"', 'name = "other-exporter"'))
+    with pytest.raises(ValueError, match="used by"):
+        manifest.load(dup)
+    missing = tmp_path / "missing.toml"
+    missing.write_text(text.replace("prefix = ", "prefixx = ", 1))
+    with pytest.raises(ValueError, match="prefix"):
+        manifest.load(missing)
+
+
+# ------------------------------------------------------------------ the checks can fail
+
+def _break(what):
+    """Mutations of an exporter's objects (or its manifest entry) the check must report."""
+    def flip_network(objs, e):
+        e["host"]["network"] = not e["host"]["network"]
+
+    def flip_pid(objs, e):
+        e["host"]["pid"] = not e["host"]["pid"]
+
+    def flip_gpu_runtime(objs, e):
+        e["host"]["gpu_runtime"] = not e["host"]["gpu_runtime"]
+
+    def flip_sysfs(objs, e):
+        e["host"]["sysfs"] = not e["host"]["sysfs"]
+
+    def privileged(objs, e):
+        pod(objs, e["name"])["containers"][0]["securityContext"]["privileged"] = True
+
+    def add_capability(objs, e):
+        pod(objs, e["name"])["containers"][0]["securityContext"]["capabilities"]["add"] = ["NET_ADMIN"]
+
+    def root_user(objs, e):
+        pod(objs, e["name"])["securityContext"]["runAsUser"] = 0
+
+    def writable_root(objs, e):
+        pod(objs, e["name"])["containers"][0]["securityContext"]["readOnlyRootFilesystem"] = False
+
+    def token(objs, e):
+        pod(objs, e["name"])["automountServiceAccountToken"] = True
+
+    def other_port(objs, e):
+        e["port"] += 1
+
+    def extra_run_arg(objs, e):
+        e["run_args"] = [*e["run_args"], "--log.level=debug"]
+
+    def no_probe(objs, e):
+        del pod(objs, e["name"])["containers"][0]["readinessProbe"]
+
+    def service_not_headless(objs, e):
+        next(d for d in objs if d["kind"] == "Service")["spec"]["clusterIP"] = "10.0.0.1"
+
+    def no_service_account(objs, e):
+        objs[:] = [d for d in objs if d["kind"] != "ServiceAccount"]
+
+    def other_namespace(objs, e):
+        objs[0]["metadata"]["namespace"] = "default"
+
+    return locals()[what]
+
+
+BREAKS = ["flip_network", "flip_pid", "flip_gpu_runtime", "flip_sysfs", "privileged", "add_capability",
+          "root_user", "writable_root", "token", "other_port", "extra_run_arg", "no_probe",
+          "service_not_headless", "no_service_account", "other_namespace"]
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("what", BREAKS)
+def test_daemonset_check_fails_on_a_broken_copy(name, what):
+    objs, e = objects(name), copy.deepcopy(manifest.get(name))
+    _break(what)(objs, e)
+    assert daemonset_problems(objs, e), f"{what} went unnoticed"
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("what", ["pid", "devices", "unit"])
+def test_systemd_check_fails_on_a_lie(name, what, tmp_path):
+    e = copy.deepcopy(manifest.get(name))
+    unit = REPO / "deploy/systemd" / f"{name}.service"
+    if what == "pid":
+        e["host"]["pid"] = not e["host"]["pid"]
+    elif what == "devices":
+        e["host"]["devices"] = [] if e["host"]["devices"] else ["/dev/nvidiactl"]
+    else:
+        unit = tmp_path / "none.service"
+    assert systemd_problems(unit, e)
+
+
+def test_prometheus_check_fails_without_a_job_or_on_another_port():
+    config = yaml.safe_load((REPO / "deploy/prometheus/prometheus.yml").read_text())
+    exporters = manifest.load()
+    no_job = copy.deepcopy(config)
+    no_job["scrape_configs"] = no_job["scrape_configs"][1:]
+    assert prometheus_problems(no_job, exporters)
+    moved = copy.deepcopy(exporters)
+    moved[0]["port"] += 1
+    assert prometheus_problems(config, moved)
