@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
-# The main job: builds every ODIN exporter that exists so far, starts each on its default port
-# on loopback, and starts a real Prometheus with deploy/prometheus/prometheus.yml (which loads
-# rules/). Prints the URLs; Ctrl-C stops everything cleanly.
+# The main job: builds every ODIN exporter of exporters.toml, starts each on its default port
+# on loopback with the manifest's run_args, and starts a real Prometheus with
+# deploy/prometheus/prometheus.yml (which loads rules/). Prints the URLs; Ctrl-C stops
+# everything cleanly.
 #
 # Environment (all optional):
 #   NETWORK_EXPORTER_DNS_PROBE_NAME  names the DNS prober resolves, comma-separated
 #                                    (default: example.com; on a machine with no DNS the
 #                                    DnsProbeFailing alert fires, which is the truth)
-#   ODIN_GPU_DEMO                    a real nvidia-smi capture (a path, or a file name in
-#                                    $ODIN_SHARED_DIR/captures/nvidia-smi/, e.g.
-#                                    linux-x86_64__nvidia-h100-80gb-hbm3__590.48.01.txt): run
-#                                    gpu-exporter on the fake nvidia-smi answering from it, for
-#                                    a machine without a GPU. DEMO DATA, logged as such.
+#   ODIN_GPU_DEMO                    a real nvidia-smi capture: a path, or the name of a file
+#                                    in exporters/gpu-exporter/demo/ (the repository's own
+#                                    captures): run gpu-exporter on the fake nvidia-smi
+#                                    answering from it, for a machine without a GPU.
+#                                    DEMO DATA, logged as such.
 #   ODIN_GPU_DEMO_SECTION            idle (default) or load: which part of the capture
 #   PROMETHEUS_PORT                  default 9090
 #   ODIN_RUN_DIR                     state (logs, TSDB), default .run/
@@ -40,47 +41,50 @@ cleanup() {
 trap 'cleanup; exit 0' INT TERM
 trap cleanup EXIT
 
-# Extra flags and environment per exporter.
+# Extra environment per exporter (its flags are run_args in exporters.toml).
 # gpu-exporter: NVML when it loads, else nvidia-smi; on a machine with neither it still serves
 # (0 GPUs, the GPU component unhealthy in /health, GPUBackendUnavailable after 10 minutes).
-gpu_args=(--metrics.dcgm-compat)
+demo_dir=exporters/gpu-exporter/demo
+gpu_demo_args=()
 gpu_env=()
 if [ -n "${ODIN_GPU_DEMO:-}" ]; then
   capture=$ODIN_GPU_DEMO
   if [ ! -f "$capture" ]; then
-    shared=${ODIN_SHARED_DIR:-../shared}
-    capture="$shared/captures/nvidia-smi/$ODIN_GPU_DEMO"
+    capture="$demo_dir/$ODIN_GPU_DEMO"
   fi
   if [ ! -f "$capture" ]; then
-    echo "ODIN_GPU_DEMO: no capture file $ODIN_GPU_DEMO (nor $capture)" >&2
+    echo "ODIN_GPU_DEMO: no capture file $ODIN_GPU_DEMO (neither a path nor a file in $demo_dir/)" >&2
     exit 1
   fi
   capture=$(cd "$(dirname "$capture")" && pwd)/$(basename "$capture")
-  gpu_args+=(--backend=nvidia-smi "--nvidia-smi.command=$PWD/exporters/gpu-exporter/tests/fake-nvidia-smi")
+  gpu_demo_args=(--backend=nvidia-smi "--nvidia-smi.command=$PWD/exporters/gpu-exporter/tests/fake-nvidia-smi")
   gpu_env=(FAKE_NVIDIA_SMI_CAPTURE="$capture" FAKE_NVIDIA_SMI_SECTION="${ODIN_GPU_DEMO_SECTION:-idle}")
   echo "*** gpu-exporter DEMO MODE: its GPU metrics are a replay of the capture $(basename "$capture")"
   echo "*** (section ${ODIN_GPU_DEMO_SECTION:-idle}) through the fake nvidia-smi, not this machine's GPUs."
 fi
 
-# exporter name:port, as in DESIGN.md and deploy/prometheus/prometheus.yml. Every exporter
-# that has been built is started; a missing binary is skipped with a note.
-exporters=("network-exporter:19102" "gpu-exporter:9835")
+# Every exporter of exporters.toml (name, port, run_args). Every exporter that has been built
+# is started; a missing binary is skipped with a note.
+manifest() { python3 scripts/manifest.py "$@"; }
+mapfile -t exporters < <(manifest names)
+[ "${#exporters[@]}" -gt 0 ] || { echo "exporters.toml lists no exporter" >&2; exit 1; }
 started=()
-for entry in "${exporters[@]}"; do
-  name=${entry%%:*}; port=${entry##*:}
+for name in "${exporters[@]}"; do
+  port=$(manifest field "$name" port)
   if [ ! -x "$bin/$name" ]; then
     echo "$name: not built, skipped"
     continue
   fi
-  args=() envs=()
+  mapfile -t args < <(manifest field "$name" run_args)
+  envs=()
   if [ "$name" = gpu-exporter ]; then
-    args=("${gpu_args[@]}")
+    args+=("${gpu_demo_args[@]}")
     envs=("${gpu_env[@]}")
   fi
   env "${envs[@]}" "$bin/$name" --web.listen-address="127.0.0.1:$port" "${args[@]}" \
     >"$run_dir/$name.log" 2>&1 &
   pids+=($!)
-  started+=("$entry")
+  started+=("$name:$port")
 done
 
 prometheus --config.file=deploy/prometheus/prometheus.yml \
