@@ -1,17 +1,29 @@
 //! The real `network-exporter` binary against fixture trees: the serving contract of
-//! DESIGN.md (endpoints, health, failure and malformed input, `--once`, flags, signals).
+//! docs/architecture.md (endpoints, health, failure and malformed input, `--once`, flags,
+//! signals).
 //!
 //! Trees: `host-a` (a healthy host), `broken` (host-a without `proc/net/tcp`, so `tcpstat`
 //! fails), `malformed` (`proc` only, with bad lines in every file; paired with host-a's `sys`).
 
-mod support;
-
 use std::io::{Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use support::{fixture, once, sample, series, tree_args, value, Exporter, Start};
+use odin_testkit::{assert_promtool_clean, request, sample, series, tree_args, value, Exe};
+
+/// The binary under test.
+const EXPORTER: Exe = Exe {
+    bin: env!("CARGO_BIN_EXE_network-exporter"),
+    env_prefix: "NETWORK_EXPORTER_",
+};
+
+/// A path under this crate's `tests/fixtures/`.
+fn fixture(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(rel)
+}
 
 /// Every collector on by default; `dns` needs `--dns.probe-name`.
 const DEFAULT_COLLECTORS: [&str; 7] = [
@@ -78,7 +90,7 @@ fn without_timings(body: &str) -> Vec<&str> {
 
 #[test]
 fn serves_host_a() {
-    let ex = Exporter::start(&host_a(), &[]);
+    let ex = EXPORTER.start(&host_a(), &[]);
 
     let landing = ex.get("/");
     assert_eq!(landing.status, 200);
@@ -253,7 +265,7 @@ fn serves_host_a() {
 
 #[test]
 fn one_failing_collector_degrades_health() {
-    let ex = Exporter::start(&tree_args(&fixture("broken")), &[]);
+    let ex = EXPORTER.start(&tree_args(&fixture("broken")), &[]);
     let t0 = now();
     let m = ex.get("/metrics");
     assert_eq!(m.status, 200);
@@ -311,7 +323,7 @@ fn every_collector_failing_is_unhealthy() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("proc/net/wireless")).unwrap();
     std::fs::create_dir_all(dir.path().join("sys")).unwrap();
-    let ex = Exporter::start(&tree_args(dir.path()), &[]);
+    let ex = EXPORTER.start(&tree_args(dir.path()), &[]);
 
     let m = ex.get("/metrics");
     assert_eq!(m.status, 200, "a failing collector never fails the scrape");
@@ -341,7 +353,7 @@ fn malformed_lines_are_counted_not_fatal() {
         format!("--path.procfs={}", fixture("malformed/proc").display()),
         format!("--path.sysfs={}", fixture("host-a/sys").display()),
     ];
-    let ex = Exporter::start(&args, &[]);
+    let ex = EXPORTER.start(&args, &[]);
     let m = ex.get("/metrics");
     assert_eq!(m.status, 200);
     let body = m.text();
@@ -408,23 +420,9 @@ fn malformed_lines_are_counted_not_fatal() {
     }
 }
 
-/// `promtool` from the Debian package, if installed; in CI its absence fails the test.
-fn promtool() -> Option<&'static str> {
-    let path = "/usr/bin/promtool";
-    if Path::new(path).exists() {
-        return Some(path);
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "{path} is missing; CI must install the prometheus package"
-    );
-    eprintln!("skipping the promtool check: {path} not installed");
-    None
-}
-
 #[test]
 fn once_prints_an_exposition_promtool_accepts() {
-    let out = once(&host_a(), &[]);
+    let out = EXPORTER.once(&host_a(), &[]);
     let stdout = String::from_utf8(out.stdout).unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
@@ -436,33 +434,12 @@ fn once_prints_an_exposition_promtool_accepts() {
     assert!(!stdout.contains("level="), "{stdout}");
     assert!(stderr.contains("dns collector off"), "{stderr}");
 
-    let Some(promtool) = promtool() else { return };
-    let mut child = std::process::Command::new(promtool)
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdout.as_bytes())
-        .unwrap();
-    let check = child.wait_with_output().unwrap();
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&check.stdout),
-        String::from_utf8_lossy(&check.stderr)
-    );
-    assert!(check.status.success(), "promtool: {said}");
-    assert_eq!(said, "", "promtool check metrics must print nothing");
+    assert_promtool_clean(&stdout);
 }
 
 #[test]
 fn once_exits_1_when_a_collector_fails_but_prints_the_rest() {
-    let out = once(&tree_args(&fixture("broken")), &[]);
+    let out = EXPORTER.once(&tree_args(&fixture("broken")), &[]);
     let stdout = String::from_utf8(out.stdout).unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
@@ -483,7 +460,7 @@ fn once_exits_1_when_a_collector_fails_but_prints_the_rest() {
 fn no_collector_flag_removes_its_metrics_and_component() {
     let mut args = host_a();
     args.push("--no-collector.tcpstat".into());
-    let ex = Exporter::start(&args, &[]);
+    let ex = EXPORTER.start(&args, &[]);
     let body = ex.get("/metrics").text();
     assert!(series(&body, "network_tcp_connection_states").is_empty());
     assert!(series(&body, "network_tcp_receive_queue_bytes").is_empty());
@@ -518,7 +495,7 @@ fn devices(body: &str, family: &str) -> Vec<String> {
 fn device_include_flag_and_its_environment_twin() {
     let mut args = host_a();
     args.push("--collector.netdev.device-include=^eth0$".into());
-    let out = once(&args, &[]);
+    let out = EXPORTER.once(&args, &[]);
     assert_eq!(out.status.code(), Some(0));
     let body = String::from_utf8(out.stdout).unwrap();
     assert_eq!(devices(&body, "network_receive_bytes_total"), ["eth0"]);
@@ -533,7 +510,7 @@ fn device_include_flag_and_its_environment_twin() {
     );
 
     let env = [("NETWORK_EXPORTER_COLLECTOR_NETDEV_DEVICE_INCLUDE", "^eth0$")];
-    let out = once(&host_a(), &env);
+    let out = EXPORTER.once(&host_a(), &env);
     assert_eq!(out.status.code(), Some(0));
     let body = String::from_utf8(out.stdout).unwrap();
     assert_eq!(devices(&body, "network_receive_bytes_total"), ["eth0"]);
@@ -541,11 +518,11 @@ fn device_include_flag_and_its_environment_twin() {
     // The command line wins over the environment.
     let mut args = host_a();
     args.push("--collector.netdev.device-include=^wlan0$".into());
-    let body = String::from_utf8(once(&args, &env).stdout).unwrap();
+    let body = String::from_utf8(EXPORTER.once(&args, &env).stdout).unwrap();
     assert_eq!(devices(&body, "network_receive_bytes_total"), ["wlan0"]);
 
     // Without the flag: the default exclusion (lo, docker0, veth*, br-*, 15-hex names).
-    let body = String::from_utf8(once(&host_a(), &[]).stdout).unwrap();
+    let body = String::from_utf8(EXPORTER.once(&host_a(), &[]).stdout).unwrap();
     let mut all = devices(&body, "network_receive_bytes_total");
     all.sort();
     assert_eq!(all, ["eth0", "eth1", "wg0", "wlan0"]);
@@ -557,7 +534,8 @@ fn invalid_regex_is_refused_with_a_clear_error() {
     args.push("--collector.netdev.device-include=(".into());
     args.push("--web.listen-address=127.0.0.1:0".into());
     // Serving mode: it must exit, not serve.
-    let mut child = support::command(&args, &[])
+    let mut child = EXPORTER
+        .command(&args, &[])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -587,7 +565,7 @@ fn invalid_regex_is_refused_with_a_clear_error() {
 
 #[test]
 fn dns_is_off_without_probe_names() {
-    let mut ex = Exporter::start(&host_a(), &[]);
+    let mut ex = EXPORTER.start(&host_a(), &[]);
     let body = ex.get("/metrics").text();
     assert!(!body.contains("network_dns_"), "{body}");
     assert_eq!(
@@ -611,7 +589,7 @@ fn dns_is_off_without_probe_names() {
 }
 
 fn stops_cleanly_on(sig: libc::c_int, name: &str) {
-    let mut ex = Exporter::start(&host_a(), &[]);
+    let mut ex = EXPORTER.start(&host_a(), &[]);
     assert_eq!(ex.get("/metrics").status, 200);
     let t = Instant::now();
     ex.signal(sig);
@@ -657,9 +635,9 @@ fn sigterm_lets_the_scrape_in_flight_finish() {
     // SAFETY: a valid NUL-terminated path.
     assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
 
-    let mut ex = Exporter::start(&tree_args(dir.path()), &[]);
+    let mut ex = EXPORTER.start(&tree_args(dir.path()), &[]);
     let addr = ex.addr;
-    let scrape = std::thread::spawn(move || support::request(addr, "GET", "/metrics", &[]));
+    let scrape = std::thread::spawn(move || request(addr, "GET", "/metrics", &[]));
 
     // Opening the write end without blocking succeeds once netdev has the read end open.
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -710,7 +688,7 @@ fn a_secret_in_the_environment_is_never_shown() {
     const SECRET: &str = "s3cr3t-value";
     let mut args = host_a();
     args.push("--log.level=debug".into());
-    let mut ex = Exporter::start(&args, &[("NETWORK_EXPORTER_TEST_SECRET", SECRET)]);
+    let mut ex = EXPORTER.start(&args, &[("NETWORK_EXPORTER_TEST_SECRET", SECRET)]);
     let mut seen = String::new();
     for path in ["/", "/metrics", "/health", "/healthz", "/ready", "/nope"] {
         let r = ex.get(path);
@@ -730,4 +708,26 @@ fn a_secret_in_the_environment_is_never_shown() {
     assert!(seen.contains("network_receive_bytes_total"));
     assert!(!seen.contains(SECRET), "secret in a reply");
     assert!(!log.contains(SECRET), "secret in the log:\n{log}");
+}
+
+#[test]
+fn help_names_the_environment_twin_of_every_own_flag() {
+    let out = EXPORTER
+        .command(&["--help".to_owned()], &[])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let help = String::from_utf8(out.stdout).unwrap();
+    for twin in [
+        "NETWORK_EXPORTER_COLLECTOR_NETDEV_DEVICE_INCLUDE",
+        "NETWORK_EXPORTER_COLLECTOR_NETDEV_DEVICE_EXCLUDE",
+        "NETWORK_EXPORTER_COLLECTOR_TCPSTAT_SOURCE",
+        "NETWORK_EXPORTER_DNS_PROBE_NAME",
+        "NETWORK_EXPORTER_DNS_SERVER",
+        "NETWORK_EXPORTER_DNS_INTERVAL",
+        "NETWORK_EXPORTER_DNS_TIMEOUT",
+        "NETWORK_EXPORTER_DNS_RECORD_TYPE",
+    ] {
+        assert!(help.contains(&format!("[env: {twin}=")), "{twin}:\n{help}");
+    }
 }

@@ -1,20 +1,15 @@
 //! DNS prober flags and outcome classification, without a network.
 
-// The collector lives in the binary crate; compile its file into this test.
-#[allow(dead_code)]
-#[path = "../src/collectors/dns.rs"]
-mod dns;
-
 use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Parser;
-use dns::{DnsArgs, DnsServer};
 use hickory_resolver::error::{ResolveError, ResolveErrorKind};
 use hickory_resolver::proto::op::ResponseCode;
 use hickory_resolver::proto::rr::RecordType;
-use odin_common::{Collector, Mode};
+use network_exporter::collectors::dns::{self, AddressType, DnsArgs, DnsServer};
+use odin_common::{parse_duration, Mode, Settings};
 
 #[derive(Debug, Parser)]
 struct Cli {
@@ -28,21 +23,31 @@ fn parse(args: &[&str]) -> Result<DnsArgs, clap::Error> {
     Cli::try_parse_from(argv).map(|c| c.dns)
 }
 
+/// The DNS flags use odin-common's duration parser: it accepts everything the prober's own
+/// parser accepted, with the same values, plus bare seconds and decimals.
 #[test]
 fn durations() {
-    assert_eq!(dns::parse_duration("30s"), Ok(Duration::from_secs(30)));
-    assert_eq!(dns::parse_duration("500ms"), Ok(Duration::from_millis(500)));
-    assert_eq!(dns::parse_duration("1m"), Ok(Duration::from_secs(60)));
-    assert_eq!(dns::parse_duration("1m30s"), Ok(Duration::from_secs(90)));
-    assert_eq!(dns::parse_duration("2h"), Ok(Duration::from_secs(7200)));
-    assert_eq!(
-        dns::parse_duration("1s250ms"),
-        Ok(Duration::from_millis(1250))
-    );
-    for bad in [
-        "", "30", "s", "1.5s", "-1s", "10x", "0s", "0ms", "5 s", "ms10",
+    for (text, want) in [
+        ("30s", Duration::from_secs(30)),
+        ("500ms", Duration::from_millis(500)),
+        ("1m", Duration::from_secs(60)),
+        ("1m30s", Duration::from_secs(90)),
+        ("2h", Duration::from_secs(7200)),
+        ("1s250ms", Duration::from_millis(1250)),
     ] {
-        assert!(dns::parse_duration(bad).is_err(), "{bad:?} accepted");
+        assert_eq!(parse_duration(text), Ok(want), "{text:?}");
+        let args = parse(&[&format!("--dns.interval={text}")]).unwrap();
+        assert_eq!(args.interval, want, "--dns.interval={text}");
+    }
+    // Newly accepted: bare seconds and decimals, as every other duration flag takes them.
+    assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
+    assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+    for bad in ["", "s", "-1s", "10x", "0s", "0ms", "5 s", "ms10"] {
+        assert!(parse_duration(bad).is_err(), "{bad:?} accepted");
+        assert!(
+            parse(&[&format!("--dns.timeout={bad}")]).is_err(),
+            "--dns.timeout={bad:?} accepted"
+        );
     }
 }
 
@@ -94,9 +99,14 @@ fn servers() {
 
 #[test]
 fn record_types() {
-    assert_eq!(dns::parse_record_type("A"), Ok(RecordType::A));
-    assert_eq!(dns::parse_record_type("aaaa"), Ok(RecordType::AAAA));
-    assert!(dns::parse_record_type("MX").is_err());
+    let record_type = |value: &str| {
+        parse(&[&format!("--dns.record-type={value}")]).map(|a| RecordType::from(a.record_type))
+    };
+    assert_eq!(record_type("A").unwrap(), RecordType::A);
+    assert_eq!(record_type("a").unwrap(), RecordType::A);
+    assert_eq!(record_type("aaaa").unwrap(), RecordType::AAAA);
+    assert_eq!(record_type("AAAA").unwrap(), RecordType::AAAA);
+    assert!(record_type("MX").is_err());
 }
 
 #[test]
@@ -105,13 +115,13 @@ fn defaults_and_off_without_names() {
     assert!(args.probe_names.is_empty());
     assert_eq!(args.interval, Duration::from_secs(30));
     assert_eq!(args.timeout, Duration::from_secs(5));
-    assert_eq!(args.record_type, RecordType::A);
+    assert_eq!(args.record_type, AddressType::A);
     assert!(dns::from_args(&args).unwrap().is_none());
 }
 
 #[test]
 fn flags_build_a_background_collector() {
-    let args = parse(&[
+    let flags = [
         "--dns.probe-name=example.org",
         "--dns.probe-name",
         "example.net",
@@ -120,15 +130,34 @@ fn flags_build_a_background_collector() {
         "--dns.interval=1m",
         "--dns.timeout=750ms",
         "--dns.record-type=AAAA",
-    ])
-    .unwrap();
+    ];
+    let args = parse(&flags).unwrap();
     assert_eq!(args.probe_names, vec!["example.org", "example.net"]);
     assert_eq!(args.servers.len(), 2);
-    assert_eq!(args.record_type, RecordType::AAAA);
-    let c = dns::from_args(&args).unwrap().expect("collector on");
-    assert_eq!(c.name(), "dns");
+    assert_eq!(args.record_type, AddressType::Aaaa);
+
+    // The collector the exporter declares as `dns`, built from all of its flags.
+    #[derive(Debug, Parser)]
+    struct ExporterCli {
+        #[command(flatten)]
+        args: network_exporter::Args,
+    }
+    let cli =
+        ExporterCli::try_parse_from(std::iter::once("network-exporter").chain(flags)).unwrap();
+    let settings = Settings {
+        procfs: "/proc".into(),
+        sysfs: "/sys".into(),
+        enabled_collectors: vec!["dns"],
+    };
+    let setup = network_exporter::setup(cli.args, &settings).unwrap();
+    let dns_def = network_exporter::SPEC
+        .collectors
+        .iter()
+        .find(|def| def.name == "dns")
+        .expect("a collector named dns");
+    let collector = (dns_def.build)(&setup).unwrap().expect("collector on");
     assert_eq!(
-        c.mode(),
+        collector.mode(),
         Mode::Background {
             interval: Duration::from_secs(60),
             timeout: Duration::from_millis(750)
@@ -138,7 +167,12 @@ fn flags_build_a_background_collector() {
 
 #[test]
 fn bad_flags_are_refused() {
-    assert!(parse(&["--dns.timeout=5"]).is_err());
+    assert!(parse(&["--dns.timeout=5x"]).is_err());
+    // A bare number is seconds now (odin-common's duration parser), no longer refused.
+    assert_eq!(
+        parse(&["--dns.timeout=5"]).unwrap().timeout,
+        Duration::from_secs(5)
+    );
     assert!(parse(&["--dns.server=resolver.example"]).is_err());
     assert!(parse(&["--dns.record-type=TXT"]).is_err());
     let args = parse(&["--dns.probe-name=bad..name"]).unwrap();

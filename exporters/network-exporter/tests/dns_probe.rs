@@ -1,22 +1,18 @@
 //! The DNS prober against real servers on loopback: a dnsmasq child authoritative for
 //! `odin.test`, and a UDP socket that never answers.
 
-// The collector lives in the binary crate; compile its file into this test.
-#[allow(dead_code)]
-#[path = "../src/collectors/dns.rs"]
-mod dns;
-
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener, UdpSocket};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use dns::{DnsCollector, DnsServer};
 use hickory_resolver::proto::rr::RecordType;
-use odin_common::{Collector, Context, Sink};
-use prometheus::proto::{Metric, MetricFamily};
+use network_exporter::collectors::dns::{DnsCollector, DnsServer};
+use odin_common::{Collector, Sink};
+use odin_testkit::{find_sample, live_context};
+use prometheus::proto::MetricFamily;
 
 const DNSMASQ: &str = "/usr/sbin/dnsmasq";
 
@@ -160,14 +156,6 @@ fn free_port() -> u16 {
     }
 }
 
-fn ctx() -> Context {
-    Context {
-        procfs: PathBuf::from("/proc"),
-        sysfs: PathBuf::from("/sys"),
-        timeout: Duration::from_secs(2),
-    }
-}
-
 fn collector(
     names: &[&str],
     servers: &[DnsServer],
@@ -179,27 +167,15 @@ fn collector(
 }
 
 fn run(c: &DnsCollector) -> (anyhow::Result<()>, Vec<MetricFamily>) {
-    let mut sink = Sink::new();
-    let res = c.collect(&ctx(), &mut sink);
+    let mut sink = Sink::new(network_exporter::SPEC.prefix);
+    let res = c.collect(&live_context(), &mut sink);
     let (families, item_errors) = sink.into_parts();
     assert!(item_errors.is_empty(), "{item_errors:?}");
     (res, families)
 }
 
-fn find<'a>(fams: &'a [MetricFamily], name: &str, labels: &[(&str, &str)]) -> Option<&'a Metric> {
-    let fam = fams.iter().find(|f| f.name() == name)?;
-    fam.get_metric().iter().find(|m| {
-        let got: Vec<(&str, &str)> = m
-            .get_label()
-            .iter()
-            .map(|l| (l.name(), l.value()))
-            .collect();
-        got.len() == labels.len() && labels.iter().all(|want| got.contains(want))
-    })
-}
-
 fn gauge(fams: &[MetricFamily], name: &str, labels: &[(&str, &str)]) -> f64 {
-    find(fams, name, labels)
+    find_sample(fams, name, labels)
         .unwrap_or_else(|| panic!("no {name}{labels:?}"))
         .get_gauge()
         .get_value()
@@ -212,7 +188,7 @@ fn lookups(fams: &[MetricFamily], name: &str, server: &str, result: &str, rcode:
         ("result", result),
         ("rcode", rcode),
     ];
-    find(fams, "network_dns_lookups_total", &labels)
+    find_sample(fams, "network_dns_lookups_total", &labels)
         .unwrap_or_else(|| panic!("no network_dns_lookups_total{labels:?}"))
         .get_counter()
         .get_value()
@@ -239,7 +215,7 @@ fn lookups_sum(fams: &[MetricFamily], name: &str, server: &str) -> f64 {
 }
 
 fn histogram_count(fams: &[MetricFamily], name: &str, server: &str) -> u64 {
-    find(
+    find_sample(
         fams,
         "network_dns_lookup_duration_seconds",
         &[("name", name), ("server", server)],

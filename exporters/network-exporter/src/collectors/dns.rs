@@ -50,7 +50,7 @@ use hickory_resolver::proto::error::ProtoErrorKind;
 use hickory_resolver::proto::op::ResponseCode;
 use hickory_resolver::proto::rr::RecordType;
 use hickory_resolver::{Name, TokioAsyncResolver};
-use odin_common::{Collector, Context, Mode, Sink};
+use odin_common::{parse_duration, Collector, Context, Field, Labels, Mode, SampleValue, Sink};
 use prometheus::core::Collector as _;
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts};
 
@@ -76,12 +76,7 @@ const PREINIT: &[(&str, &str)] = &[
 pub struct DnsArgs {
     /// Name to look up on every probe run (repeatable, or comma-separated in the environment).
     /// No name: the DNS prober is off.
-    #[arg(
-        long = "dns.probe-name",
-        value_name = "NAME",
-        env = "NETWORK_EXPORTER_DNS_PROBE_NAME",
-        value_delimiter = ','
-    )]
+    #[arg(long = "dns.probe-name", value_name = "NAME", value_delimiter = ',')]
     pub probe_names: Vec<String>,
 
     /// DNS server to query, `IP[:port]` (port 53 by default), or `system` for the resolvers of
@@ -89,41 +84,58 @@ pub struct DnsArgs {
     #[arg(
         long = "dns.server",
         value_name = "IP[:PORT]",
-        env = "NETWORK_EXPORTER_DNS_SERVER",
         value_delimiter = ',',
         value_parser = parse_server
     )]
     pub servers: Vec<DnsServer>,
 
-    /// Time between probe runs, e.g. `30s`, `1m`, `1m30s`.
+    /// Time between probe runs, e.g. `30s`, `1m`, `1m30s`, `45` (seconds).
     #[arg(
         long = "dns.interval",
         value_name = "DURATION",
-        env = "NETWORK_EXPORTER_DNS_INTERVAL",
         default_value = "30s",
         value_parser = parse_duration
     )]
     pub interval: Duration,
 
-    /// Time one lookup may take before it counts as `timeout`, e.g. `5s`, `500ms`.
+    /// Time one lookup may take before it counts as `timeout`, e.g. `5s`, `500ms`, `1.5s`.
     #[arg(
         long = "dns.timeout",
         value_name = "DURATION",
-        env = "NETWORK_EXPORTER_DNS_TIMEOUT",
         default_value = "5s",
         value_parser = parse_duration
     )]
     pub timeout: Duration,
 
-    /// Record type to ask for: `A` or `AAAA`.
+    /// Record type to ask for: `A` or `AAAA` (any case).
     #[arg(
         long = "dns.record-type",
         value_name = "TYPE",
-        env = "NETWORK_EXPORTER_DNS_RECORD_TYPE",
-        default_value = "A",
-        value_parser = parse_record_type
+        value_enum,
+        ignore_case = true,
+        default_value = "A"
     )]
-    pub record_type: RecordType,
+    pub record_type: AddressType,
+}
+
+/// `--dns.record-type`: the kind of address a probe asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AddressType {
+    /// An IPv4 address (A record).
+    #[value(name = "A")]
+    A,
+    /// An IPv6 address (AAAA record).
+    #[value(name = "AAAA")]
+    Aaaa,
+}
+
+impl From<AddressType> for RecordType {
+    fn from(address: AddressType) -> Self {
+        match address {
+            AddressType::A => RecordType::A,
+            AddressType::Aaaa => RecordType::AAAA,
+        }
+    }
 }
 
 /// Where lookups go.
@@ -169,53 +181,6 @@ pub fn parse_server(s: &str) -> Result<DnsServer, String> {
     }
 }
 
-/// Parse a duration: one or more `<integer><unit>` parts, unit `ms`, `s`, `m` or `h`
-/// (`500ms`, `30s`, `1m30s`), as Prometheus writes durations. Zero is refused.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let bad = || format!("duration {s:?}: expected e.g. 500ms, 30s, 1m, 1m30s");
-    let mut rest = s.trim();
-    if rest.is_empty() {
-        return Err(bad());
-    }
-    let mut total = Duration::ZERO;
-    while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
-        if digits == 0 {
-            return Err(bad());
-        }
-        let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
-        rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let part = match &rest[..unit_len] {
-            "ms" => Duration::from_millis(n),
-            "s" => Duration::from_secs(n),
-            "m" => n.checked_mul(60).map(Duration::from_secs).ok_or_else(bad)?,
-            "h" => n
-                .checked_mul(3600)
-                .map(Duration::from_secs)
-                .ok_or_else(bad)?,
-            _ => return Err(bad()),
-        };
-        total = total.checked_add(part).ok_or_else(bad)?;
-        rest = &rest[unit_len..];
-    }
-    if total.is_zero() {
-        return Err(format!("duration {s:?}: must be greater than zero"));
-    }
-    Ok(total)
-}
-
-/// Parse `--dns.record-type`: `A` or `AAAA` (any case).
-pub fn parse_record_type(s: &str) -> Result<RecordType, String> {
-    match s.trim().to_ascii_uppercase().as_str() {
-        "A" => Ok(RecordType::A),
-        "AAAA" => Ok(RecordType::AAAA),
-        _ => Err(format!("record type {s:?}: expected A or AAAA")),
-    }
-}
-
 /// Build the DNS collector from its flags: `Ok(None)` when no probe name is configured.
 pub fn from_args(args: &DnsArgs) -> anyhow::Result<Option<DnsCollector>> {
     if args.probe_names.is_empty() {
@@ -224,7 +189,7 @@ pub fn from_args(args: &DnsArgs) -> anyhow::Result<Option<DnsCollector>> {
     DnsCollector::new(
         &args.probe_names,
         &args.servers,
-        args.record_type,
+        args.record_type.into(),
         args.interval,
         args.timeout,
     )
@@ -337,10 +302,10 @@ pub struct DnsCollector {
     record_type: RecordType,
     interval: Duration,
     timeout: Duration,
-    rt: tokio::runtime::Runtime,
+    runtime: tokio::runtime::Runtime,
     /// Resolvers of the `--dns.server` addresses, built once (index = `servers` index);
     /// `None` for `system`, which is built from `/etc/resolv.conf` on each run.
-    fixed: Vec<Option<TokioAsyncResolver>>,
+    fixed_resolvers: Vec<Option<TokioAsyncResolver>>,
     duration: HistogramVec,
     lookups: IntCounterVec,
 }
@@ -392,26 +357,27 @@ impl DnsCollector {
             }
         }
         let mut uniq: Vec<DnsServer> = Vec::new();
-        for s in servers {
-            if !uniq.contains(s) {
-                uniq.push(s.clone());
+        for server in servers {
+            if !uniq.contains(server) {
+                uniq.push(server.clone());
             }
         }
         if uniq.is_empty() {
             uniq.push(DnsServer::System);
         }
 
-        let rt = tokio::runtime::Builder::new_current_thread()
+        let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_io()
             .enable_time()
             .build()
             .context("DNS prober: cannot build its tokio runtime")?;
-        let fixed = uniq
+        let fixed_resolvers = uniq
             .iter()
-            .map(|s| match s {
+            .map(|server| match server {
                 DnsServer::System => None,
-                DnsServer::Addr(a) => {
-                    let group = NameServerConfigGroup::from_ips_clear(&[a.ip()], a.port(), true);
+                DnsServer::Addr(addr) => {
+                    let group =
+                        NameServerConfigGroup::from_ips_clear(&[addr.ip()], addr.port(), true);
                     let config = ResolverConfig::from_parts(None, Vec::new(), group);
                     Some(TokioAsyncResolver::tokio(
                         config,
@@ -423,7 +389,7 @@ impl DnsCollector {
 
         let duration = HistogramVec::new(
             HistogramOpts::new(
-                "network_dns_lookup_duration_seconds",
+                "dns_lookup_duration_seconds",
                 "Latency of DNS lookups that got an answer (any response code).",
             )
             .buckets(BUCKETS.to_vec()),
@@ -431,17 +397,22 @@ impl DnsCollector {
         )?;
         let lookups = IntCounterVec::new(
             Opts::new(
-                "network_dns_lookups_total",
+                "dns_lookups_total",
                 "DNS lookups by outcome: result success or failure, rcode the response code, or timeout / error when no response came.",
             ),
             &["name", "server", "result", "rcode"],
         )?;
-        for t in &targets {
-            for s in &uniq {
-                let server = s.to_string();
-                duration.with_label_values(&[t.label.as_str(), server.as_str()]);
+        for target in &targets {
+            for server in &uniq {
+                let server = server.to_string();
+                duration.with_label_values(&[target.label.as_str(), server.as_str()]);
                 for (result, rcode) in PREINIT {
-                    lookups.with_label_values(&[t.label.as_str(), server.as_str(), result, rcode]);
+                    lookups.with_label_values(&[
+                        target.label.as_str(),
+                        server.as_str(),
+                        result,
+                        rcode,
+                    ]);
                 }
             }
         }
@@ -452,23 +423,23 @@ impl DnsCollector {
             record_type,
             interval,
             timeout,
-            rt,
-            fixed,
+            runtime,
+            fixed_resolvers,
             duration,
             lookups,
         })
     }
 
-    /// Probe every name on every server once, concurrently; update the kept counters and
-    /// histograms and return one `(name, server, outcome, elapsed)` per probe, in
-    /// configuration order. `Err` only when a resolver cannot be set up.
-    fn probe_all(&self) -> anyhow::Result<Vec<(usize, usize, Outcome, Duration)>> {
+    /// Probe every name on every server once, concurrently, and return one [`Probe`] per
+    /// lookup, ordered by server, then name, as configured. `Err` only when a resolver cannot
+    /// be set up.
+    fn probe_all(&self) -> anyhow::Result<Vec<Probe>> {
         // The resolvers of this run: fixed ones cloned (cheap handles), the system one read
         // from /etc/resolv.conf now.
         let mut resolvers: Vec<TokioAsyncResolver> = Vec::with_capacity(self.servers.len());
-        for fixed in &self.fixed {
+        for fixed in &self.fixed_resolvers {
             resolvers.push(match fixed {
-                Some(r) => r.clone(),
+                Some(resolver) => resolver.clone(),
                 None => self.system_resolver()?,
             });
         }
@@ -478,43 +449,47 @@ impl DnsCollector {
         let targets = &self.targets;
 
         let run = async move {
-            let mut set = tokio::task::JoinSet::new();
-            for si in 0..resolvers.len() {
-                for (ti, t) in targets.iter().enumerate() {
+            let mut tasks = tokio::task::JoinSet::new();
+            for server in 0..resolvers.len() {
+                for (target, name) in targets.iter().map(|t| t.name.clone()).enumerate() {
                     let resolvers = Arc::clone(&resolvers);
-                    let name = t.name.clone();
-                    set.spawn(async move {
+                    tasks.spawn(async move {
                         let start = Instant::now();
-                        let res =
-                            tokio::time::timeout(timeout, resolvers[si].lookup(name, record_type))
-                                .await;
+                        let lookup = resolvers[server].lookup(name, record_type);
+                        let res = tokio::time::timeout(timeout, lookup).await;
                         let elapsed = start.elapsed();
                         let outcome = match res {
-                            Ok(r) => classify(&r, record_type),
+                            Ok(answer) => classify(&answer, record_type),
                             Err(_) => timeout_outcome(),
                         };
-                        (ti, si, outcome, elapsed)
+                        Probe {
+                            target,
+                            server,
+                            outcome,
+                            elapsed,
+                        }
                     });
                 }
             }
-            let mut out = Vec::with_capacity(set.len());
-            while let Some(joined) = set.join_next().await {
-                out.push(joined.map_err(|e| anyhow!("DNS probe task failed: {e}"))?);
+            let mut probes = Vec::with_capacity(tasks.len());
+            while let Some(joined) = tasks.join_next().await {
+                probes.push(joined.map_err(|e| anyhow!("DNS probe task failed: {e}"))?);
             }
-            out.sort_by_key(|(ti, si, _, _)| (*si, *ti));
-            Ok::<_, anyhow::Error>(out)
+            probes.sort_by_key(|p| (p.server, p.target));
+            Ok::<_, anyhow::Error>(probes)
         };
 
         // block_on panics inside another runtime's context; should a caller collect from
         // within one (e.g. an async `--once`), run the probes on a scoped helper thread.
         if tokio::runtime::Handle::try_current().is_ok() {
-            std::thread::scope(|sc| {
-                sc.spawn(|| self.rt.block_on(run))
+            std::thread::scope(|scope| {
+                scope
+                    .spawn(|| self.runtime.block_on(run))
                     .join()
                     .map_err(|_| anyhow!("DNS probe thread panicked"))?
             })
         } else {
-            self.rt.block_on(run)
+            self.runtime.block_on(run)
         }
     }
 
@@ -550,11 +525,31 @@ fn probe_opts(mut opts: ResolverOpts, timeout: Duration) -> ResolverOpts {
     opts
 }
 
-impl Collector for DnsCollector {
-    fn name(&self) -> &'static str {
-        "dns"
-    }
+/// One lookup of one run: which name on which server (indexes into the configuration), how
+/// it went and how long it took.
+#[derive(Debug)]
+struct Probe {
+    target: usize,
+    server: usize,
+    outcome: Outcome,
+    elapsed: Duration,
+}
 
+/// What the last run's lookups show, with labels `name` and `server`.
+const PROBE_FIELDS: &[Field<Probe>] = &[
+    Field::gauge(
+        "dns_last_lookup_duration_seconds",
+        "Time the last DNS lookup took, whatever its outcome.",
+        |probe| probe.elapsed.as_secs_f64().sample_value(),
+    ),
+    Field::gauge(
+        "dns_probe_success",
+        "1 if the last DNS lookup returned at least one address of the probed type.",
+        |probe| probe.outcome.success.sample_value(),
+    ),
+];
+
+impl Collector for DnsCollector {
     fn mode(&self) -> Mode {
         Mode::Background {
             interval: self.interval,
@@ -563,21 +558,29 @@ impl Collector for DnsCollector {
     }
 
     fn collect(&self, _ctx: &Context, out: &mut Sink) -> anyhow::Result<()> {
-        let results = self.probe_all()?;
+        let probes = self.probe_all()?;
+        let servers: Vec<String> = self.servers.iter().map(ToString::to_string).collect();
+        let labels: Vec<[(&str, &str); 2]> = probes
+            .iter()
+            .map(|probe| {
+                [
+                    ("name", self.targets[probe.target].label.as_str()),
+                    ("server", servers[probe.server].as_str()),
+                ]
+            })
+            .collect();
 
         let mut failed = 0usize;
         let mut first_failure: Option<String> = None;
-        for (ti, si, outcome, elapsed) in &results {
-            let name = self.targets[*ti].label.as_str();
-            let server = self.servers[*si].to_string();
-            let secs = elapsed.as_secs_f64();
+        for (probe, [(_, name), (_, server)]) in probes.iter().zip(&labels) {
+            let outcome = &probe.outcome;
             if outcome.answered {
                 self.duration
-                    .with_label_values(&[name, server.as_str()])
-                    .observe(secs);
+                    .with_label_values(&[name, server])
+                    .observe(probe.elapsed.as_secs_f64());
             }
             self.lookups
-                .with_label_values(&[name, server.as_str(), outcome.result(), outcome.rcode])
+                .with_label_values(&[name, server, outcome.result(), outcome.rcode])
                 .inc();
             if !outcome.success {
                 failed += 1;
@@ -587,38 +590,16 @@ impl Collector for DnsCollector {
             }
         }
 
-        let mut last = out.gauge(
-            "network_dns_last_lookup_duration_seconds",
-            "Time the last DNS lookup took, whatever its outcome.",
-        );
-        for (ti, si, _, elapsed) in &results {
-            let server = self.servers[*si].to_string();
-            last.sample(
-                &[
-                    ("name", self.targets[*ti].label.as_str()),
-                    ("server", server.as_str()),
-                ],
-                elapsed.as_secs_f64(),
-            );
-        }
-        let mut ok = out.gauge(
-            "network_dns_probe_success",
-            "1 if the last DNS lookup returned at least one address of the probed type.",
-        );
-        for (ti, si, outcome, _) in &results {
-            let server = self.servers[*si].to_string();
-            ok.sample(
-                &[
-                    ("name", self.targets[*ti].label.as_str()),
-                    ("server", server.as_str()),
-                ],
-                if outcome.success { 1.0 } else { 0.0 },
-            );
-        }
+        let rows: Vec<(&Labels<'_>, &Probe)> = labels
+            .iter()
+            .zip(&probes)
+            .map(|(labels, probe)| (&labels[..], probe))
+            .collect();
+        out.fields(PROBE_FIELDS, &rows);
         out.extend(self.duration.collect());
         out.extend(self.lookups.collect());
 
-        if !results.is_empty() && failed == results.len() {
+        if !probes.is_empty() && failed == probes.len() {
             bail!(
                 "all {failed} DNS lookups failed (first: {})",
                 first_failure.unwrap_or_default()

@@ -26,12 +26,13 @@ use std::io::Read;
 use std::path::PathBuf;
 
 use anyhow::Context as _;
-use odin_common::{Collector, Context, Sink};
+use odin_common::{Collector, Context, Field, SampleValue, Sink};
 
 use super::device_filter::DeviceFilter;
+use super::write_fields_with_label;
 
 /// sysfs reports speed in Mb/s; 1 Mb/s is 125000 bytes/s.
-const BYTES_PER_MBIT: f64 = 125_000.0;
+const BYTES_PER_MBIT: u64 = 125_000;
 
 /// The `netclass` collector.
 #[derive(Debug, Clone)]
@@ -52,12 +53,12 @@ struct Iface {
     operstate: String,
     duplex: String,
     address: String,
-    carrier: Option<f64>,
-    speed_bytes: Option<f64>,
-    mtu: Option<f64>,
-    carrier_changes: Option<f64>,
-    carrier_up: Option<f64>,
-    carrier_down: Option<f64>,
+    carrier: Option<i64>,
+    speed_bytes: Option<u64>,
+    mtu: Option<u64>,
+    carrier_changes: Option<u64>,
+    carrier_up: Option<u64>,
+    carrier_down: Option<u64>,
 }
 
 /// Reads attribute files of one interface directory, reusing one path and one buffer.
@@ -115,27 +116,29 @@ fn read_iface(
     buf: &mut String,
     errors: &mut Vec<String>,
 ) -> Option<Iface> {
-    let mut r = AttrReader { dir, buf, errors };
-    let Some(operstate) = r.text("operstate").map(str::to_owned) else {
+    let mut attrs = AttrReader { dir, buf, errors };
+    let Some(operstate) = attrs.text("operstate").map(str::to_owned) else {
         let msg = format!(
             "{}: operstate unreadable (interface vanished?)",
-            r.dir.display()
+            attrs.dir.display()
         );
-        r.errors.push(msg);
+        attrs.errors.push(msg);
         return None;
     };
-    let nonneg = |v: Option<i64>| v.filter(|v| *v >= 0).map(|v| v as f64);
+    // A negative value (speed -1: unknown) is no reading.
+    let non_negative = |v: Option<i64>| v.and_then(|v| u64::try_from(v).ok());
     Some(Iface {
         device: device.to_owned(),
         operstate,
-        duplex: r.label("duplex"),
-        address: r.label("address"),
-        carrier: r.int("carrier").map(|v| v as f64),
-        speed_bytes: nonneg(r.int("speed")).map(|mbit| mbit * BYTES_PER_MBIT),
-        mtu: nonneg(r.int("mtu")),
-        carrier_changes: nonneg(r.int("carrier_changes")),
-        carrier_up: nonneg(r.int("carrier_up_count")),
-        carrier_down: nonneg(r.int("carrier_down_count")),
+        duplex: attrs.label("duplex"),
+        address: attrs.label("address"),
+        carrier: attrs.int("carrier"),
+        speed_bytes: non_negative(attrs.int("speed"))
+            .map(|mbit| mbit.saturating_mul(BYTES_PER_MBIT)),
+        mtu: non_negative(attrs.int("mtu")),
+        carrier_changes: non_negative(attrs.int("carrier_changes")),
+        carrier_up: non_negative(attrs.int("carrier_up_count")),
+        carrier_down: non_negative(attrs.int("carrier_down_count")),
     })
 }
 
@@ -178,11 +181,34 @@ fn read_all(
         .collect())
 }
 
-impl Collector for Netclass {
-    fn name(&self) -> &'static str {
-        "netclass"
-    }
+/// What every interface gets besides `info`, one family per row.
+const FIELDS: &[Field<Iface>] = &[
+    Field::gauge("up", "1 if operstate is up.", |iface| {
+        (iface.operstate == "up").sample_value()
+    }),
+    Field::gauge(
+        "carrier",
+        "1 if the link has carrier (absent when the interface is down).",
+        |iface| iface.carrier.sample_value(),
+    ),
+    Field::gauge(
+        "speed_bytes",
+        "Link speed in bytes per second (absent when unknown).",
+        |iface| iface.speed_bytes.sample_value(),
+    ),
+    Field::gauge("mtu_bytes", "MTU.", |iface| iface.mtu.sample_value()),
+    Field::counter("carrier_changes_total", "Link state changes.", |iface| {
+        iface.carrier_changes.sample_value()
+    }),
+    Field::counter("carrier_up_changes_total", "Link-up events.", |iface| {
+        iface.carrier_up.sample_value()
+    }),
+    Field::counter("carrier_down_changes_total", "Link-down events.", |iface| {
+        iface.carrier_down.sample_value()
+    }),
+];
 
+impl Collector for Netclass {
     fn collect(&self, ctx: &Context, out: &mut Sink) -> anyhow::Result<()> {
         let mut errors = Vec::new();
         let ifaces = read_all(ctx, &self.filter, &mut errors)?;
@@ -190,7 +216,7 @@ impl Collector for Netclass {
             out.item_error(e);
         }
 
-        let mut fam = out.gauge("network_info", "Always 1; interface metadata.");
+        let mut info = out.gauge("info", "Always 1; interface metadata.");
         for i in &ifaces {
             let labels = [
                 ("device", i.device.as_str()),
@@ -198,73 +224,24 @@ impl Collector for Netclass {
                 ("duplex", i.duplex.as_str()),
                 ("address", i.address.as_str()),
             ];
-            fam.sample(&labels, 1.0);
+            info.sample(&labels, 1);
         }
-        let mut fam = out.gauge("network_up", "1 if operstate is up.");
-        for i in &ifaces {
-            fam.sample(
-                &[("device", &i.device)],
-                f64::from(u8::from(i.operstate == "up")),
-            );
-        }
-
-        type Field = fn(&Iface) -> Option<f64>;
-        let optional: [(&str, &str, bool, Field); 6] = [
-            (
-                "network_carrier",
-                "1 if the link has carrier (absent when the interface is down).",
-                false,
-                |i| i.carrier,
-            ),
-            (
-                "network_speed_bytes",
-                "Link speed in bytes per second (absent when unknown).",
-                false,
-                |i| i.speed_bytes,
-            ),
-            ("network_mtu_bytes", "MTU.", false, |i| i.mtu),
-            (
-                "network_carrier_changes_total",
-                "Link state changes.",
-                true,
-                |i| i.carrier_changes,
-            ),
-            (
-                "network_carrier_up_changes_total",
-                "Link-up events.",
-                true,
-                |i| i.carrier_up,
-            ),
-            (
-                "network_carrier_down_changes_total",
-                "Link-down events.",
-                true,
-                |i| i.carrier_down,
-            ),
-        ];
-        for (name, help, counter, field) in optional {
-            let mut fam = if counter {
-                out.counter(name, help)
-            } else {
-                out.gauge(name, help)
-            };
-            for i in &ifaces {
-                if let Some(v) = field(i) {
-                    fam.sample(&[("device", &i.device)], v);
-                }
-            }
-        }
+        let rows = ifaces.iter().map(|iface| (iface.device.as_str(), iface));
+        write_fields_with_label(out, FIELDS, "device", rows);
         Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{at, host_a, label_values, live_host, value};
+    use super::super::testing::{host_a, sink};
     use super::*;
+    use odin_testkit::{
+        dir_context, live_context, sink_label_values as label_values, sink_value as value,
+    };
 
     fn collect(filter: DeviceFilter, ctx: &Context) -> Sink {
-        let mut sink = Sink::new();
+        let mut sink = sink();
         Netclass::new(filter)
             .collect(ctx, &mut sink)
             .expect("collect");
@@ -414,7 +391,7 @@ mod tests {
         std::fs::create_dir_all(net.join("eth9")).unwrap();
         std::fs::write(net.join("bonding_masters"), "\n").unwrap();
 
-        let sink = collect(DeviceFilter::default(), &at(dir.path()));
+        let sink = collect(DeviceFilter::default(), &dir_context(dir.path()));
         let errs = sink.item_errors();
         assert_eq!(errs.len(), 2, "{errs:?}");
         assert!(
@@ -442,16 +419,15 @@ mod tests {
     #[test]
     fn missing_class_dir_fails_the_collector() {
         let dir = tempfile::tempdir().unwrap();
-        let mut sink = Sink::new();
         let err = Netclass::new(DeviceFilter::default())
-            .collect(&at(dir.path()), &mut sink)
+            .collect(&dir_context(dir.path()), &mut sink())
             .unwrap_err();
         assert!(format!("{err:#}").contains("class/net"), "{err:#}");
     }
 
     #[test]
     fn live_host_parses_without_item_errors() {
-        let sink = collect(DeviceFilter::allow_all(), &live_host());
+        let sink = collect(DeviceFilter::allow_all(), &live_context());
         assert!(sink.item_errors().is_empty(), "{:?}", sink.item_errors());
         assert!(value(&sink, "network_mtu_bytes", &[("device", "lo")]).is_some());
     }

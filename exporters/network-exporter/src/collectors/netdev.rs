@@ -14,44 +14,74 @@
 //! a missing or unreadable file fails the collector.
 
 use anyhow::Context as _;
-use odin_common::{Collector, Context, Sink};
+use odin_common::{Collector, Context, Field, SampleValue, Sink};
 
 use super::device_filter::DeviceFilter;
+use super::write_fields_with_label;
 
 /// Counters per line in `/proc/net/dev`.
 const COLUMNS: usize = 16;
 
-/// Metric name and help for each column, in file order.
-const FAMILIES: [(&str, &str); COLUMNS] = [
-    ("network_receive_bytes_total", "Bytes received."),
-    ("network_receive_packets_total", "Packets received."),
-    ("network_receive_errors_total", "Receive errors."),
-    ("network_receive_drop_total", "Received packets dropped."),
-    ("network_receive_fifo_total", "Receive FIFO overruns."),
-    ("network_receive_frame_total", "Receive framing errors."),
-    (
-        "network_receive_compressed_total",
+/// One counter family per column, in file order; each reads its column of a line.
+const FIELDS: [Field<Counters>; COLUMNS] = [
+    Field::counter("receive_bytes_total", "Bytes received.", |c| {
+        c[0].sample_value()
+    }),
+    Field::counter("receive_packets_total", "Packets received.", |c| {
+        c[1].sample_value()
+    }),
+    Field::counter("receive_errors_total", "Receive errors.", |c| {
+        c[2].sample_value()
+    }),
+    Field::counter("receive_drop_total", "Received packets dropped.", |c| {
+        c[3].sample_value()
+    }),
+    Field::counter("receive_fifo_total", "Receive FIFO overruns.", |c| {
+        c[4].sample_value()
+    }),
+    Field::counter("receive_frame_total", "Receive framing errors.", |c| {
+        c[5].sample_value()
+    }),
+    Field::counter(
+        "receive_compressed_total",
         "Compressed packets received.",
+        |c| c[6].sample_value(),
     ),
-    (
-        "network_receive_multicast_total",
+    Field::counter(
+        "receive_multicast_total",
         "Multicast packets received.",
+        |c| c[7].sample_value(),
     ),
-    ("network_transmit_bytes_total", "Bytes sent."),
-    ("network_transmit_packets_total", "Packets sent."),
-    ("network_transmit_errors_total", "Transmit errors."),
-    (
-        "network_transmit_drop_total",
-        "Packets dropped on transmit.",
-    ),
-    ("network_transmit_fifo_total", "Transmit FIFO errors."),
-    ("network_transmit_colls_total", "Collisions."),
-    ("network_transmit_carrier_total", "Carrier errors."),
-    (
-        "network_transmit_compressed_total",
+    Field::counter("transmit_bytes_total", "Bytes sent.", |c| {
+        c[8].sample_value()
+    }),
+    Field::counter("transmit_packets_total", "Packets sent.", |c| {
+        c[9].sample_value()
+    }),
+    Field::counter("transmit_errors_total", "Transmit errors.", |c| {
+        c[10].sample_value()
+    }),
+    Field::counter("transmit_drop_total", "Packets dropped on transmit.", |c| {
+        c[11].sample_value()
+    }),
+    Field::counter("transmit_fifo_total", "Transmit FIFO errors.", |c| {
+        c[12].sample_value()
+    }),
+    Field::counter("transmit_colls_total", "Collisions.", |c| {
+        c[13].sample_value()
+    }),
+    Field::counter("transmit_carrier_total", "Carrier errors.", |c| {
+        c[14].sample_value()
+    }),
+    Field::counter(
+        "transmit_compressed_total",
         "Compressed packets sent.",
+        |c| c[15].sample_value(),
     ),
 ];
+
+/// The sixteen counters of one line, in file order.
+pub(crate) type Counters = [u64; COLUMNS];
 
 /// The `netdev` collector.
 #[derive(Debug, Clone)]
@@ -69,7 +99,7 @@ impl Netdev {
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct DevLine<'a> {
     pub device: &'a str,
-    pub counters: [u64; COLUMNS],
+    pub counters: Counters,
 }
 
 /// Why a line was skipped.
@@ -99,16 +129,16 @@ pub(crate) fn parse_line(line: &str) -> Result<DevLine<'_>, LineError> {
     if device.is_empty() {
         return Err(LineError::EmptyName);
     }
-    let mut counters = [0u64; COLUMNS];
-    let mut n = 0;
-    for field in line[colon + 1..].split_ascii_whitespace() {
-        if n < COLUMNS {
-            counters[n] = field.parse().map_err(|_| LineError::NotANumber(n))?;
+    let mut counters: Counters = [0; COLUMNS];
+    let mut found = 0;
+    for column in line[colon + 1..].split_ascii_whitespace() {
+        if found < COLUMNS {
+            counters[found] = column.parse().map_err(|_| LineError::NotANumber(found))?;
         }
-        n += 1;
+        found += 1;
     }
-    if n != COLUMNS {
-        return Err(LineError::Columns(n));
+    if found != COLUMNS {
+        return Err(LineError::Columns(found));
     }
     Ok(DevLine { device, counters })
 }
@@ -136,10 +166,6 @@ pub(crate) fn parse<'a>(
 }
 
 impl Collector for Netdev {
-    fn name(&self) -> &'static str {
-        "netdev"
-    }
-
     fn collect(&self, ctx: &Context, out: &mut Sink) -> anyhow::Result<()> {
         let path = ctx.proc_path("net/dev");
         let text = std::fs::read_to_string(&path)
@@ -154,23 +180,22 @@ impl Collector for Netdev {
         for e in errors {
             out.item_error(e);
         }
-        for (col, (name, help)) in FAMILIES.iter().enumerate() {
-            let mut fam = out.counter(name, help);
-            for d in &devs {
-                fam.sample(&[("device", d.device)], d.counters[col] as f64);
-            }
-        }
+        let rows = devs.iter().map(|dev| (dev.device, &dev.counters));
+        write_fields_with_label(out, &FIELDS, "device", rows);
         Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{host_a, label_values, live_host, value};
+    use super::super::testing::{host_a, sink};
     use super::*;
+    use odin_testkit::{
+        dir_context, live_context, sink_label_values as label_values, sink_value as value,
+    };
 
     fn collect(filter: DeviceFilter, ctx: &Context) -> Sink {
-        let mut sink = Sink::new();
+        let mut sink = sink();
         Netdev::new(filter)
             .collect(ctx, &mut sink)
             .expect("collect");
@@ -186,8 +211,9 @@ mod tests {
             ["eth0", "eth1", "wlan0", "wg0"]
         );
         assert_eq!(sink.families().len(), 16);
-        for (name, _) in FAMILIES {
-            assert_eq!(label_values(&sink, name, "device").len(), 4, "{name}");
+        for field in &FIELDS {
+            let name = format!("network_{}", field.name);
+            assert_eq!(label_values(&sink, &name, "device").len(), 4, "{name}");
         }
     }
 
@@ -339,10 +365,7 @@ Inter-|   Receive                                                |  Transmit
             "Inter-|\n face |\n  eth0: 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16\n  eth1: 1 2 3\n",
         )
         .unwrap();
-        let sink = collect(
-            DeviceFilter::default(),
-            &super::super::testing::at(dir.path()),
-        );
+        let sink = collect(DeviceFilter::default(), &dir_context(dir.path()));
         assert_eq!(sink.item_errors().len(), 1);
         assert!(sink.item_errors()[0].ends_with("net/dev line 4: expected 16 counters, found 3"));
         assert_eq!(
@@ -362,16 +385,15 @@ Inter-|   Receive                                                |  Transmit
     #[test]
     fn missing_file_fails_the_collector() {
         let dir = tempfile::tempdir().unwrap();
-        let mut sink = Sink::new();
         let err = Netdev::new(DeviceFilter::default())
-            .collect(&super::super::testing::at(dir.path()), &mut sink)
+            .collect(&dir_context(dir.path()), &mut sink())
             .unwrap_err();
         assert!(format!("{err:#}").contains("net/dev"), "{err:#}");
     }
 
     #[test]
     fn live_host_parses_without_item_errors() {
-        let sink = collect(DeviceFilter::allow_all(), &live_host());
+        let sink = collect(DeviceFilter::allow_all(), &live_context());
         assert!(sink.item_errors().is_empty(), "{:?}", sink.item_errors());
         // Every Linux network namespace has a loopback interface.
         assert!(value(&sink, "network_receive_bytes_total", &[("device", "lo")]).is_some());

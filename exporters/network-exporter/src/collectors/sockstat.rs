@@ -20,7 +20,9 @@ use std::io;
 use std::path::Path;
 
 use anyhow::Context as _;
-use odin_common::{Collector, Context, Sink};
+use odin_common::{Collector, Context, Field, SampleValue, Sink};
+
+use super::write_fields_with_label;
 
 /// The `sockstat` collector.
 #[derive(Debug, Clone, Copy)]
@@ -55,16 +57,23 @@ fn system_page_size() -> u64 {
 /// The values read, `None` where the kernel printed nothing.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 struct Stats {
+    /// Bytes per page, for the `mem` figures.
+    page_size: u64,
     sockets_used: Option<u64>,
-    tcp_inuse: Option<u64>,
     tcp_orphan: Option<u64>,
     tcp_tw: Option<u64>,
     tcp_alloc: Option<u64>,
     tcp_mem_pages: Option<u64>,
-    udp_inuse: Option<u64>,
     udp_mem_pages: Option<u64>,
-    tcp6_inuse: Option<u64>,
-    udp6_inuse: Option<u64>,
+    ipv4: InUse,
+    ipv6: InUse,
+}
+
+/// Sockets in use of one address family.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+struct InUse {
+    tcp: Option<u64>,
+    udp: Option<u64>,
 }
 
 impl Stats {
@@ -72,19 +81,60 @@ impl Stats {
     fn slot(&mut self, section: &str, field: &str) -> Option<&mut Option<u64>> {
         Some(match (section, field) {
             ("sockets", "used") => &mut self.sockets_used,
-            ("TCP", "inuse") => &mut self.tcp_inuse,
+            ("TCP", "inuse") => &mut self.ipv4.tcp,
             ("TCP", "orphan") => &mut self.tcp_orphan,
             ("TCP", "tw") => &mut self.tcp_tw,
             ("TCP", "alloc") => &mut self.tcp_alloc,
             ("TCP", "mem") => &mut self.tcp_mem_pages,
-            ("UDP", "inuse") => &mut self.udp_inuse,
+            ("UDP", "inuse") => &mut self.ipv4.udp,
             ("UDP", "mem") => &mut self.udp_mem_pages,
-            ("TCP6", "inuse") => &mut self.tcp6_inuse,
-            ("UDP6", "inuse") => &mut self.udp6_inuse,
+            ("TCP6", "inuse") => &mut self.ipv6.tcp,
+            ("UDP6", "inuse") => &mut self.ipv6.udp,
             _ => return None,
         })
     }
+
+    /// `pages` in bytes.
+    fn bytes(&self, pages: Option<u64>) -> Option<f64> {
+        pages.map(|p| p as f64 * self.page_size as f64)
+    }
 }
+
+/// Families without labels: the figures cover both address families.
+const TOTALS: &[Field<Stats>] = &[
+    Field::gauge("sockets_used", "Sockets in use, all kinds.", |s| {
+        s.sockets_used.sample_value()
+    }),
+    Field::gauge("sockstat_tcp_orphan", "Orphaned TCP sockets.", |s| {
+        s.tcp_orphan.sample_value()
+    }),
+    Field::gauge("sockstat_tcp_time_wait", "TCP sockets in TIME_WAIT.", |s| {
+        s.tcp_tw.sample_value()
+    }),
+    Field::gauge("sockstat_tcp_alloc", "TCP sockets allocated.", |s| {
+        s.tcp_alloc.sample_value()
+    }),
+    Field::gauge(
+        "sockstat_tcp_memory_bytes",
+        "Memory used by TCP buffers.",
+        |s| s.bytes(s.tcp_mem_pages),
+    ),
+    Field::gauge(
+        "sockstat_udp_memory_bytes",
+        "Memory used by UDP buffers.",
+        |s| s.bytes(s.udp_mem_pages),
+    ),
+];
+
+/// Families with label `family` (`ipv4` from `sockstat`, `ipv6` from `sockstat6`).
+const BY_FAMILY: &[Field<InUse>] = &[
+    Field::gauge("sockstat_tcp_inuse", "TCP sockets in use.", |u| {
+        u.tcp.sample_value()
+    }),
+    Field::gauge("sockstat_udp_inuse", "UDP sockets in use.", |u| {
+        u.udp.sample_value()
+    }),
+];
 
 /// Parse one sockstat file into `stats`.
 fn parse(text: &str, path: &Path, stats: &mut Stats, sink: &mut Sink) {
@@ -123,12 +173,11 @@ fn parse(text: &str, path: &Path, stats: &mut Stats, sink: &mut Sink) {
 }
 
 impl Collector for Sockstat {
-    fn name(&self) -> &'static str {
-        "sockstat"
-    }
-
     fn collect(&self, ctx: &Context, out: &mut Sink) -> anyhow::Result<()> {
-        let mut stats = Stats::default();
+        let mut stats = Stats {
+            page_size: self.page_size,
+            ..Stats::default()
+        };
 
         let v4 = ctx.proc_path("net/sockstat");
         let text =
@@ -142,79 +191,9 @@ impl Collector for Sockstat {
             Err(e) => out.item_error(format!("{}: {e}", v6.display())),
         }
 
-        let page = self.page_size as f64;
-        let plain = |out: &mut Sink, name: &str, help: &str, v: Option<u64>, scale: f64| {
-            let mut fam = out.gauge(name, help);
-            if let Some(v) = v {
-                fam.sample(&[], v as f64 * scale);
-            }
-        };
-        let by_family =
-            |out: &mut Sink, name: &str, help: &str, v4: Option<u64>, v6: Option<u64>| {
-                let mut fam = out.gauge(name, help);
-                for (family, v) in [("ipv4", v4), ("ipv6", v6)] {
-                    if let Some(v) = v {
-                        fam.sample(&[("family", family)], v as f64);
-                    }
-                }
-            };
-
-        plain(
-            out,
-            "network_sockets_used",
-            "Sockets in use, all kinds.",
-            stats.sockets_used,
-            1.0,
-        );
-        by_family(
-            out,
-            "network_sockstat_tcp_inuse",
-            "TCP sockets in use.",
-            stats.tcp_inuse,
-            stats.tcp6_inuse,
-        );
-        plain(
-            out,
-            "network_sockstat_tcp_orphan",
-            "Orphaned TCP sockets.",
-            stats.tcp_orphan,
-            1.0,
-        );
-        plain(
-            out,
-            "network_sockstat_tcp_time_wait",
-            "TCP sockets in TIME_WAIT.",
-            stats.tcp_tw,
-            1.0,
-        );
-        plain(
-            out,
-            "network_sockstat_tcp_alloc",
-            "TCP sockets allocated.",
-            stats.tcp_alloc,
-            1.0,
-        );
-        plain(
-            out,
-            "network_sockstat_tcp_memory_bytes",
-            "Memory used by TCP buffers.",
-            stats.tcp_mem_pages,
-            page,
-        );
-        by_family(
-            out,
-            "network_sockstat_udp_inuse",
-            "UDP sockets in use.",
-            stats.udp_inuse,
-            stats.udp6_inuse,
-        );
-        plain(
-            out,
-            "network_sockstat_udp_memory_bytes",
-            "Memory used by UDP buffers.",
-            stats.udp_mem_pages,
-            page,
-        );
+        out.fields(TOTALS, &[(&[], &stats)]);
+        let rows = [("ipv4", &stats.ipv4), ("ipv6", &stats.ipv6)];
+        write_fields_with_label(out, BY_FAMILY, "family", rows);
         Ok(())
     }
 }
@@ -222,18 +201,17 @@ impl Collector for Sockstat {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::collectors::testing::{fixture as ctx, value};
-    use std::path::PathBuf;
-    use std::time::Duration;
+    use crate::collectors::testing::{fixture, sink};
+    use odin_testkit::{dir_context, live_context, sink_value as value};
 
     /// (metric, labels, value).
     type Expected = (&'static str, &'static [(&'static str, &'static str)], f64);
 
     #[test]
     fn fixture_values() {
-        let mut sink = Sink::new();
+        let mut sink = sink();
         Sockstat::with_page_size(4096)
-            .collect(&ctx("host-a"), &mut sink)
+            .collect(&fixture("host-a"), &mut sink)
             .unwrap();
         assert_eq!(sink.item_errors(), &[] as &[String]);
         let want: &[Expected] = &[
@@ -257,9 +235,9 @@ mod tests {
 
     #[test]
     fn page_size_scales_memory() {
-        let mut sink = Sink::new();
+        let mut sink = sink();
         Sockstat::with_page_size(65536)
-            .collect(&ctx("host-a"), &mut sink)
+            .collect(&fixture("host-a"), &mut sink)
             .unwrap();
         assert_eq!(
             value(&sink, "network_sockstat_tcp_memory_bytes", &[]),
@@ -276,8 +254,8 @@ mod tests {
 
     #[test]
     fn malformed_lines_are_skipped_and_counted() {
-        let c = ctx("malformed");
-        let mut sink = Sink::new();
+        let c = fixture("malformed");
+        let mut sink = sink();
         Sockstat::with_page_size(4096)
             .collect(&c, &mut sink)
             .unwrap();
@@ -324,18 +302,14 @@ mod tests {
             "sockets: used 5\nTCP: inuse 1 orphan 0 tw 3 alloc 2\n",
         )
         .unwrap();
-        let c = Context {
-            procfs: dir.path().to_path_buf(),
-            sysfs: dir.path().to_path_buf(),
-            timeout: Duration::from_secs(1),
-        };
-        let mut sink = Sink::new();
+        let c = dir_context(dir.path());
+        let mut sink = sink();
         Sockstat::with_page_size(4096)
             .collect(&c, &mut sink)
             .unwrap();
         assert!(sink.item_errors().is_empty(), "{:?}", sink.item_errors());
         let (families, _) = sink.into_parts();
-        let got: Vec<(&str, f64)> = families
+        let mut got: Vec<(&str, f64)> = families
             .iter()
             .flat_map(|f| {
                 f.get_metric()
@@ -343,14 +317,16 @@ mod tests {
                     .map(move |m| (f.name(), m.get_gauge().get_value()))
             })
             .collect();
+        // Every sample there is, by family name (the exposition's order).
+        got.sort_by(|a, b| a.0.cmp(b.0));
         assert_eq!(
             got,
             [
                 ("network_sockets_used", 5.0),
+                ("network_sockstat_tcp_alloc", 2.0),
                 ("network_sockstat_tcp_inuse", 1.0),
                 ("network_sockstat_tcp_orphan", 0.0),
                 ("network_sockstat_tcp_time_wait", 3.0),
-                ("network_sockstat_tcp_alloc", 2.0),
             ]
         );
     }
@@ -358,26 +334,18 @@ mod tests {
     #[test]
     fn missing_sockstat_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
-        let c = Context {
-            procfs: dir.path().to_path_buf(),
-            sysfs: dir.path().to_path_buf(),
-            timeout: Duration::from_secs(1),
-        };
-        let err = Sockstat::new().collect(&c, &mut Sink::new()).unwrap_err();
+        let c = dir_context(dir.path());
+        let err = Sockstat::new().collect(&c, &mut sink()).unwrap_err();
         assert!(format!("{err:#}").contains("net/sockstat"), "{err:#}");
     }
 
     #[test]
     fn live_host_parses_cleanly() {
-        let c = Context {
-            procfs: PathBuf::from("/proc"),
-            sysfs: PathBuf::from("/sys"),
-            timeout: Duration::from_secs(5),
-        };
+        let c = live_context();
         if !c.proc_path("net/sockstat").exists() {
             return;
         }
-        let mut sink = Sink::new();
+        let mut sink = sink();
         Sockstat::new().collect(&c, &mut sink).unwrap();
         assert_eq!(sink.item_errors(), &[] as &[String]);
         assert!(value(&sink, "network_sockets_used", &[]).is_some());

@@ -13,7 +13,9 @@
 //! item error; only a missing or unreadable file fails the collector.
 
 use anyhow::Context as _;
-use odin_common::{Collector, Context, Sink};
+use odin_common::{Collector, Context, Field, SampleValue, Sink};
+
+use super::write_fields_with_label;
 
 /// 1-based column holding the CPU number on Linux >= 5.10.
 const CPU_COLUMN: usize = 13;
@@ -108,11 +110,26 @@ pub(crate) fn parse(text: &str, what: &str, errors: &mut Vec<String>) -> Vec<Cpu
     rows
 }
 
-impl Collector for Softnet {
-    fn name(&self) -> &'static str {
-        "softnet"
-    }
+/// One counter family per column read, with label `cpu`.
+const FIELDS: &[Field<CpuRow>] = &[
+    Field::counter(
+        "softnet_processed_total",
+        "Packets processed by the CPU's softirq.",
+        |r| r.processed.sample_value(),
+    ),
+    Field::counter(
+        "softnet_dropped_total",
+        "Packets dropped because the backlog was full.",
+        |r| r.dropped.sample_value(),
+    ),
+    Field::counter(
+        "softnet_times_squeezed_total",
+        "Times net_rx_action ran out of budget with work left.",
+        |r| r.squeezed.sample_value(),
+    ),
+];
 
+impl Collector for Softnet {
     fn collect(&self, ctx: &Context, out: &mut Sink) -> anyhow::Result<()> {
         let path = ctx.proc_path("net/softnet_stat");
         let text = std::fs::read_to_string(&path)
@@ -123,41 +140,26 @@ impl Collector for Softnet {
             out.item_error(e);
         }
         let cpus: Vec<String> = rows.iter().map(|r| r.cpu.to_string()).collect();
-        type Field = fn(&CpuRow) -> u32;
-        let families: [(&str, &str, Field); 3] = [
-            (
-                "network_softnet_processed_total",
-                "Packets processed by the CPU's softirq.",
-                |r| r.processed,
-            ),
-            (
-                "network_softnet_dropped_total",
-                "Packets dropped because the backlog was full.",
-                |r| r.dropped,
-            ),
-            (
-                "network_softnet_times_squeezed_total",
-                "Times net_rx_action ran out of budget with work left.",
-                |r| r.squeezed,
-            ),
-        ];
-        for (name, help, field) in families {
-            let mut fam = out.counter(name, help);
-            for (row, cpu) in rows.iter().zip(&cpus) {
-                fam.sample(&[("cpu", cpu)], f64::from(field(row)));
-            }
-        }
+        write_fields_with_label(
+            out,
+            FIELDS,
+            "cpu",
+            cpus.iter().map(String::as_str).zip(&rows),
+        );
         Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{at, host_a, label_values, live_host, value};
+    use super::super::testing::{host_a, sink};
     use super::*;
+    use odin_testkit::{
+        dir_context, live_context, sink_label_values as label_values, sink_value as value,
+    };
 
     fn collect(ctx: &Context) -> Sink {
-        let mut sink = Sink::new();
+        let mut sink = sink();
         Softnet::new().collect(ctx, &mut sink).expect("collect");
         sink
     }
@@ -279,13 +281,14 @@ mod tests {
     #[test]
     fn missing_file_fails_the_collector() {
         let dir = tempfile::tempdir().unwrap();
-        let mut sink = Sink::new();
-        assert!(Softnet::new().collect(&at(dir.path()), &mut sink).is_err());
+        assert!(Softnet::new()
+            .collect(&dir_context(dir.path()), &mut sink())
+            .is_err());
     }
 
     #[test]
     fn live_host_parses_without_item_errors() {
-        let sink = collect(&live_host());
+        let sink = collect(&live_context());
         assert!(sink.item_errors().is_empty(), "{:?}", sink.item_errors());
         let cpus = label_values(&sink, "network_softnet_processed_total", "cpu");
         assert!(!cpus.is_empty());

@@ -51,7 +51,9 @@ use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Mutex;
 
 use anyhow::Context as _;
-use odin_common::{Collector, Context, Sink};
+use odin_common::{Collector, Context, Field, SampleValue, Sink};
+
+use super::write_fields_with_label;
 
 /// Where tcpstat reads sockets from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -116,10 +118,10 @@ fn is_procfs(path: &Path) -> bool {
         return false;
     };
     // SAFETY: statfs is plain data; all-zero is a valid value to be overwritten.
-    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    // SAFETY: `c_path` is a NUL-terminated string and `st` a live statfs, both outliving the call.
-    let rc = unsafe { libc::statfs(c_path.as_ptr(), &mut st) };
-    rc == 0 && st.f_type == libc::PROC_SUPER_MAGIC
+    let mut fs: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c_path` is a NUL-terminated string and `fs` a live statfs, both outliving the call.
+    let status = unsafe { libc::statfs(c_path.as_ptr(), &mut fs) };
+    status == 0 && fs.f_type == libc::PROC_SUPER_MAGIC
 }
 
 /// `state` label values, indexed by the kernel's state code minus one (include/net/tcp_states.h).
@@ -230,7 +232,7 @@ fn parse_line(line: &[u8]) -> Result<SocketLine, LineError> {
     let slot = next(0)?;
     let local = next(1)?;
     let remote = next(2)?;
-    let st = next(3)?;
+    let state = next(3)?;
     let queues = next(4)?;
     let mut seen = 5;
     while seen < MIN_COLUMNS {
@@ -244,7 +246,7 @@ fn parse_line(line: &[u8]) -> Result<SocketLine, LineError> {
     if !local.contains(&b':') || !remote.contains(&b':') {
         return Err(LineError::BadAddress);
     }
-    let code = parse_hex(st).ok_or(LineError::StateNotHex)?;
+    let code = parse_hex(state).ok_or(LineError::StateNotHex)?;
     if !(1..=11).contains(&code) {
         return Err(LineError::UnknownState(code));
     }
@@ -425,42 +427,38 @@ impl Tcpstat {
     }
 }
 
-impl Collector for Tcpstat {
-    fn name(&self) -> &'static str {
-        "tcpstat"
-    }
+/// The queue sums, with label `family`.
+const QUEUE_FIELDS: &[Field<FamilyStats>] = &[
+    Field::gauge(
+        "tcp_receive_queue_bytes",
+        "Bytes queued for reading, summed over TCP sockets (listening sockets excluded).",
+        |stats| stats.rx_queue.sample_value(),
+    ),
+    Field::gauge(
+        "tcp_transmit_queue_bytes",
+        "Bytes queued for sending, summed over TCP sockets (listening sockets excluded).",
+        |stats| stats.tx_queue.sample_value(),
+    ),
+];
 
+impl Collector for Tcpstat {
     fn collect(&self, ctx: &Context, out: &mut Sink) -> anyhow::Result<()> {
         let tables = self.read(ctx, out)?;
-        let families: [(&str, Option<&FamilyStats>); 2] =
-            [("ipv4", Some(&tables.v4)), ("ipv6", tables.v6.as_ref())];
-        let families = families
-            .iter()
-            .filter_map(|(name, stats)| stats.map(|s| (*name, s)));
+        let mut families: Vec<(&str, &FamilyStats)> = vec![("ipv4", &tables.v4)];
+        if let Some(v6) = &tables.v6 {
+            families.push(("ipv6", v6));
+        }
 
         let mut states = out.gauge(
-            "network_tcp_connection_states",
+            "tcp_connection_states",
             "TCP sockets per state (from inet_diag over netlink or /proc/net/tcp{,6}).",
         );
-        for (family, stats) in families.clone() {
-            for (name, count) in STATES.iter().zip(stats.states) {
-                states.sample(&[("family", family), ("state", name)], count as f64);
+        for (family, stats) in &families {
+            for (state, count) in STATES.iter().zip(stats.states) {
+                states.sample(&[("family", *family), ("state", *state)], count);
             }
         }
-        let mut rx = out.gauge(
-            "network_tcp_receive_queue_bytes",
-            "Bytes queued for reading, summed over TCP sockets (listening sockets excluded).",
-        );
-        for (family, stats) in families.clone() {
-            rx.sample(&[("family", family)], stats.rx_queue as f64);
-        }
-        let mut tx = out.gauge(
-            "network_tcp_transmit_queue_bytes",
-            "Bytes queued for sending, summed over TCP sockets (listening sockets excluded).",
-        );
-        for (family, stats) in families {
-            tx.sample(&[("family", family)], stats.tx_queue as f64);
-        }
+        write_fields_with_label(out, QUEUE_FIELDS, "family", families);
         Ok(())
     }
 }
@@ -468,8 +466,8 @@ impl Collector for Tcpstat {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::collectors::testing::{fixture as ctx, value};
-    use std::path::PathBuf;
+    use crate::collectors::testing::{fixture, sink};
+    use odin_testkit::{dir_context, live_context, sink_value as value};
     use std::time::Duration;
 
     fn state(sink: &Sink, family: &str, state: &str) -> f64 {
@@ -483,9 +481,9 @@ mod tests {
 
     #[test]
     fn fixture_states_and_queues() {
-        let mut sink = Sink::new();
+        let mut sink = sink();
         Tcpstat::with_source(Source::Auto)
-            .collect(&ctx("host-a"), &mut sink)
+            .collect(&fixture("host-a"), &mut sink)
             .unwrap();
         assert_eq!(sink.item_errors(), &[] as &[String]);
 
@@ -533,13 +531,19 @@ mod tests {
 
     #[test]
     fn malformed_lines_are_skipped_and_counted() {
-        let mut sink = Sink::new();
+        let mut sink = sink();
         Tcpstat::with_source(Source::Auto)
-            .collect(&ctx("malformed"), &mut sink)
+            .collect(&fixture("malformed"), &mut sink)
             .unwrap();
         let errors = sink.item_errors().to_vec();
-        let tcp = ctx("malformed").proc_path("net/tcp").display().to_string();
-        let tcp6 = ctx("malformed").proc_path("net/tcp6").display().to_string();
+        let tcp = fixture("malformed")
+            .proc_path("net/tcp")
+            .display()
+            .to_string();
+        let tcp6 = fixture("malformed")
+            .proc_path("net/tcp6")
+            .display()
+            .to_string();
         assert_eq!(
             errors,
             vec![
@@ -583,16 +587,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("net")).unwrap();
         std::fs::copy(
-            ctx("host-a").proc_path("net/tcp"),
+            fixture("host-a").proc_path("net/tcp"),
             dir.path().join("net/tcp"),
         )
         .unwrap();
-        let c = Context {
-            procfs: dir.path().to_path_buf(),
-            sysfs: dir.path().to_path_buf(),
-            timeout: Duration::from_secs(1),
-        };
-        let mut sink = Sink::new();
+        let c = dir_context(dir.path());
+        let mut sink = sink();
         Tcpstat::with_source(Source::Auto)
             .collect(&c, &mut sink)
             .unwrap();
@@ -609,13 +609,9 @@ mod tests {
     #[test]
     fn missing_tcp_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
-        let c = Context {
-            procfs: dir.path().to_path_buf(),
-            sysfs: dir.path().to_path_buf(),
-            timeout: Duration::from_secs(1),
-        };
+        let c = dir_context(dir.path());
         let err = Tcpstat::with_source(Source::Auto)
-            .collect(&c, &mut Sink::new())
+            .collect(&c, &mut sink())
             .unwrap_err();
         assert!(format!("{err:#}").contains("net/tcp"), "{err:#}");
     }
@@ -639,7 +635,7 @@ mod tests {
         }
         assert!(text.len() > 2 * READ_BUFFER);
         std::fs::write(dir.path().join("net/tcp"), text).unwrap();
-        let mut sink = Sink::new();
+        let mut sink = sink();
         let stats = read_table(&dir.path().join("net/tcp"), &mut sink).unwrap();
         assert!(
             sink.item_errors().is_empty(),
@@ -681,15 +677,11 @@ mod tests {
 
     #[test]
     fn live_host_parses_cleanly() {
-        let c = Context {
-            procfs: PathBuf::from("/proc"),
-            sysfs: PathBuf::from("/sys"),
-            timeout: Duration::from_secs(5),
-        };
+        let c = live_context();
         if !c.proc_path("net/tcp").exists() {
             return;
         }
-        let mut sink = Sink::new();
+        let mut sink = sink();
         Tcpstat::with_source(Source::Auto)
             .collect(&c, &mut sink)
             .unwrap();
@@ -700,23 +692,15 @@ mod tests {
 
     #[test]
     fn auto_reads_files_of_a_fixture_tree() {
-        assert!(!is_procfs(&ctx("host-a").procfs));
+        assert!(!is_procfs(&fixture("host-a").procfs));
         assert!(!is_procfs(Path::new("/nonexistent/proc")));
         let t = Tcpstat::with_source(Source::Auto);
-        let mut sink = Sink::new();
-        t.collect(&ctx("host-a"), &mut sink).unwrap();
+        let mut sink = sink();
+        t.collect(&fixture("host-a"), &mut sink).unwrap();
         assert_eq!(t.auto.load(Ordering::Relaxed), AUTO_PROCFS);
         // The fixture's numbers, which no live socket table has.
         assert_eq!(state(&sink, "ipv4", "closing"), 1.0);
         assert_eq!(state(&sink, "ipv6", "close"), 1.0);
-    }
-
-    fn live() -> Context {
-        Context {
-            procfs: PathBuf::from("/proc"),
-            sysfs: PathBuf::from("/sys"),
-            timeout: Duration::from_secs(5),
-        }
     }
 
     #[test]
@@ -726,8 +710,8 @@ mod tests {
             return;
         }
         let t = Tcpstat::with_source(Source::Auto);
-        let mut sink = Sink::new();
-        t.collect(&live(), &mut sink).unwrap();
+        let mut sink = sink();
+        t.collect(&live_context(), &mut sink).unwrap();
         if sock_diag::DiagSocket::open(Duration::from_secs(1)).is_err() {
             assert_eq!(t.auto.load(Ordering::Relaxed), AUTO_PROCFS);
         } else {
@@ -782,7 +766,7 @@ mod tests {
 
     fn both_sources(ctx: &Context) -> (Tables, Tables) {
         let t = Tcpstat::with_source(Source::Netlink);
-        let mut sink = Sink::new();
+        let mut sink = sink();
         let nl = t.read_netlink(ctx, &mut sink).expect("netlink dump");
         let fs = Tcpstat::read_procfs(ctx, &mut sink).expect("proc files");
         assert_eq!(sink.item_errors(), &[] as &[String]);
@@ -795,7 +779,7 @@ mod tests {
             eprintln!("skipped: NETLINK_SOCK_DIAG is not available here");
             return;
         }
-        let ctx = live();
+        let ctx = live_context();
         let (before, _) = both_sources(&ctx);
         let _v4 = open_sockets("127.0.0.1:0", 4, 2, 1000).unwrap();
         let v6 = match open_sockets("[::1]:0", 3, 1, 600) {

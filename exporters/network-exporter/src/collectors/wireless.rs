@@ -21,12 +21,13 @@
 use std::io::ErrorKind;
 
 use anyhow::Context as _;
-use odin_common::{Collector, Context, Sink};
+use odin_common::{Collector, Context, Field, SampleValue, Sink};
 
 use super::device_filter::DeviceFilter;
+use super::write_fields_with_label;
 
-/// Fields after the colon: status, link, level, noise, 5 discard counters, beacon.
-const FIELDS: usize = 10;
+/// Columns after the colon: status, link, level, noise, 5 discard counters, beacon.
+const COLUMNS: usize = 10;
 
 /// The kernel prints an empty dBm reading as -256 (0 minus the 0x100 dBm offset).
 const NO_DBM: i64 = -256;
@@ -46,16 +47,43 @@ impl Wireless {
     }
 }
 
-/// One interface's line.
+/// One interface's line: its name (borrowed from the file text) and its readings.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct WifiLine<'a> {
     pub device: &'a str,
+    pub stats: WifiStats,
+}
+
+/// The readings of one wireless interface.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct WifiStats {
     pub link: i64,
     pub level: Option<i64>,
     pub noise: Option<i64>,
+    /// Discarded packets, one per [`REASONS`] entry.
     pub discarded: [i64; 5],
     pub missed_beacons: i64,
 }
+
+/// The families with one sample per interface (label `device`).
+const FIELDS: &[Field<WifiStats>] = &[
+    Field::gauge(
+        "wireless_link_quality",
+        "Link quality as the driver reports it (most drivers: out of 70).",
+        |w| w.link.sample_value(),
+    ),
+    Field::gauge("wireless_signal_dbm", "Signal level in dBm.", |w| {
+        w.level.sample_value()
+    }),
+    Field::gauge(
+        "wireless_noise_dbm",
+        "Noise level in dBm (absent when the driver reports none).",
+        |w| w.noise.sample_value(),
+    ),
+    Field::counter("wireless_missed_beacons_total", "Missed beacons.", |w| {
+        w.missed_beacons.sample_value()
+    }),
+];
 
 /// Parse one data line; the error text says what was wrong.
 pub(crate) fn parse_line(line: &str) -> Result<WifiLine<'_>, String> {
@@ -64,30 +92,33 @@ pub(crate) fn parse_line(line: &str) -> Result<WifiLine<'_>, String> {
     if device.is_empty() {
         return Err("empty interface name".into());
     }
-    let mut v = [0i64; FIELDS];
-    let mut n = 0;
-    for field in line[colon + 1..].split_ascii_whitespace() {
-        if n < FIELDS {
-            let parsed = if n == 0 {
-                i64::from_str_radix(field, 16)
+    let mut values = [0i64; COLUMNS];
+    let mut found = 0;
+    for column in line[colon + 1..].split_ascii_whitespace() {
+        if found < COLUMNS {
+            let parsed = if found == 0 {
+                i64::from_str_radix(column, 16)
             } else {
-                field.strip_suffix('.').unwrap_or(field).parse()
+                column.strip_suffix('.').unwrap_or(column).parse()
             };
-            v[n] = parsed.map_err(|_| format!("field {} is not a number: {field:?}", n + 1))?;
+            values[found] =
+                parsed.map_err(|_| format!("field {} is not a number: {column:?}", found + 1))?;
         }
-        n += 1;
+        found += 1;
     }
-    if n != FIELDS {
-        return Err(format!("expected {FIELDS} fields, found {n}"));
+    if found != COLUMNS {
+        return Err(format!("expected {COLUMNS} fields, found {found}"));
     }
-    let dbm = |x: i64| (x != NO_DBM).then_some(x);
+    let dbm = |reading: i64| (reading != NO_DBM).then_some(reading);
     Ok(WifiLine {
         device,
-        link: v[1],
-        level: dbm(v[2]),
-        noise: dbm(v[3]),
-        discarded: [v[4], v[5], v[6], v[7], v[8]],
-        missed_beacons: v[9],
+        stats: WifiStats {
+            link: values[1],
+            level: dbm(values[2]),
+            noise: dbm(values[3]),
+            discarded: [values[4], values[5], values[6], values[7], values[8]],
+            missed_beacons: values[9],
+        },
     })
 }
 
@@ -114,10 +145,6 @@ pub(crate) fn parse<'a>(
 }
 
 impl Collector for Wireless {
-    fn name(&self) -> &'static str {
-        "wireless"
-    }
-
     fn collect(&self, ctx: &Context, out: &mut Sink) -> anyhow::Result<()> {
         let path = ctx.proc_path("net/wireless");
         let text = match std::fs::read_to_string(&path) {
@@ -136,40 +163,16 @@ impl Collector for Wireless {
             out.item_error(e);
         }
 
-        let mut fam = out.gauge(
-            "network_wireless_link_quality",
-            "Link quality as the driver reports it (most drivers: out of 70).",
-        );
-        for w in &lines {
-            fam.sample(&[("device", w.device)], w.link as f64);
-        }
-        let mut fam = out.gauge("network_wireless_signal_dbm", "Signal level in dBm.");
-        for w in &lines {
-            if let Some(level) = w.level {
-                fam.sample(&[("device", w.device)], level as f64);
-            }
-        }
-        let mut fam = out.gauge(
-            "network_wireless_noise_dbm",
-            "Noise level in dBm (absent when the driver reports none).",
-        );
-        for w in &lines {
-            if let Some(noise) = w.noise {
-                fam.sample(&[("device", w.device)], noise as f64);
-            }
-        }
-        let mut fam = out.counter(
-            "network_wireless_discarded_packets_total",
+        let rows = lines.iter().map(|line| (line.device, &line.stats));
+        write_fields_with_label(out, FIELDS, "device", rows);
+        let mut discarded = out.counter(
+            "wireless_discarded_packets_total",
             "Discarded packets by reason.",
         );
-        for w in &lines {
-            for (reason, v) in REASONS.iter().zip(w.discarded) {
-                fam.sample(&[("device", w.device), ("reason", reason)], v as f64);
+        for line in &lines {
+            for (reason, count) in REASONS.iter().zip(line.stats.discarded) {
+                discarded.sample(&[("device", line.device), ("reason", reason)], count);
             }
-        }
-        let mut fam = out.counter("network_wireless_missed_beacons_total", "Missed beacons.");
-        for w in &lines {
-            fam.sample(&[("device", w.device)], w.missed_beacons as f64);
         }
         Ok(())
     }
@@ -177,11 +180,14 @@ impl Collector for Wireless {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{at, host_a, label_values, live_host, value};
+    use super::super::testing::{host_a, sink};
     use super::*;
+    use odin_testkit::{
+        dir_context, live_context, sink_label_values as label_values, sink_value as value,
+    };
 
     fn collect(filter: DeviceFilter, ctx: &Context) -> Sink {
-        let mut sink = Sink::new();
+        let mut sink = sink();
         Wireless::new(filter)
             .collect(ctx, &mut sink)
             .expect("collect");
@@ -244,11 +250,13 @@ mod tests {
             w,
             WifiLine {
                 device: "wlp2s0",
-                link: 70,
-                level: Some(-38),
-                noise: Some(-95),
-                discarded: [0, 0, 1, 2, 3],
-                missed_beacons: 4,
+                stats: WifiStats {
+                    link: 70,
+                    level: Some(-38),
+                    noise: Some(-95),
+                    discarded: [0, 0, 1, 2, 3],
+                    missed_beacons: 4,
+                },
             }
         );
     }
@@ -274,9 +282,9 @@ Inter-| sta-|   Quality        |   Discarded packets               | Missed | WE
         let names: Vec<_> = lines.iter().map(|w| w.device).collect();
         assert_eq!(names, ["wlan0", "wlan4"]);
         // -256 is the kernel's "no reading": no noise series for wlan0.
-        assert_eq!(lines[0].noise, None);
-        assert_eq!(lines[1].noise, Some(-90));
-        assert_eq!(lines[1].missed_beacons, 6);
+        assert_eq!(lines[0].stats.noise, None);
+        assert_eq!(lines[1].stats.noise, Some(-90));
+        assert_eq!(lines[1].stats.missed_beacons, 6);
         assert_eq!(
             errors,
             [
@@ -291,7 +299,7 @@ Inter-| sta-|   Quality        |   Discarded packets               | Missed | WE
     #[test]
     fn missing_file_means_no_wireless_and_success() {
         let dir = tempfile::tempdir().unwrap();
-        let sink = collect(DeviceFilter::default(), &at(dir.path()));
+        let sink = collect(DeviceFilter::default(), &dir_context(dir.path()));
         assert!(sink.item_errors().is_empty());
         assert!(sink.families().iter().all(|f| f.get_metric().is_empty()));
     }
@@ -302,15 +310,14 @@ Inter-| sta-|   Quality        |   Discarded packets               | Missed | WE
         // "not found".
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("net/wireless")).unwrap();
-        let mut sink = Sink::new();
         assert!(Wireless::new(DeviceFilter::default())
-            .collect(&at(dir.path()), &mut sink)
+            .collect(&dir_context(dir.path()), &mut sink())
             .is_err());
     }
 
     #[test]
     fn live_host_parses_without_item_errors() {
-        let sink = collect(DeviceFilter::allow_all(), &live_host());
+        let sink = collect(DeviceFilter::allow_all(), &live_context());
         assert!(sink.item_errors().is_empty(), "{:?}", sink.item_errors());
         let has_file = std::path::Path::new("/proc/net/wireless").exists();
         let devices = label_values(&sink, "network_wireless_link_quality", "device");
