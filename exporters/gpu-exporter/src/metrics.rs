@@ -555,7 +555,7 @@ const MIG_DEVICE: &[Field<MigDeviceReading>] = &[
 ];
 
 fn write_mig_devices(s: &Snapshot, out: &mut Sink) {
-    let id = |v: Option<u32>| v.map(|x| x.to_string()).unwrap_or_default();
+    let id_text = |v: Option<u32>| v.map(|x| x.to_string()).unwrap_or_default();
     let mut info = out.gauge("mig_device_info", "One per MIG device; always 1.");
     for m in &s.mig_devices {
         info.sample(
@@ -563,8 +563,8 @@ fn write_mig_devices(s: &Snapshot, out: &mut Sink) {
                 ("gpu", &m.gpu_index.to_string()),
                 ("uuid", &m.gpu_uuid),
                 ("mig_uuid", &m.uuid),
-                ("gpu_instance", &id(m.gpu_instance_id)),
-                ("compute_instance", &id(m.compute_instance_id)),
+                ("gpu_instance", &id_text(m.gpu_instance_id)),
+                ("compute_instance", &id_text(m.compute_instance_id)),
                 ("profile", m.profile.as_deref().unwrap_or("")),
             ],
             1.0,

@@ -20,7 +20,7 @@ fn mib(x: f64) -> Option<f64> {
 fn mhz(x: f64) -> Option<f64> {
     Some(x * 1e6)
 }
-fn us(x: f64) -> Option<f64> {
+fn microseconds(x: f64) -> Option<f64> {
     Some(x * 1e-6)
 }
 
@@ -201,7 +201,7 @@ fn check(file: &str, phase: Phase, g: &GpuReading, e: &Expect) {
     close(
         "sw_power_cap counter",
         ev.time_seconds(ClockEventReason::SwPowerCap),
-        us(e.sw_power_cap_us),
+        microseconds(e.sw_power_cap_us),
     );
     for r in [
         ClockEventReason::SyncBoost,
@@ -261,7 +261,7 @@ fn check(file: &str, phase: Phase, g: &GpuReading, e: &Expect) {
     close(
         "encoder latency",
         g.encoder_average_latency_seconds,
-        us(e.encoder.2),
+        microseconds(e.encoder.2),
     );
 }
 

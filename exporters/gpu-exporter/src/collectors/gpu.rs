@@ -353,12 +353,12 @@ mod tests {
 
     #[test]
     fn last_xid_follows_the_counters() {
-        let m = |v: &[(u64, u64)]| v.iter().copied().collect::<BTreeMap<_, _>>();
+        let counts = |v: &[(u64, u64)]| v.iter().copied().collect::<BTreeMap<_, _>>();
         let (c, _, ctx, _dir) = setup(vec![
-            m(&[]),
-            m(&[(79, 1)]),
-            m(&[(13, 2), (79, 1)]),
-            m(&[(13, 2), (79, 1)]),
+            counts(&[]),
+            counts(&[(79, 1)]),
+            counts(&[(13, 2), (79, 1)]),
+            counts(&[(13, 2), (79, 1)]),
         ]);
         let dcgm = |t: &str, gpu: &str| -> String {
             t.lines()

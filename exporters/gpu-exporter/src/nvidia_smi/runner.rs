@@ -527,21 +527,21 @@ fn wait_blocking(pid: u32) {
 mod tests {
     use super::*;
 
-    fn s(v: &[&str]) -> Vec<String> {
+    fn words(v: &[&str]) -> Vec<String> {
         v.iter().map(|x| (*x).to_owned()).collect()
     }
 
     #[test]
     fn splits_like_a_shell_without_one() {
-        assert_eq!(split_command("nvidia-smi").unwrap(), s(&["nvidia-smi"]));
+        assert_eq!(split_command("nvidia-smi").unwrap(), words(&["nvidia-smi"]));
         assert_eq!(
             split_command("  ssh -o 'ConnectTimeout 2' gpu-host   nvidia-smi ").unwrap(),
-            s(&["ssh", "-o", "ConnectTimeout 2", "gpu-host", "nvidia-smi"])
+            words(&["ssh", "-o", "ConnectTimeout 2", "gpu-host", "nvidia-smi"])
         );
         assert_eq!(
             split_command(r#"sudo -n "/opt/nvidia tools/nvidia-smi" a\ b "x\"y" '$HOME' "\$HOME""#)
                 .unwrap(),
-            s(&[
+            words(&[
                 "sudo",
                 "-n",
                 "/opt/nvidia tools/nvidia-smi",
@@ -551,10 +551,10 @@ mod tests {
                 "$HOME"
             ])
         );
-        assert_eq!(split_command("a '' b").unwrap(), s(&["a", "", "b"]));
+        assert_eq!(split_command("a '' b").unwrap(), words(&["a", "", "b"]));
         assert_eq!(
             split_command("x;y|z").unwrap(),
-            s(&["x;y|z"]),
+            words(&["x;y|z"]),
             "no shell operators"
         );
         assert_eq!(split_command(""), Err(SplitError::Empty));
@@ -568,11 +568,11 @@ mod tests {
     fn query_args() {
         assert_eq!(
             query_gpu_args(&["index", "uuid"]),
-            s(&["--query-gpu=index,uuid", "--format=csv"])
+            words(&["--query-gpu=index,uuid", "--format=csv"])
         );
         assert_eq!(
             compute_apps_args(&["pid"]),
-            s(&["--query-compute-apps=pid", "--format=csv"])
+            words(&["--query-compute-apps=pid", "--format=csv"])
         );
     }
 }
