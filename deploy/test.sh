@@ -181,6 +181,8 @@ operator_objects() {
   promtool check rules "$TMP"/rules-from-operator/*.yml
 }
 check "ServiceMonitor and PrometheusRules (check-operator-objects.py, promtool)" operator_objects
+check "a ServiceMonitor for every exporter of exporters.toml" \
+  "$VENV/python" tests/odin/deploychecks.py servicemonitors "$TMP/overlays_prometheus-operator.yaml"
 
 # ------------------------------------------------------------------ Prometheus
 prometheus_config() {

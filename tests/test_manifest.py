@@ -10,7 +10,8 @@ import pytest
 import yaml
 
 from odin import REPO, manifest
-from odin.deploychecks import daemonset_problems, prometheus_problems, systemd_problems
+from odin.deploychecks import (daemonset_problems, prometheus_problems, servicemonitor_problems,
+                               systemd_problems)
 
 BASE = REPO / "deploy/kubernetes/base"
 NAMES = manifest.names()
@@ -148,3 +149,16 @@ def test_prometheus_check_fails_without_a_job_or_on_another_port():
     moved = copy.deepcopy(exporters)
     moved[0]["port"] += 1
     assert prometheus_problems(config, moved)
+
+
+def servicemonitors() -> list[dict]:
+    d = REPO / "deploy/kubernetes/components/prometheus-operator"
+    return [x for f in sorted(d.glob("*-servicemonitor.yaml")) for x in yaml.safe_load_all(f.read_text()) if x]
+
+
+def test_a_servicemonitor_per_exporter():
+    assert servicemonitor_problems(servicemonitors(), manifest.load()) == []
+
+
+def test_servicemonitor_check_fails_without_one():
+    assert servicemonitor_problems(servicemonitors()[1:], manifest.load())

@@ -5,6 +5,7 @@ Each check returns a list of problems (empty: fine), so the tests can show that 
 broken copy. deploy/test.sh runs them from the command line:
 
     python3 tests/odin/deploychecks.py daemonsets RENDERED.yaml   (kubectl kustomize output)
+    python3 tests/odin/deploychecks.py servicemonitors RENDERED.yaml  (the prometheus-operator overlay)
     python3 tests/odin/deploychecks.py systemd [DIR]              (default deploy/systemd)
     python3 tests/odin/deploychecks.py prometheus [FILE]          (default deploy/prometheus/prometheus.yml)
 """
@@ -150,6 +151,20 @@ def base_problems(objects: list[dict], exporters: list[dict]) -> list[str]:
     return problems
 
 
+def servicemonitor_problems(objects: list[dict], exporters: list[dict]) -> list[str]:
+    """The Prometheus Operator overlay has a ServiceMonitor per exporter, named after it (so
+    the job is the exporter's name), scraping the Service's `metrics` port."""
+    monitors = {d["metadata"]["name"]: d for d in objects if d and d["kind"] == "ServiceMonitor"}
+    problems = []
+    for e in exporters:
+        m = monitors.get(e["name"])
+        if m is None:
+            problems.append(f"no ServiceMonitor {e['name']}")
+        elif [ep.get("port") for ep in m["spec"].get("endpoints", [])] != ["metrics"]:
+            problems.append(f"ServiceMonitor {e['name']}: endpoints are not the one port `metrics`")
+    return problems
+
+
 def read_unit(path: Path) -> dict[str, list[str]]:
     """A systemd unit's [Service] settings: key -> every value given (repeatable keys)."""
     parser = configparser.RawConfigParser(strict=False, interpolation=None,
@@ -226,6 +241,10 @@ def _main(argv: list[str]) -> int:
         objects = [d for d in yaml.safe_load_all(Path(argv[1]).read_text()) if d]
         problems = base_problems(objects, exporters)
         what = f"DaemonSet, Service and ServiceAccount of {len(exporters)} exporters"
+    elif argv[:1] == ["servicemonitors"] and len(argv) == 2:
+        objects = [d for d in yaml.safe_load_all(Path(argv[1]).read_text()) if d]
+        problems = servicemonitor_problems(objects, exporters)
+        what = f"ServiceMonitors of {len(exporters)} exporters"
     elif argv[:1] == ["systemd"] and len(argv) <= 2:
         d = Path(argv[1]) if len(argv) == 2 else REPO / "deploy" / "systemd"
         problems = [p for e in exporters for p in systemd_problems(d / f"{e['name']}.service", e)]
