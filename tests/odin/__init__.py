@@ -6,11 +6,16 @@
     odin.prometheus   one Prometheus HTTP client and one stack: exporters plus a real Prometheus
     odin.metricsdoc   the one parser of docs/metrics.md
     odin.promql       the one extractor of metric names from PromQL
+    odin.rules        the rule files of rules/
+    odin.checks       checks every end-to-end scenario makes (rules loaded and healthy)
     odin.dashboards   the dashboards' queries: list, lint, run (also a CLI: python3 -m odin.dashboards)
-    odin.k8s          the parametrised DaemonSet check (also a CLI for deploy/test.sh)
-    odin.layout       what every exporter must have in the repository
+    odin.docexporter  a stand-in exporter serving every metric of docs/metrics.md
+    odin.deploychecks deploy/ against exporters.toml: one parametrised DaemonSet check, systemd
+                      units, scrape jobs, ServiceMonitors (also a CLI for deploy/test.sh)
+    odin.layout       what every exporter must have in the repository (tests/test_layout.py)
 
-Standard library only, except odin.k8s and rule-file reading (PyYAML, in .venv).
+Standard library only, except where YAML is read (odin.rules, odin.deploychecks, odin.layout:
+PyYAML, in .venv).
 """
 from __future__ import annotations
 
