@@ -100,7 +100,7 @@ pub const SPEC: ExporterSpec<Setup> = ExporterSpec {
     collectors: &[
         CollectorDef::on(
             "backend",
-            "active backend and why; unhealthy when auto fell back or none works",
+            "active backend and why; unhealthy when no backend works",
             build_backend,
         ),
         CollectorDef::on(
