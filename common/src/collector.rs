@@ -214,6 +214,52 @@ impl<T: ?Sized> Field<T> {
     }
 }
 
+/// One part of a [`SplitField`]: the extra label's value and how to read it.
+pub type Part<T> = (&'static str, fn(&T) -> Option<f64>);
+
+/// A family of one metric read several ways from each item, told apart by one more label
+/// (`clock="sm"`, `clock="memory"`): per value of `label`, how to read it. Written with
+/// [`Sink::split_fields`]; a plain [`Field`] is the same with one part and no extra label.
+pub struct SplitField<T: ?Sized + 'static> {
+    pub kind: Kind,
+    /// Without the exporter's prefix (except for the `Compat*` kinds).
+    pub name: &'static str,
+    pub help: &'static str,
+    pub label: &'static str,
+    pub parts: &'static [Part<T>],
+}
+
+impl<T: ?Sized> SplitField<T> {
+    pub const fn gauge(
+        name: &'static str,
+        help: &'static str,
+        label: &'static str,
+        parts: &'static [Part<T>],
+    ) -> Self {
+        SplitField {
+            kind: Kind::Gauge,
+            name,
+            help,
+            label,
+            parts,
+        }
+    }
+    pub const fn counter(
+        name: &'static str,
+        help: &'static str,
+        label: &'static str,
+        parts: &'static [Part<T>],
+    ) -> Self {
+        SplitField {
+            kind: Kind::Counter,
+            name,
+            help,
+            label,
+            parts,
+        }
+    }
+}
+
 /// Labels of one sample: `(name, value)` pairs.
 pub type Labels<'a> = [(&'a str, &'a str)];
 
@@ -285,6 +331,47 @@ impl Sink {
                 fam.sample(labels, (f.value)(item));
             }
         }
+    }
+
+    /// One family per split field; per row, one sample per part the field can read, labelled
+    /// with the row's labels plus `label="<part>"`. Samples go row by row (item by item).
+    pub fn split_fields<T: ?Sized>(
+        &mut self,
+        fields: &[SplitField<T>],
+        rows: &[(&Labels<'_>, &T)],
+    ) {
+        for f in fields {
+            let mut fam = self.family(f.kind, f.name, f.help);
+            for (labels, item) in rows {
+                let mut with_part: Vec<(&str, &str)> = labels.to_vec();
+                with_part.push((f.label, ""));
+                for (part, read) in f.parts {
+                    if let Some(last) = with_part.last_mut() {
+                        last.1 = part;
+                    }
+                    fam.sample(&with_part, read(item));
+                }
+            }
+        }
+    }
+
+    /// [`Sink::fields`] for items that carry one label each (`device`, `cpu`, `family`): one
+    /// family per field, one sample per `(label value, item)` the field can read.
+    pub fn fields_by_label<'a, T: 'a>(
+        &mut self,
+        fields: &[Field<T>],
+        label: &str,
+        items: impl IntoIterator<Item = (&'a str, &'a T)>,
+    ) {
+        let items: Vec<(&str, &T)> = items.into_iter().collect();
+        let labels: Vec<[(&str, &str); 1]> =
+            items.iter().map(|(value, _)| [(label, *value)]).collect();
+        let rows: Vec<(&Labels<'_>, &T)> = labels
+            .iter()
+            .zip(&items)
+            .map(|(labels, (_, item))| (&labels[..], *item))
+            .collect();
+        self.fields(fields, &rows);
     }
 
     fn prefixed(&self, name: &str) -> String {
@@ -422,6 +509,13 @@ mod tests {
         };
         let mut s = Sink::new("dev");
         s.fields(FIELDS, &[(&[("id", "a")], &a), (&[("id", "b")], &b)]);
+        let mut by_label = Sink::new("dev");
+        by_label.fields_by_label(FIELDS, "id", [("a", &a), ("b", &b)]);
+        assert_eq!(
+            format!("{:?}", by_label.families()),
+            format!("{:?}", s.families()),
+            "one label per item is the same table"
+        );
         s.gauge("flag", "A flag.")
             .sample(&[], false)
             .sample(&[("x", "1")], None::<u32>);
@@ -444,6 +538,35 @@ mod tests {
         assert_eq!(fams[3].get_metric()[1].get_counter().get_value(), 7000.0);
         assert_eq!(fams[4].get_metric().len(), 1);
         assert_eq!(fams[4].get_metric()[0].get_gauge().get_value(), 0.0);
+    }
+
+    const SPLIT: &[SplitField<Reading>] = &[SplitField::gauge(
+        "reading",
+        "Readings by kind.",
+        "kind",
+        &[("temp", |r| r.temp), ("energy", |r| Some(r.energy as f64))],
+    )];
+
+    #[test]
+    fn split_fields_add_one_label_per_part() {
+        let a = Reading {
+            temp: None,
+            on: None,
+            energy: 3,
+        };
+        let mut s = Sink::new("dev");
+        s.split_fields(SPLIT, &[(&[("id", "a")], &a)]);
+        let (fams, _) = s.into_parts();
+        assert_eq!(fams[0].name(), "dev_reading");
+        let metrics = fams[0].get_metric();
+        assert_eq!(metrics.len(), 1, "no sample for the absent temp");
+        let labels: Vec<(&str, &str)> = metrics[0]
+            .get_label()
+            .iter()
+            .map(|l| (l.name(), l.value()))
+            .collect();
+        assert_eq!(labels, [("id", "a"), ("kind", "energy")]);
+        assert_eq!(metrics[0].get_gauge().get_value(), 3.0);
     }
 
     #[test]

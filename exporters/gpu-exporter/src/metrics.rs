@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use odin_common::{Field, Labels, SampleValue, Sink};
+use odin_common::{Field, Labels, SampleValue, Sink, SplitField};
 
 use crate::dcgm;
 use crate::reading::{ClockEventReason, GpuReading, MigDeviceReading, ProcessReading, Snapshot};
@@ -51,35 +51,6 @@ pub(crate) fn gpus(s: &Snapshot) -> Vec<Gpu<'_>> {
             })
         })
         .collect()
-}
-
-/// How to read one value from a GPU's reading; `None`: no series.
-type Reader = fn(&GpuReading) -> Option<f64>;
-
-/// A gauge family split by one more label (`clock="sm"`): per value of `label`, how to read it.
-/// Written GPU by GPU, one series per part the GPU has a value for. Families with one series
-/// per GPU are [`Field`] tables instead.
-struct Split {
-    name: &'static str,
-    help: &'static str,
-    label: &'static str,
-    parts: &'static [(&'static str, Reader)],
-}
-
-impl Split {
-    const fn gauge(
-        name: &'static str,
-        help: &'static str,
-        label: &'static str,
-        parts: &'static [(&'static str, Reader)],
-    ) -> Split {
-        Split {
-            name,
-            help,
-            label,
-            parts,
-        }
-    }
 }
 
 /// A percentage as a fraction of 1.
@@ -231,8 +202,8 @@ const PER_GPU: &[Field<GpuReading>] = &[
 ];
 
 /// The families with one series per GPU and value of one more label.
-const SPLIT: &[Split] = &[
-    Split::gauge(
+const SPLIT: &[SplitField<GpuReading>] = &[
+    SplitField::gauge(
         "mig_mode_enabled",
         "1 if MIG mode is on (state: current, pending).",
         "state",
@@ -241,7 +212,7 @@ const SPLIT: &[Split] = &[
             ("pending", |r| r.mig_mode_pending.sample_value()),
         ],
     ),
-    Split::gauge(
+    SplitField::gauge(
         "ecc_mode_enabled",
         "1 if ECC is on (state: current, pending).",
         "state",
@@ -250,7 +221,7 @@ const SPLIT: &[Split] = &[
             ("pending", |r| r.ecc_mode_pending.sample_value()),
         ],
     ),
-    Split::gauge(
+    SplitField::gauge(
         "temperature_threshold_celsius",
         "Temperature thresholds (threshold: slowdown, shutdown).",
         "threshold",
@@ -259,7 +230,7 @@ const SPLIT: &[Split] = &[
             ("shutdown", |r| r.temperature_shutdown_threshold_celsius),
         ],
     ),
-    Split::gauge(
+    SplitField::gauge(
         "engine_utilization_ratio",
         "Busy fraction per engine (engine: memory, encoder, decoder, jpeg, ofa).",
         "engine",
@@ -271,7 +242,7 @@ const SPLIT: &[Split] = &[
             ("ofa", |r| ratio(r.utilization_ofa_percent)),
         ],
     ),
-    Split::gauge(
+    SplitField::gauge(
         "clock_hertz",
         "Current clock (clock: graphics, sm, memory, video).",
         "clock",
@@ -282,7 +253,7 @@ const SPLIT: &[Split] = &[
             ("video", |r| r.clock_video_hz),
         ],
     ),
-    Split::gauge(
+    SplitField::gauge(
         "clock_max_hertz",
         "Maximum clock (clock: graphics, sm, memory).",
         "clock",
@@ -292,7 +263,7 @@ const SPLIT: &[Split] = &[
             ("memory", |r| r.clock_max_memory_hz),
         ],
     ),
-    Split::gauge(
+    SplitField::gauge(
         "pcie_link_generation",
         "PCIe generation (link: current, max).",
         "link",
@@ -301,7 +272,7 @@ const SPLIT: &[Split] = &[
             ("max", |r| r.pcie_link_gen_max),
         ],
     ),
-    Split::gauge(
+    SplitField::gauge(
         "pcie_link_width_lanes",
         "PCIe lanes (link: current, max).",
         "link",
@@ -310,7 +281,7 @@ const SPLIT: &[Split] = &[
             ("max", |r| r.pcie_link_width_max),
         ],
     ),
-    Split::gauge(
+    SplitField::gauge(
         "pcie_throughput_bytes_per_second",
         "PCIe throughput (direction: rx, tx).",
         "direction",
@@ -319,7 +290,7 @@ const SPLIT: &[Split] = &[
             ("tx", |r| r.pcie_tx_bytes_per_second),
         ],
     ),
-    Split::gauge(
+    SplitField::gauge(
         "retired_pages",
         "Retired framebuffer pages (cause: single_bit_ecc, double_bit_ecc).",
         "cause",
@@ -328,7 +299,7 @@ const SPLIT: &[Split] = &[
             ("double_bit_ecc", |r| r.retired_pages_double_bit),
         ],
     ),
-    Split::gauge(
+    SplitField::gauge(
         "remapped_rows",
         "Remapped memory rows (kind: correctable, uncorrectable).",
         "kind",
@@ -351,17 +322,7 @@ fn write_per_gpu(gpus: &[Gpu<'_>], out: &mut Sink) {
         .map(|(l, g)| (&l[..], g.reading))
         .collect();
     out.fields(PER_GPU, &rows);
-    for split in SPLIT {
-        let mut family = out.gauge(split.name, split.help);
-        for g in gpus {
-            for (part, read) in split.parts {
-                family.sample(
-                    &[("gpu", &g.gpu), ("uuid", g.uuid), (split.label, part)],
-                    read(g.reading),
-                );
-            }
-        }
-    }
+    out.split_fields(SPLIT, &rows);
     let mut fans = out.gauge("fan_speed_ratio", "Fan speed as a fraction of its maximum.");
     for g in gpus {
         let r = g.reading;

@@ -29,7 +29,6 @@ use anyhow::Context as _;
 use odin_common::{Collector, Context, Field, SampleValue, Sink};
 
 use super::device_filter::DeviceFilter;
-use super::write_fields_with_label;
 
 /// sysfs reports speed in Mb/s; 1 Mb/s is 125000 bytes/s.
 const BYTES_PER_MBIT: u64 = 125_000;
@@ -227,7 +226,7 @@ impl Collector for Netclass {
             info.sample(&labels, 1);
         }
         let rows = ifaces.iter().map(|iface| (iface.device.as_str(), iface));
-        write_fields_with_label(out, FIELDS, "device", rows);
+        out.fields_by_label(FIELDS, "device", rows);
         Ok(())
     }
 }

@@ -17,7 +17,6 @@ use anyhow::Context as _;
 use odin_common::{Collector, Context, Field, SampleValue, Sink};
 
 use super::device_filter::DeviceFilter;
-use super::write_fields_with_label;
 
 /// Counters per line in `/proc/net/dev`.
 const COLUMNS: usize = 16;
@@ -181,7 +180,7 @@ impl Collector for Netdev {
             out.item_error(e);
         }
         let rows = devs.iter().map(|dev| (dev.device, &dev.counters));
-        write_fields_with_label(out, &FIELDS, "device", rows);
+        out.fields_by_label(&FIELDS, "device", rows);
         Ok(())
     }
 }

@@ -23,8 +23,6 @@ use std::path::Path;
 use anyhow::Context as _;
 use odin_common::{Collector, Context, Field, SampleValue, Sink};
 
-use super::write_fields_with_label;
-
 /// The `netstat` collector. Stateless; see the module documentation.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Netstat;
@@ -401,7 +399,7 @@ impl Collector for Netstat {
 
         out.fields(TCP_FIELDS, &[(&[], &counters.tcp)]);
         let rows = [("ipv4", &counters.ipv4), ("ipv6", &counters.ipv6)];
-        write_fields_with_label(out, FAMILY_FIELDS, "family", rows);
+        out.fields_by_label(FAMILY_FIELDS, "family", rows);
         Ok(())
     }
 }

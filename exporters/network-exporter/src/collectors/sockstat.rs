@@ -22,8 +22,6 @@ use std::path::Path;
 use anyhow::Context as _;
 use odin_common::{Collector, Context, Field, SampleValue, Sink};
 
-use super::write_fields_with_label;
-
 /// The `sockstat` collector.
 #[derive(Debug, Clone, Copy)]
 pub struct Sockstat {
@@ -193,7 +191,7 @@ impl Collector for Sockstat {
 
         out.fields(TOTALS, &[(&[], &stats)]);
         let rows = [("ipv4", &stats.ipv4), ("ipv6", &stats.ipv6)];
-        write_fields_with_label(out, BY_FAMILY, "family", rows);
+        out.fields_by_label(BY_FAMILY, "family", rows);
         Ok(())
     }
 }

@@ -15,8 +15,6 @@
 use anyhow::Context as _;
 use odin_common::{Collector, Context, Field, SampleValue, Sink};
 
-use super::write_fields_with_label;
-
 /// 1-based column holding the CPU number on Linux >= 5.10.
 const CPU_COLUMN: usize = 13;
 
@@ -140,12 +138,7 @@ impl Collector for Softnet {
             out.item_error(e);
         }
         let cpus: Vec<String> = rows.iter().map(|r| r.cpu.to_string()).collect();
-        write_fields_with_label(
-            out,
-            FIELDS,
-            "cpu",
-            cpus.iter().map(String::as_str).zip(&rows),
-        );
+        out.fields_by_label(FIELDS, "cpu", cpus.iter().map(String::as_str).zip(&rows));
         Ok(())
     }
 }

@@ -53,8 +53,6 @@ use std::sync::Mutex;
 use anyhow::Context as _;
 use odin_common::{Collector, Context, Field, SampleValue, Sink};
 
-use super::write_fields_with_label;
-
 /// Where tcpstat reads sockets from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Source {
@@ -458,7 +456,7 @@ impl Collector for Tcpstat {
                 states.sample(&[("family", *family), ("state", *state)], count);
             }
         }
-        write_fields_with_label(out, QUEUE_FIELDS, "family", families);
+        out.fields_by_label(QUEUE_FIELDS, "family", families);
         Ok(())
     }
 }

@@ -24,7 +24,6 @@ use anyhow::Context as _;
 use odin_common::{Collector, Context, Field, SampleValue, Sink};
 
 use super::device_filter::DeviceFilter;
-use super::write_fields_with_label;
 
 /// Columns after the colon: status, link, level, noise, 5 discard counters, beacon.
 const COLUMNS: usize = 10;
@@ -164,7 +163,7 @@ impl Collector for Wireless {
         }
 
         let rows = lines.iter().map(|line| (line.device, &line.stats));
-        write_fields_with_label(out, FIELDS, "device", rows);
+        out.fields_by_label(FIELDS, "device", rows);
         let mut discarded = out.counter(
             "wireless_discarded_packets_total",
             "Discarded packets by reason.",
