@@ -10,7 +10,8 @@
 #                                    DnsProbeFailing alert fires, which is the truth)
 #   ODIN_GPU_DEMO                    a real nvidia-smi capture: a path, or the name of a file
 #                                    in exporters/gpu-exporter/demo/ (the repository's own
-#                                    captures): run gpu-exporter on the fake nvidia-smi
+#                                    captures, e.g. odin-demo.txt): run gpu-exporter on the
+#                                    fake nvidia-smi
 #                                    answering from it, for a machine without a GPU.
 #                                    DEMO DATA, logged as such.
 #   ODIN_GPU_DEMO_SECTION            idle (default) or load: which part of the capture

@@ -8,6 +8,9 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh || { echo "setup failed"; exit 1; }
 
+# No __pycache__ directories in the tree from the Python tests.
+export PYTHONDONTWRITEBYTECODE=1
+
 passed=0
 failed=()
 suite() {
