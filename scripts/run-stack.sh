@@ -8,10 +8,9 @@
 #   NETWORK_EXPORTER_DNS_PROBE_NAME  names the DNS prober resolves, comma-separated
 #                                    (default: example.com; on a machine with no DNS the
 #                                    DnsProbeFailing alert fires, which is the truth)
-#   ODIN_GPU_DEMO                    a real nvidia-smi capture: a path, or the name of a file
-#                                    in exporters/gpu-exporter/demo/ (the repository's own
-#                                    captures, e.g. odin-demo.txt): run gpu-exporter on the
-#                                    fake nvidia-smi
+#   ODIN_GPU_DEMO                    an nvidia-smi capture: a path, or the name of a file in
+#                                    exporters/gpu-exporter/demo/ (the repository's own, e.g.
+#                                    odin-demo.txt): run gpu-exporter on the fake nvidia-smi
 #                                    answering from it, for a machine without a GPU.
 #                                    DEMO DATA, logged as such.
 #   ODIN_GPU_DEMO_SECTION            idle (default) or load: which part of the capture
