@@ -26,7 +26,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from odintest import REPO, Proc, free_port, target_dir, wait_http  # noqa: E402
+from odin import REPO, target_dir  # noqa: E402
+from odin.exporters import Proc, free_port, wait_http  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 

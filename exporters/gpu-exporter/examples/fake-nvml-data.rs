@@ -11,7 +11,7 @@
 //! capture's GPUs; a number `N` makes N copies of its first GPU (GPUs 0..N with distinct UUIDs
 //! and PCI bus ids; the first GPU's processes go to copy 0, MIG devices are left out).
 //!
-//! tests/e2e_gpu.py runs this (built by `cargo test` or `cargo build --examples`) to start
+//! tests/test_e2e_gpu.py runs this (built by `cargo test` or `cargo build --examples`) to start
 //! gpu-exporter on the NVML backend against the fake library.
 
 use std::process::ExitCode;

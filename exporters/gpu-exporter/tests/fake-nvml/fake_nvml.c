@@ -2,7 +2,7 @@
  * A fake libnvidia-ml.so for gpu-exporter's tests: the NVML entry points the NVML backend
  * calls, answering from a key=value data file instead of a GPU.
  *
- * Built by the tests (tests/fake-nvml/support.rs) and by the end-to-end test (tests/e2e_gpu.py
+ * Built by the tests (src/testing/fake_nvml) and by the end-to-end test (tests/test_e2e_gpu.py
  * at the repository root) with
  *     cc -shared -fPIC -O2 -o libnvidia-ml.so.1 fake_nvml.c -lpthread
  * and, for the "older driver" case, with -DFAKE_OLD_DRIVER, which leaves out the entry points

@@ -4,7 +4,7 @@
 //!
 //! Pure (no build, no file system): the integration tests and benches use it through
 //! [`super`], and `examples/fake-nvml-data.rs` writes the data file of the end-to-end test
-//! (tests/e2e_gpu.py) with it.
+//! (tests/test_e2e_gpu.py) with it.
 
 use std::fmt::Write as _;
 
