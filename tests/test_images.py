@@ -42,6 +42,8 @@ from pathlib import Path
 
 import pytest
 
+from odin import shared_dir
+
 ROOT = Path(__file__).resolve().parent.parent
 DOCKER = ROOT / "docker"
 FAKE_NVML_C = ROOT / "exporters/gpu-exporter/tests/fake-nvml/fake_nvml.c"
@@ -502,13 +504,6 @@ def test_serves_as_nobody(images, name):
 
 
 # ---------------------------------------------------------------------- NVML through the image
-
-def shared_dir() -> Path:
-    for cand in (os.environ.get("ODIN_SHARED_DIR"), ROOT.parent / "shared", Path("/work/shared")):
-        if cand and Path(cand).is_dir():
-            return Path(cand)
-    pytest.fail("shared/ (the nvidia-smi captures) not found: set ODIN_SHARED_DIR")
-
 
 @pytest.fixture(scope="session")
 def fake_nvml(tools, tmp_path_factory) -> tuple[Path, dict[str, str]]:

@@ -54,7 +54,6 @@ pub struct DeviceFilterArgs {
     /// exclusion of virtual interfaces does not apply.
     #[arg(
         long = "collector.netdev.device-include",
-        env = "NETWORK_EXPORTER_COLLECTOR_NETDEV_DEVICE_INCLUDE",
         value_name = "REGEX"
     )]
     pub device_include: Option<String>,
@@ -63,7 +62,6 @@ pub struct DeviceFilterArgs {
     /// of loopback and container/VM interfaces. An empty value excludes nothing.
     #[arg(
         long = "collector.netdev.device-exclude",
-        env = "NETWORK_EXPORTER_COLLECTOR_NETDEV_DEVICE_EXCLUDE",
         value_name = "REGEX",
         long_help = format!(
             "Drop network interfaces whose name matches this regex; replaces the default \
