@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use odin_common::{Collector, CollectorDef, Context, ExporterSpec, Mode, Sink};
+use odin_common::{built, Collector, CollectorDef, Context, ExporterSpec, Mode, Sink};
 
 #[derive(Debug, clap::Args)]
 struct Args {
@@ -42,26 +42,26 @@ const SPEC: ExporterSpec<Setup> = ExporterSpec {
     default_port: 19999,
     collectors: &[
         CollectorDef::on("clock", "wall clock, on scrape", |args| {
-            Ok(Some(Box::new(Clock {
+            built(Clock {
                 delay: args.scrape_delay,
                 labels: args.labels.clone(),
-            })))
+            })
         }),
         CollectorDef::on("ticker", "run counter, background", |args| {
-            Ok(Some(Box::new(Ticker {
+            built(Ticker {
                 runs: AtomicU64::new(0),
                 interval: args.interval,
                 timeout: args.background_timeout,
                 delay: args.background_delay,
-            })))
+            })
         }),
         CollectorDef::on("flaky", "fails on --demo.fail", |args| {
-            Ok(Some(Box::new(Flaky {
+            built(Flaky {
                 fail: args.fail,
                 runs: AtomicU64::new(0),
-            })))
+            })
         }),
-        CollectorDef::off("idle", "a constant", |_| Ok(Some(Box::new(Idle)))),
+        CollectorDef::off("idle", "a constant", |_| built(Idle)),
     ],
 };
 

@@ -77,6 +77,11 @@ pub trait Collector: Send + Sync + 'static {
 /// nothing to do (the builder logs why).
 pub type Built = anyhow::Result<Option<Box<dyn Collector>>>;
 
+/// The usual [`Built`]: this collector, built.
+pub fn built(collector: impl Collector) -> Built {
+    Ok(Some(Box::new(collector)))
+}
+
 /// A collector as its exporter declares it, once: the `collector` label, the
 /// `--collector.<name>` / `--no-collector.<name>` flags, the `/health` component, and how to
 /// build it from the exporter's set-up state `S` (its parsed flags and whatever its

@@ -12,8 +12,8 @@ mod runtime;
 
 pub use cli::parse_duration;
 pub use collector::{
-    Built, Collector, CollectorDef, Context, Family, Field, Kind, Labels, Mode, SampleValue, Sink,
-    SplitField,
+    built, Built, Collector, CollectorDef, Context, Family, Field, Kind, Labels, Mode, SampleValue,
+    Sink, SplitField,
 };
 
 use std::io::Write;

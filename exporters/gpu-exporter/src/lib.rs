@@ -27,7 +27,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use odin_common::{parse_duration, Built, CollectorDef, ExporterSpec, Mode, Settings};
+use odin_common::{built, parse_duration, Built, CollectorDef, ExporterSpec, Mode, Settings};
 
 use backend_select::Choice;
 use collectors::{backend::BackendInfo, gpu};
@@ -155,7 +155,7 @@ pub fn setup(args: Args, _settings: &Settings) -> anyhow::Result<Setup> {
 }
 
 fn build_backend(setup: &Setup) -> Built {
-    Ok(Some(Box::new(setup.backend_info.clone())))
+    built(setup.backend_info.clone())
 }
 
 /// NVML is read inside each scrape; nvidia-smi (and no backend at all, so that `/health`
@@ -179,9 +179,7 @@ fn build_gpu(setup: &Setup) -> Built {
     let hostname = args
         .dcgm_compat
         .then(|| dcgm::resolve_hostname(args.dcgm_hostname.as_deref()));
-    Ok(Some(Box::new(gpu::GpuCollector::new(
-        source, mode, hostname,
-    ))))
+    built(gpu::GpuCollector::new(source, mode, hostname))
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use collectors::device_filter::{DeviceFilter, DeviceFilterArgs};
 use collectors::dns::{self, DnsArgs};
 use collectors::tcpstat::{self, TcpstatArgs};
 use collectors::{netclass, netdev, netstat, sockstat, softnet, wireless};
-use odin_common::{Built, Collector, CollectorDef, ExporterSpec, Settings};
+use odin_common::{built, Built, CollectorDef, ExporterSpec, Settings};
 
 /// The flags of network-exporter besides the shared ones of odin-common.
 #[derive(Debug, clap::Args)]
@@ -90,11 +90,6 @@ pub const SPEC: ExporterSpec<Setup> = ExporterSpec {
         ),
     ],
 };
-
-/// A collector that is always built when enabled.
-fn built(collector: impl Collector) -> Built {
-    Ok(Some(Box::new(collector)))
-}
 
 /// The DNS prober, or nothing (said in the log) when no `--dns.probe-name` is given.
 fn build_dns(setup: &Setup) -> Built {
