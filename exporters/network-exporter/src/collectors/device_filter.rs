@@ -52,10 +52,7 @@ pub struct DeviceFilterArgs {
     /// Report only network interfaces whose name matches this regex (netdev, netclass and
     /// wireless collectors). When given without --collector.netdev.device-exclude, the default
     /// exclusion of virtual interfaces does not apply.
-    #[arg(
-        long = "collector.netdev.device-include",
-        value_name = "REGEX"
-    )]
+    #[arg(long = "collector.netdev.device-include", value_name = "REGEX")]
     pub device_include: Option<String>,
 
     /// Drop network interfaces whose name matches this regex; replaces the default exclusion
