@@ -17,6 +17,9 @@ PATH = ROOT / "exporters.toml"
 REQUIRED = {"name": str, "port": int, "prefix": str, "short": str, "run_args": list, "host": dict}
 HOST_KEYS = {"network": bool, "pid": bool, "procfs": bool, "sysfs": bool, "devices": list,
              "gpu_runtime": bool}
+# Host keys that may be left out; absent means false (no exporter before token-collector
+# needed them).
+OPTIONAL_HOST_KEYS = {"home": bool, "state": bool}
 
 
 def load(path=PATH):
@@ -32,6 +35,13 @@ def load(path=PATH):
         for key, kind in HOST_KEYS.items():
             if not isinstance(e["host"].get(key), kind):
                 raise ValueError(f"{path}: exporter {e['name']}: host.{key} must be a {kind.__name__}")
+        for key, kind in OPTIONAL_HOST_KEYS.items():
+            e["host"].setdefault(key, kind())
+            if not isinstance(e["host"][key], kind):
+                raise ValueError(f"{path}: exporter {e['name']}: host.{key} must be a {kind.__name__}")
+        unknown = set(e["host"]) - set(HOST_KEYS) - set(OPTIONAL_HOST_KEYS)
+        if unknown:
+            raise ValueError(f"{path}: exporter {e['name']}: unknown host keys {sorted(unknown)}")
         for key in ("name", "port", "prefix", "short"):
             if (key, e[key]) in seen:
                 raise ValueError(f"{path}: {key} {e[key]!r} used by {seen[(key, e[key])]} and {e['name']}")

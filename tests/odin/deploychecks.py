@@ -48,6 +48,17 @@ EXTRA = {
         "env twin example NETWORK_EXPORTER_DNS_PROBE_NAME":
             lambda pod, env: bool(env.get("NETWORK_EXPORTER_DNS_PROBE_NAME", {}).get("value")),
     },
+    "token-collector": {
+        # Per-user files: it runs only on nodes labelled for it, never on every node.
+        "opt-in nodes only (nodeSelector odin.dev/claude-code=true)":
+            lambda pod, env: pod.get("nodeSelector", {}).get("odin.dev/claude-code") == "true",
+        "config dirs under /host/home (TOKEN_COLLECTOR_CLAUDE_CONFIG_DIR)":
+            lambda pod, env: all(d.startswith("/host/home/") for d in
+                                 env.get("TOKEN_COLLECTOR_CLAUDE_CONFIG_DIR", {}).get("value", "-").split(",")),
+        "database in the state directory (TOKEN_COLLECTOR_STORAGE_PATH)":
+            lambda pod, env: env.get("TOKEN_COLLECTOR_STORAGE_PATH", {}).get("value", "")
+            .startswith("/var/lib/token-collector/"),
+    },
     "gpu-exporter": {
         "NODE_NAME from spec.nodeName":
             lambda pod, env: env.get("NODE_NAME", {}).get("valueFrom", {}).get("fieldRef", {})
@@ -58,11 +69,12 @@ EXTRA = {
 }
 
 
-def _host_path_mount(pod: dict, container: dict, mount_path: str, host_path: str) -> bool:
+def _host_path_mount(pod: dict, container: dict, mount_path: str, host_path: str,
+                     read_only: bool = True) -> bool:
     mounts = {m["mountPath"]: m for m in container.get("volumeMounts", [])}
     vols = {v["name"]: v for v in pod.get("volumes", [])}
     m = mounts.get(mount_path)
-    return (m is not None and m.get("readOnly") is True
+    return (m is not None and (m.get("readOnly") is True) == read_only
             and vols.get(m["name"], {}).get("hostPath", {}).get("path") == host_path)
 
 
@@ -85,7 +97,12 @@ def daemonset_problems(objects: list[dict], e: dict) -> list[str]:
         # shared by every exporter
         f"namespace {NAMESPACE}": all(d["metadata"].get("namespace") == NAMESPACE for d in (ds, svc, sa)),
         "tolerates every taint": {"operator": "Exists"} in pod.get("tolerations", []),
-        "runAsNonRoot 65534": psc.get("runAsNonRoot") is True and psc.get("runAsUser") == 65534,
+        # An exporter reading users' home directories runs as the uid owning them (home
+        # directories are 0700 or 0750 on current distributions); every other one as nobody.
+        ("runAsNonRoot, the home owner's uid (not 0)" if host.get("home") else "runAsNonRoot 65534"):
+            psc.get("runAsNonRoot") is True and (
+                isinstance(psc.get("runAsUser"), int) and psc["runAsUser"] > 0 if host.get("home")
+                else psc.get("runAsUser") == 65534),
         "seccomp RuntimeDefault": psc.get("seccompProfile", {}).get("type") == "RuntimeDefault",
         "readOnlyRootFilesystem": sc.get("readOnlyRootFilesystem") is True,
         "no privilege escalation": sc.get("allowPrivilegeEscalation") is False,
@@ -123,6 +140,16 @@ def daemonset_problems(objects: list[dict], e: dict) -> list[str]:
             want[f"{path} read-only at {mount}"] = _host_path_mount(pod, c, mount, path)
         else:
             want[f"no {mount} mount"] = mount not in {m["mountPath"] for m in c.get("volumeMounts", [])}
+    mounts = {m["mountPath"] for m in c.get("volumeMounts", [])}
+    if host.get("home"):
+        want["/home read-only at /host/home"] = _host_path_mount(pod, c, "/host/home", "/home")
+    else:
+        want["no /host/home mount"] = "/host/home" not in mounts
+    state = f"/var/lib/{name}"
+    if host.get("state"):
+        want[f"{state} writable from the host's {state}"] = _host_path_mount(pod, c, state, state, read_only=False)
+    else:
+        want[f"no {state} mount"] = state not in mounts
     gpu_node = pod.get("nodeSelector", {}).get("nvidia.com/gpu.present") == "true"
     if host["gpu_runtime"]:
         want["runtimeClassName nvidia"] = pod.get("runtimeClassName") == "nvidia"
@@ -209,6 +236,14 @@ def systemd_problems(unit: Path, e: dict) -> list[str]:
             problems.append(f"{name}: DeviceAllow {sorted(classes)}, the manifest's devices need {sorted(need)}")
     elif one.get("PrivateDevices") != "yes" or classes:
         problems.append(f"{name}: no devices in the manifest, so PrivateDevices=yes and no DeviceAllow")
+    want_home = "read-only" if host.get("home") else "yes"
+    if one.get("ProtectHome") != want_home:
+        problems.append(f"{name}: host.home is {str(bool(host.get('home'))).lower()}, so ProtectHome={want_home} "
+                        f"(found {one.get('ProtectHome')!r})")
+    if host.get("state") and one.get("StateDirectory") != name:
+        problems.append(f"{name}: host.state is true, so StateDirectory={name} (found {one.get('StateDirectory')!r})")
+    if not host.get("state") and one.get("StateDirectory"):
+        problems.append(f"{name}: host.state is false, but StateDirectory={one.get('StateDirectory')}")
     want_proc = "default" if host["pid"] else "invisible"
     if one.get("ProtectProc") != want_proc:
         problems.append(f"{name}: host.pid is {str(host['pid']).lower()}, so ProtectProc={want_proc} "
