@@ -25,11 +25,16 @@ VALUES = {"device": "eth0", "family": "ipv4", "state": "established", "cpu": "0"
           "vbios_version": "95.03.1f.00.01", "compute_capability": "8.9", "serial": "0",
           "cuda_version": "13.0", "backend": "nvml", "threshold": ["slowdown", "shutdown"],
           "engine": "memory", "clock": "sm", "fan": "0", "link": ["current", "max"],
-          "direction": "rx", "type": "uncorrected", "scope": "volatile",
+          "direction": "rx",
+          # gpu-exporter's ECC `type`, and token-collector's token types (one series each)
+          "type": ["uncorrected", "input", "output", "cache_read", "cache_write_5m", "cache_write_1h"], "scope": "volatile",
           "kind": "correctable", "xid": "13", "pid": "4242", "process": "python3",
           "mig_uuid": "MIG-00000000-0000-0000-0000-000000000001", "gpu_instance": "1",
           "compute_instance": "0", "profile": "1g.10gb", "UUID": "GPU-00000000-0000-0000-0000-000000000001",
-          "modelName": "NVIDIA GeForce RTX 4080 SUPER", "Hostname": "ws1", "cause": "double_bit_ecc"}
+          "modelName": "NVIDIA GeForce RTX 4080 SUPER", "Hostname": "ws1", "cause": "double_bit_ecc",
+          # token-collector
+          "source": "claude_code", "provider": "anthropic", "model": "claude-sonnet-4-5",
+          "project": "odin", "outcome": "counted"}
 
 
 def documented_families() -> list[tuple[str, str, list[str]]]:
