@@ -39,6 +39,7 @@ suite python-checks pytest_suite tests/test_layout.py tests/test_manifest.py tes
 suite e2e-network pytest_suite tests/test_e2e_network.py
 suite differential-node-exporter pytest_suite tests/test_differential_node.py
 suite e2e-gpu pytest_suite tests/test_e2e_gpu.py
+suite e2e-token pytest_suite tests/test_e2e_token.py
 suite images .venv/bin/pytest -q tests/test_images.py
 
 echo

@@ -1,0 +1,156 @@
+"""The real Claude Code client and ccusage, as scripts/setup.sh installs them (.tools/npm).
+
+    home = Home(tmp)                      a HOME with first-run screens skipped
+    run = run_claude(home, api, "hello")  `claude -p PROMPT --output-format json` against a
+                                          FakeAnthropic; run.result is its JSON result object
+    transcript_responses(home.config)     {message id: (model, largest Usage)} of every
+                                          transcript under <config>/projects/
+    ccusage_daily(config, tz)             `ccusage claude daily --json --offline --breakdown`:
+                                          {(day, model): (Usage-like dict, cost)}
+
+Claude Code runs with ANTHROPIC_BASE_URL at the fake, a fake key, IS_SANDBOX=1 (so that
+--dangerously-skip-permissions is accepted as root) and auto-update, telemetry and other
+non-essential traffic off; nothing leaves loopback.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import REPO
+from .fakeapi import FakeAnthropic, Usage
+
+NPM = REPO / ".tools/npm/node_modules"
+CLAUDE = NPM / "@anthropic-ai/claude-code/bin/claude.exe"
+CCUSAGE = NPM / "@ccusage/ccusage-linux-x64/bin/ccusage"
+FAKE_KEY = "sk-ant-api03-FAKE-KEY-FOR-TESTS-ONLY"
+MODEL = "claude-sonnet-4-5"
+
+
+class ToolMissing(FileNotFoundError):
+    pass
+
+
+def tool(path: Path) -> Path:
+    if not os.access(path, os.X_OK):
+        raise ToolMissing(f"{path} missing: run scripts/setup.sh (it installs Claude Code and "
+                          "ccusage from npm into .tools/npm)")
+    return path
+
+
+class Home:
+    """A HOME for Claude Code: ~/.claude.json says onboarding is done; transcripts go to
+    ~/.claude/projects/ (the config directory)."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        (self.path / ".claude.json").write_text(json.dumps({
+            "hasCompletedOnboarding": True, "numStartups": 1, "autoUpdates": False,
+            "bypassPermissionsModeAccepted": True}))
+        self.config = self.path / ".claude"
+
+    def project(self, name: str) -> Path:
+        d = self.path / "src" / name
+        d.mkdir(parents=True, exist_ok=True)
+        return d
+
+
+def claude_env(home: Home, api: FakeAnthropic) -> dict:
+    return {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "HOME": str(home.path),
+        "TERM": "dumb",
+        "ANTHROPIC_BASE_URL": api.url,
+        "ANTHROPIC_API_KEY": FAKE_KEY,
+        "IS_SANDBOX": "1",
+        "DISABLE_AUTOUPDATER": "1",
+        "DISABLE_TELEMETRY": "1",
+        "DISABLE_ERROR_REPORTING": "1",
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+    }
+
+
+@dataclass
+class Run:
+    argv: list
+    returncode: int
+    stdout: str
+    stderr: str
+    seconds: float
+    replies: list  # the fake API's replies during the run
+
+    @property
+    def result(self) -> dict:
+        try:
+            return json.loads(self.stdout)
+        except ValueError as e:
+            raise AssertionError(f"claude printed no JSON result (rc {self.returncode}):\n"
+                                 f"stdout: {self.stdout[-2000:]}\nstderr: {self.stderr[-2000:]}") from e
+
+
+def run_claude(home: Home, api: FakeAnthropic, prompt: str, cwd: Path | None = None,
+               prefix: list | None = None, env: dict | None = None, timeout: float = 120) -> Run:
+    """`[prefix...] claude -p PROMPT --output-format json --model MODEL` in `cwd`."""
+    argv = [*(prefix or []), str(tool(CLAUDE)), "-p", prompt, "--output-format", "json",
+            "--model", MODEL, "--dangerously-skip-permissions"]
+    before = len(api.replies)
+    t = time.monotonic()
+    p = subprocess.run([str(a) for a in argv], cwd=cwd or home.project("demo"),
+                       env={**claude_env(home, api), **(env or {})}, capture_output=True,
+                       text=True, timeout=timeout)
+    return Run(argv, p.returncode, p.stdout, p.stderr, time.monotonic() - t,
+               api.replies[before:])
+
+
+def transcript_lines(config: Path):
+    for f in sorted((Path(config) / "projects").rglob("*.jsonl")):
+        for raw in f.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                yield f, json.loads(raw)
+            except ValueError:
+                continue
+
+
+def transcript_responses(config: Path) -> dict[str, tuple[str, Usage]]:
+    """{message id: (model, usage)} of every response a transcript holds (largest output)."""
+    out: dict[str, tuple[str, Usage]] = {}
+    for _, d in transcript_lines(config):
+        msg = d.get("message")
+        if d.get("type") != "assistant" or not isinstance(msg, dict) or not isinstance(msg.get("usage"), dict):
+            continue
+        u = msg["usage"]
+        cc = u.get("cache_creation") or {}
+        one_hour = cc.get("ephemeral_1h_input_tokens", 0)
+        five = cc.get("ephemeral_5m_input_tokens", u.get("cache_creation_input_tokens", 0) - one_hour)
+        usage = Usage(input=u.get("input_tokens", 0), output=u.get("output_tokens", 0),
+                      cache_read=u.get("cache_read_input_tokens", 0), cache_write_5m=five,
+                      cache_write_1h=one_hour)
+        prev = out.get(msg["id"])
+        if prev is None or usage.output > prev[1].output:
+            out[msg["id"]] = (msg.get("model"), usage)
+    return out
+
+
+def ccusage_daily(config: Path, tz: str) -> dict[tuple[str, str], tuple[dict, float]]:
+    """ccusage's daily report of the tree under `config`, per (day, model): the token
+    counts it prints (input, output, cache_read, cache_write = both durations) and its cost."""
+    p = subprocess.run([str(tool(CCUSAGE)), "claude", "daily", "--json", "--offline", "--breakdown",
+                        "--mode", "calculate", "--timezone", tz],
+                       env={"PATH": "/usr/bin:/bin", "HOME": str(config), "TZ": tz,
+                            "CLAUDE_CONFIG_DIR": str(config)},
+                       capture_output=True, text=True, timeout=120)
+    if p.returncode != 0:
+        raise AssertionError(f"ccusage failed (rc {p.returncode}): {p.stderr[-2000:]}")
+    out = {}
+    for day in json.loads(p.stdout)["daily"]:
+        for m in day["modelBreakdowns"]:
+            out[(day["date"], m["modelName"])] = (
+                {"input": m["inputTokens"], "output": m["outputTokens"],
+                 "cache_read": m["cacheReadTokens"], "cache_write": m["cacheCreationTokens"]},
+                m["cost"])
+    return out

@@ -1,0 +1,504 @@
+"""End to end: token-collector against the real Claude Code client, ccusage and Prometheus.
+
+    -k claude      the real client (scripts/setup.sh installs it into .tools/npm) runs against
+                   a fake Messages API on loopback (odin.fakeapi) and writes real transcripts;
+                   the collector counts exactly the usages the fake handed out for the
+                   responses the transcripts hold, costs them as Claude Code's own
+                   total_cost_usd, and counts a run through `token-collector wrap` once
+    -k ccusage     a generated transcript tree (odin.transcripts): per model and day the
+                   collector's tokens equal ccusage 20.0.24's for every line ccusage reads;
+                   what ccusage drops or counts twice is the exact, asserted difference
+    -k prometheus  a real Prometheus scrapes the collector with rules/ loaded; every query of
+                   dashboards/token.json returns data
+    -k secret      a secret planted in a prompt appears in no file or answer of the collector
+
+Claude Code writes the responses' final usage on every line of a response (2.1.332), while
+the generated tree also has the older shape (output_tokens growing from line to line).
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections import defaultdict
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from odin import REPO, checks, dashboards, manifest, metricsdoc, transcripts
+from odin.claude import CCUSAGE, CLAUDE, Home, ccusage_daily, run_claude, tool, transcript_responses
+from odin.exporters import Proc, binary, free_port, http_get, wait_http
+from odin.exposition import families, parse, promtool_findings
+from odin.fakeapi import FakeAnthropic, Usage, tool_then_text
+from odin.prometheus import Stack, Target
+
+EXPORTER = manifest.get("token-collector")
+TZ = "America/New_York"
+SECRET = "sk-ant-FAKE-SECRET-7f3a9c1e5b2d4680"
+TYPES = ["input", "output", "cache_read", "cache_write_5m", "cache_write_1h"]
+
+# Anthropic's list prices in USD per million tokens (anthropic.com/pricing, as of 2026-11):
+# input, output, cache read, 5-minute cache write, 1-hour cache write. ccusage 20.0.24 uses
+# the same (test_ccusage_cost_is_the_price_table checks it), as does Claude Code 2.1.332.
+PRICES = {
+    "claude-sonnet-4-5": (3.0, 15.0, 0.30, 3.75, 6.0),
+    "claude-opus-4-5": (5.0, 25.0, 0.50, 6.25, 10.0),
+    "claude-haiku-4-5": (1.0, 5.0, 0.10, 1.25, 2.0),
+}
+
+
+def base_model(model: str) -> str:
+    """claude-sonnet-4-5-20250929 -> claude-sonnet-4-5."""
+    parts = model.split("-")
+    return "-".join(parts[:-1]) if parts[-1].isdigit() and len(parts[-1]) == 8 else model
+
+
+def price(model: str, u: Usage) -> float:
+    """A request's cost under Anthropic's rules (every request here is under 200k input)."""
+    p = PRICES[base_model(model)]
+    return (u.input * p[0] + u.output * p[1] + u.cache_read * p[2] + u.cache_write_5m * p[3]
+            + u.cache_write_1h * p[4]) / 1e6
+
+
+def total(usages) -> Usage:
+    out = Usage()
+    for u in usages:
+        out = out + u
+    return out
+
+
+# --- the collector ---------------------------------------------------------------------------
+
+
+class Collector:
+    """token-collector serving on loopback over given config dirs, with its own database."""
+
+    def __init__(self, work: Path, config_dirs: list[Path], name: str = "collector", extra=()):
+        self.work = work
+        self.db = work / f"{name}.db"
+        self.spool = work / f"{name}-spool"
+        self.argv = [binary(EXPORTER["name"]), *[f"--claude.config-dir={d}" for d in config_dirs],
+                     f"--storage.path={self.db}", f"--spool.dir={self.spool}",
+                     f"--timezone={TZ}", "--ingest.rescan-interval=1s", *extra]
+        self.port = 0
+        self.proc: Proc | None = None
+        self.log = work / f"{name}.log"
+
+    def start(self) -> "Collector":
+        self.port = free_port()
+        self.proc = Proc([*self.argv, f"--web.listen-address=127.0.0.1:{self.port}"], self.log,
+                         env={"TZ": TZ})
+        try:
+            wait_http(f"http://127.0.0.1:{self.port}/ready", timeout=60)
+        except TimeoutError:
+            self.proc.stop()
+            raise AssertionError("token-collector never became ready\n" + self.proc.tail())
+        return self
+
+    def get(self, path: str) -> str:
+        status, _, body = http_get(f"http://127.0.0.1:{self.port}{path}")
+        assert status == 200, f"{path}: HTTP {status}: {body[:500]!r}"
+        return body.decode()
+
+    def samples(self) -> dict:
+        return parse(self.get("/metrics"))[0]
+
+    def report(self, kind: str = "daily") -> dict:
+        p = subprocess.run([str(binary(EXPORTER["name"])), "report", kind, "--json",
+                            f"--storage.path={self.db}", f"--timezone={TZ}"],
+                           capture_output=True, text=True, timeout=60, env={"TZ": TZ, "PATH": "/usr/bin:/bin"})
+        assert p.returncode == 0, f"report {kind} failed (rc {p.returncode}): {p.stderr[-2000:]}"
+        return json.loads(p.stdout)
+
+    def wait_until(self, pred, timeout: float = 30):
+        """Scrapes until pred(samples) holds; the last samples."""
+        deadline = time.time() + timeout
+        while True:
+            s = self.samples()
+            if pred(s) or time.time() > deadline:
+                return s
+            time.sleep(0.3)
+
+    def stop(self) -> int:
+        return self.proc.stop() if self.proc else 0
+
+
+def tokens_by_type(samples, **labels) -> dict[str, float]:
+    out = defaultdict(float)
+    for (name, ls), v in samples.items():
+        d = dict(ls)
+        if name == "llm_tokens_total" and all(d.get(k) == w for k, w in labels.items()):
+            out[d["type"]] += v
+    return {t: out.get(t, 0.0) for t in TYPES}
+
+
+def metric_sum(samples, metric: str, **labels) -> float:
+    return sum(v for (name, ls), v in samples.items()
+               if name == metric and all(dict(ls).get(k) == w for k, w in labels.items()))
+
+
+def report_daily(report) -> dict[tuple[str, str], tuple[dict, float]]:
+    """token-collector's `report daily --json` per (day, model): tokens by type and cost."""
+    rows = report.get("daily", report) if isinstance(report, dict) else report
+    out = {}
+    for row in rows:
+        day = row.get("date") or row.get("day") or row.get("period")
+        for m in row.get("models") or row.get("modelBreakdowns") or []:
+            model = m.get("model") or m.get("modelName")
+            tok = m.get("tokens") if isinstance(m.get("tokens"), dict) else m
+            get = lambda *keys: next((tok[k] for k in keys if k in tok), 0)
+            usage = {"input": get("input", "inputTokens", "input_tokens"),
+                     "output": get("output", "outputTokens", "output_tokens"),
+                     "cache_read": get("cache_read", "cacheReadTokens", "cache_read_tokens"),
+                     "cache_write_5m": get("cache_write_5m", "cacheWrite5mTokens", "cache_write_5m_tokens"),
+                     "cache_write_1h": get("cache_write_1h", "cacheWrite1hTokens", "cache_write_1h_tokens")}
+            cost = m.get("cost_usd", m.get("cost", m.get("costUSD", 0.0)))
+            key = (day, model)
+            if key in out:  # rows per project: sum them
+                prev, pc = out[key]
+                usage = {k: usage[k] + prev[k] for k in usage}
+                cost += pc
+            out[key] = (usage, cost)
+    return out
+
+
+# --- the fake API on its own ------------------------------------------------------------------
+
+
+def test_fakeapi_answers_both_ways():
+    """Non-streaming JSON and streamed events carry the usage the test chose, under unique ids."""
+    import urllib.request
+    u = Usage(input=3, output=5, cache_read=7, cache_write_5m=11, cache_write_1h=13)
+    with FakeAnthropic(usages=[u, u]) as api:
+        def post(stream):
+            body = json.dumps({"model": "claude-sonnet-4-5", "max_tokens": 10, "stream": stream,
+                               "messages": [{"role": "user", "content": "hi"}]}).encode()
+            req = urllib.request.Request(api.url + "/v1/messages", body, {"content-type": "application/json"})
+            with urllib.request.urlopen(req, timeout=5) as r:
+                return r.headers.get("request-id"), r.read().decode()
+        rid, text = post(False)
+        msg = json.loads(text)
+        assert msg["usage"]["cache_creation"] == {"ephemeral_5m_input_tokens": 11, "ephemeral_1h_input_tokens": 13}
+        assert (msg["usage"]["output_tokens"], rid) == (5, "req_fake000000")
+        rid, text = post(True)
+        events = [json.loads(ln[6:]) for ln in text.splitlines() if ln.startswith("data: ")]
+        assert [e["type"] for e in events][:2] == ["message_start", "ping"] and events[-1]["type"] == "message_stop"
+        assert events[0]["message"]["usage"]["output_tokens"] == 1
+        assert events[-2]["usage"]["output_tokens"] == 5 and events[0]["message"]["id"] == "msg_fake000001"
+        assert [r.message_id for r in api.replies] == ["msg_fake000000", "msg_fake000001"]
+
+
+# --- (a) the real Claude Code client ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def claude_runs(tmp_path_factory):
+    """Three real Claude Code sessions against the fake API, each using the Bash tool once
+    (so two requests per session): one plain, one with a secret in its prompt, one through
+    `token-collector wrap`. Yields (home, api, {name: Run}, wrap spool dir)."""
+    tool(CLAUDE)
+    work = tmp_path_factory.mktemp("claude")
+    home = Home(work / "home")
+    runs = {}
+    with FakeAnthropic(script=tool_then_text("echo hi")) as api:
+        runs["plain"] = run_claude(home, api, "say hi using the shell", cwd=home.project("alpha"))
+        runs["secret"] = run_claude(home, api, f"remember the key {SECRET} and say hi",
+                                    cwd=home.project("beta"))
+        wrap_state = work / "wrap-state"
+        try:
+            collector = binary(EXPORTER["name"])
+        except FileNotFoundError:
+            collector = None
+        if collector is not None:
+            runs["wrap"] = run_claude(home, api, f"say hi again {SECRET}", cwd=home.project("alpha"),
+                                      prefix=[collector, "wrap", "--"],
+                                      env={"XDG_STATE_HOME": str(wrap_state),
+                                           "TOKEN_COLLECTOR_SPOOL_DIR": str(wrap_state / "spool")})
+        yield home, api, runs, wrap_state
+
+
+def test_claude_runs_succeed(claude_runs):
+    home, api, runs, _ = claude_runs
+    for name, run in runs.items():
+        res = run.result
+        assert run.returncode == 0 and not res.get("is_error"), (name, run.stderr[-2000:], res)
+        assert res["num_turns"] >= 2, f"{name}: the Bash tool was not used: {res}"
+    assert not api.unknown, f"Claude Code asked the fake API for {api.unknown}"
+
+
+def test_claude_wrote_every_response_to_its_transcript(claude_runs):
+    home, api, runs, _ = claude_runs
+    written = transcript_responses(home.config)
+    handed = api.by_id()
+    assert written, f"no transcript under {home.config}/projects"
+    assert set(written) <= set(handed), f"transcripts name ids the fake never handed out: {set(written) - set(handed)}"
+    for mid, (model, usage) in written.items():
+        assert usage == handed[mid].usage, f"{mid}: transcript {usage}, fake API {handed[mid].usage}"
+    aux = sorted(set(handed) - set(written))
+    # Not an error: Claude Code may make requests it does not record; they must not be counted.
+    print(f"responses in transcripts: {len(written)}, auxiliary: {aux}")
+
+
+def test_claude_total_cost_is_the_price_table(claude_runs):
+    """Claude Code's own total_cost_usd equals the fake's usages priced by PRICES: the
+    yardstick the collector's cost is held to below."""
+    _, _, runs, _ = claude_runs
+    for name, run in runs.items():
+        want = sum(price(r.model, r.usage) for r in run.replies)
+        assert abs(run.result["total_cost_usd"] - want) < 1e-9, (name, run.result["total_cost_usd"], want)
+
+
+@pytest.fixture(scope="module")
+def claude_collector(claude_runs, tmp_path_factory):
+    home, api, runs, wrap_state = claude_runs
+    work = tmp_path_factory.mktemp("claude-collector")
+    spool = wrap_state / "spool"
+    c = Collector(work, [home.config], extra=())
+    # The wrap run's captures: the collector reads the spool the wrap wrote.
+    c.argv = [a if not str(a).startswith("--spool.dir=") else f"--spool.dir={spool}" for a in c.argv]
+    c.spool = spool
+    c.start()
+    want = total(u for _, u in transcript_responses(home.config).values())
+    c.wait_until(lambda s: tokens_by_type(s)["output"] >= want.output, timeout=20)
+    yield c
+    c.stop()
+
+
+def test_claude_collector_tokens_equal_fake_usages(claude_runs, claude_collector):
+    home, api, runs, _ = claude_runs
+    written = transcript_responses(home.config)
+    handed = api.by_id()
+    want = total(handed[mid].usage for mid in written).by_type()
+    got = tokens_by_type(claude_collector.samples())
+    assert got == {k: float(v) for k, v in want.items()}, (
+        f"llm_tokens_total by type {got}\nfake API's usages of the {len(written)} responses in "
+        f"transcripts {want}")
+
+
+def test_claude_collector_cost_equals_claude_total_cost(claude_runs, claude_collector):
+    _, api, runs, _ = claude_runs
+    claude_total = sum(r.result["total_cost_usd"] for r in runs.values())
+    got = metric_sum(claude_collector.samples(), "llm_cost_usd_total")
+    print(f"collector llm_cost_usd_total {got!r}, Claude Code total_cost_usd {claude_total!r}")
+    assert abs(got - claude_total) < 1e-6, f"llm_cost_usd_total {got}, Claude Code's total_cost_usd {claude_total}"
+
+
+def test_claude_collector_counts_the_wrapped_run_once(claude_runs, claude_collector):
+    _, _, runs, wrap_state = claude_runs
+    assert "wrap" in runs, "token-collector binary missing: no wrapped run"
+    s = claude_collector.samples()
+    assert metric_sum(s, "llm_tokens_total", source="terminal") == 0, "the wrapped run was counted from its capture too"
+    assert metric_sum(s, "llm_requests_total", source="claude_code") == sum(len(r.replies) for r in runs.values())
+
+
+def test_claude_collector_projects_and_models(claude_runs, claude_collector):
+    s = claude_collector.samples()
+    projects = {dict(ls).get("project") for (n, ls), _ in s.items() if n == "llm_tokens_total"}
+    models = {dict(ls).get("model") for (n, ls), _ in s.items() if n == "llm_tokens_total"}
+    assert projects == {"alpha", "beta"}, projects
+    assert {base_model(m) for m in models} == {"claude-sonnet-4-5"}, models
+
+
+# --- (d) the secret --------------------------------------------------------------------------
+
+
+def test_secret_is_in_the_transcript(claude_runs):
+    home, _, _, _ = claude_runs
+    assert any(SECRET in f.read_text() for f in home.config.rglob("*.jsonl")), "the planted secret is not in the transcripts"
+
+
+def test_secret_not_in_database_log_metrics_health(claude_runs, claude_collector):
+    c = claude_collector
+    places = {"/metrics": c.get("/metrics"), "/health": http_get(f"http://127.0.0.1:{c.port}/health")[2].decode(errors="replace"),
+              "log": c.log.read_text(errors="replace")}
+    for f in c.db.parent.glob(c.db.name + "*"):
+        places[str(f)] = f.read_bytes().decode("latin-1")
+    leaks = [where for where, text in places.items() if SECRET in text]
+    assert not leaks, f"the secret planted in a prompt appears in {leaks}"
+
+
+def test_secret_not_in_wrap_spool(claude_runs):
+    _, _, _, wrap_state = claude_runs
+    leaks = [str(f) for f in wrap_state.rglob("*") if f.is_file() and SECRET.encode() in f.read_bytes()]
+    assert not leaks, f"the secret planted in a prompt appears in {leaks}"
+
+
+# --- (b) ccusage as the oracle ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory):
+    return transcripts.generate(tmp_path_factory.mktemp("tree") / "claude", seed=7,
+                                start=date(2026, 10, 1), days=6, tz=TZ)
+
+
+@pytest.fixture(scope="module")
+def ccusage(tree):
+    return ccusage_daily(tree.root, TZ)
+
+
+@pytest.fixture(scope="module")
+def tree_collector(tree, tmp_path_factory):
+    c = Collector(tmp_path_factory.mktemp("tree-collector"), [tree.root]).start()
+    yield c
+    c.stop()
+
+
+def _tok(u: Usage) -> dict:
+    return {"input": u.input, "output": u.output, "cache_read": u.cache_read, "cache_write": u.cache_write}
+
+
+def test_ccusage_tree_has_every_shape(tree):
+    tz = ZoneInfo(TZ)
+    census = transcripts.line_census(tree)
+    assert census["malformed"] > 0 and census["synthetic"] > 0, census
+    assert sum(r.micro for r in tree.responses) > 0 and sum(bool(r.forks) for r in tree.responses) > 0
+    assert sum(r.sidechain_copy for r in tree.responses) > 0
+    assert sum(r.usage.cache_write_1h for r in tree.responses) > 0
+    assert len({r.model for r in tree.responses}) >= 3 and len(tree.projects()) >= 3
+    assert len({r.day(tz) for r in tree.responses}) >= 6
+    assert any("/subagents/" in str(f) for f in tree.files)
+
+
+def test_ccusage_reads_as_modelled(tree, ccusage):
+    """ccusage counts what odin.transcripts says it does (else the oracle is misread)."""
+    want = {k: _tok(u) for k, u in tree.ccusage(ZoneInfo(TZ)).items()}
+    got = {k: v for k, (v, _) in ccusage.items()}
+    diffs = [f"{k}: ccusage {got.get(k)}, modelled {want.get(k)}" for k in sorted(set(got) | set(want))
+             if got.get(k) != want.get(k)]
+    assert not diffs, "\n".join(diffs)
+
+
+def test_ccusage_cost_is_the_price_table(tree, ccusage):
+    tz = ZoneInfo(TZ)
+    cost = defaultdict(float)
+    for r in tree.responses:
+        if not r.micro:
+            for u in [r.usage, *r.forks]:
+                cost[(r.day(tz), r.model)] += price(r.model, u)
+    bad = [f"{k}: ccusage {c}, price table {cost[k]}" for k, (_, c) in ccusage.items() if abs(c - cost[k]) > 1e-9]
+    assert not bad, "\n".join(bad)
+
+
+@pytest.fixture(scope="module")
+def collector_daily(tree_collector):
+    return report_daily(tree_collector.report("daily"))
+
+
+def test_ccusage_collector_equals_ccusage_plus_known_differences(tree, ccusage, collector_daily):
+    """Per model and day: collector = ccusage + the responses ccusage drops (timestamps with
+    microseconds) - the repeats it counts again (another requestId in a resumed session)."""
+    tz = ZoneInfo(TZ)
+    dropped, doubled = tree.dropped(tz), tree.doubled(tz)
+    problems = []
+    for key in sorted(set(ccusage) | set(collector_daily) | set(dropped)):
+        cc = ccusage.get(key, ({t: 0 for t in ["input", "output", "cache_read", "cache_write"]}, 0))[0]
+        got = collector_daily.get(key, ({t: 0 for t in TYPES}, 0))[0]
+        got4 = {"input": got["input"], "output": got["output"], "cache_read": got["cache_read"],
+                "cache_write": got["cache_write_5m"] + got["cache_write_1h"]}
+        d, x = _tok(dropped.get(key, Usage())), _tok(doubled.get(key, Usage()))
+        want = {t: cc[t] + d[t] - x[t] for t in cc}
+        if got4 != want:
+            problems.append(f"{key}: collector {got4}, ccusage {cc} + dropped {d} - doubled {x}")
+    assert not problems, "\n".join(problems)
+
+
+def test_ccusage_collector_equals_truth_by_type(tree, collector_daily):
+    """The 5-minute/1-hour split too (ccusage reports only their sum)."""
+    want = {k: u.by_type() for k, u in tree.truth(ZoneInfo(TZ)).items()}
+    got = {k: v for k, (v, _) in collector_daily.items()}
+    diffs = [f"{k}: collector {got.get(k)}, generated {want.get(k)}" for k in sorted(set(got) | set(want))
+             if got.get(k) != want.get(k)]
+    assert not diffs, "\n".join(diffs)
+
+
+def test_ccusage_dropped_lines_are_counted(tree, collector_daily):
+    tz = ZoneInfo(TZ)
+    dropped = total(tree.dropped(tz).values())
+    assert dropped.input > 0
+    micro = [r for r in tree.responses if r.micro]
+    got = defaultdict(int)
+    for (day, model), (u, _) in collector_daily.items():
+        got[(day, model)] += u["input"]
+    for r in micro:
+        assert got[(r.day(tz), r.model)] >= r.usage.input, f"{r.message_id} (microsecond timestamps) not counted"
+
+
+def test_ccusage_cost_agrees_to_the_cent(tree, ccusage, collector_daily):
+    tz = ZoneInfo(TZ)
+    dropped, doubled = tree.dropped(tz), tree.doubled(tz)
+    problems = []
+    for key in sorted(set(ccusage) | set(collector_daily)):
+        model = key[1]
+        want = (ccusage.get(key, (None, 0.0))[1] + price(model, dropped.get(key, Usage()))
+                - price(model, doubled.get(key, Usage())))
+        got = collector_daily.get(key, (None, 0.0))[1]
+        if abs(got - want) >= 0.005:
+            problems.append(f"{key}: collector ${got:.6f}, ccusage + dropped - doubled ${want:.6f}")
+    assert not problems, "\n".join(problems)
+
+
+def test_ccusage_ingest_outcomes(tree, tree_collector):
+    s = tree_collector.samples()
+    census = transcripts.line_census(tree)
+    malformed = metric_sum(s, "llm_ingest_lines_total", outcome="malformed")
+    partial = sum(1 for f in tree.files if not f.read_bytes().endswith(b"\n"))
+    assert census["malformed"] - partial <= malformed <= census["malformed"], (malformed, census, partial)
+    assert metric_sum(s, "llm_ingest_lines_total", outcome="duplicate") > 0
+    assert metric_sum(s, "llm_ingest_files_followed") == len(tree.files)
+
+
+# --- (c) a real Prometheus -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def scenario(tmp_path_factory, claude_runs):
+    """The collector over a generated history (ending three days ago) and the real Claude
+    Code sessions of today, scraped by a real Prometheus."""
+    home = claude_runs[0]
+    work = tmp_path_factory.mktemp("e2e-token")
+    today = datetime.now(ZoneInfo(TZ)).date()
+    hist = transcripts.generate(work / "history", seed=11, start=today - timedelta(days=6), days=3, tz=TZ)
+    return Stack(work, EXPORTER["name"], [
+        Target("token", [binary(EXPORTER["name"]), f"--claude.config-dir={hist.root}",
+                         f"--claude.config-dir={home.config}", f"--storage.path={work / 'state.db'}",
+                         f"--timezone={TZ}"], env={"TZ": TZ}),
+    ])
+
+
+def test_prometheus_scrapes_the_collector(stack):
+    ups = stack.client.query(f'up{{job="{stack.job}"}}')
+    assert len(ups) == 1 and ups[0]["value"][1] == "1", ups
+
+
+def test_prometheus_rules_loaded_and_healthy(stack):
+    loaded, declared = checks.rules_loaded(stack.client)
+    assert loaded == declared and loaded > 0, f"{loaded} rules loaded, rules/*.yml declare {declared}"
+    assert not checks.rules_unhealthy(stack.client)
+
+
+def test_prometheus_promtool_check_metrics_silent(stack):
+    rc, findings = promtool_findings(stack["token"].metrics())
+    assert rc == 0 and not findings, "\n".join(findings)
+
+
+def test_prometheus_metrics_doc_matches_live_output(stack):
+    text = stack["token"].metrics()
+    _, types = parse(text)
+    problems = metricsdoc.problems(EXPORTER["name"], EXPORTER["prefix"], families(text), types)
+    assert not problems, "\n".join(problems)
+
+
+def test_prometheus_every_dashboard_query_returns_data(stack, capsys):
+    rc = dashboards.main(["--prometheus", stack.url, "--rate-interval", "1m", "--wait", "60",
+                          "--allow-empty", str(REPO / "dashboards/e2e-allow-empty.tsv"),
+                          str(REPO / "dashboards/token.json")])
+    out = capsys.readouterr()
+    assert rc == 0, "\n".join(ln for ln in out.out.splitlines() if not ln.startswith("OK")) + out.err[-2000:]
+
+
+def test_prometheus_collector_exits_0_on_sigterm(stack):
+    rcs = stack.stop_exporters()
+    assert all(rc == 0 for rc in rcs.values()), rcs
