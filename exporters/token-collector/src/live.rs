@@ -1,0 +1,292 @@
+//! The counters and gauges in memory: loaded from the database once at start, then moved by
+//! each committed batch. A scrape reads only this, so it costs the same whatever the history.
+
+use std::collections::{BTreeMap, HashMap};
+
+use jiff::civil::Date;
+use jiff::tz::TimeZone;
+use jiff::Timestamp;
+
+use crate::store::{Counts, Delta, Outcomes, Store};
+use crate::usage::Source;
+
+/// A 5-hour block (ccusage's definition: starts at its first event floored to the hour, ends
+/// 5 h later; an event 5 h or more after the previous one, or after the block's end, starts a
+/// new block).
+pub const BLOCK_MS: i64 = 5 * 3600 * 1000;
+/// How far back events are kept for the block gauges.
+const EVENTS_KEEP_MS: i64 = 48 * 3600 * 1000;
+/// How far back days are kept for the day and month gauges.
+const DAYS_KEEP: i32 = 62;
+
+/// What the scrape serves.
+#[derive(Debug)]
+pub struct Live {
+    pub tz: TimeZone,
+    pub series: BTreeMap<(Source, String, String), Counts>,
+    pub unpriced: BTreeMap<String, u64>,
+    pub lines: Outcomes,
+    /// (local date of the event, model, project) -> (cost, tokens).
+    pub days: HashMap<(Date, String, String), (f64, u64)>,
+    /// Event time (ms) -> (tokens, cost), the last 48 h.
+    pub events: BTreeMap<i64, (u64, f64)>,
+    /// Project -> last event time (ms).
+    pub last_activity: BTreeMap<String, i64>,
+    pub files_followed: u64,
+    pub lag_seconds: f64,
+}
+
+/// The active block.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Block {
+    pub start_ms: i64,
+    pub end_ms: i64,
+    pub first_ms: i64,
+    pub last_ms: i64,
+    pub tokens: u64,
+    pub cost: f64,
+}
+
+impl Block {
+    /// Cost at the block's end at the current burn rate (cost per minute between its first
+    /// and last event; with a single event, no rate: the cost so far).
+    pub fn projected_cost(&self, now_ms: i64) -> f64 {
+        let span = self.last_ms - self.first_ms;
+        if span <= 0 {
+            return self.cost;
+        }
+        let rate = self.cost / span as f64;
+        self.cost + rate * (self.end_ms - now_ms).max(0) as f64
+    }
+}
+
+/// Split events (sorted by time) into blocks.
+pub fn blocks(events: impl IntoIterator<Item = (i64, u64, f64)>) -> Vec<Block> {
+    let mut out: Vec<Block> = Vec::new();
+    for (ts, tokens, cost) in events {
+        match out.last_mut() {
+            Some(b) if ts < b.end_ms && ts - b.last_ms < BLOCK_MS => {
+                b.last_ms = ts;
+                b.tokens += tokens;
+                b.cost += cost;
+            }
+            _ => {
+                let start = ts.div_euclid(3_600_000) * 3_600_000;
+                out.push(Block {
+                    start_ms: start,
+                    end_ms: start + BLOCK_MS,
+                    first_ms: ts,
+                    last_ms: ts,
+                    tokens,
+                    cost,
+                });
+            }
+        }
+    }
+    out
+}
+
+impl Live {
+    /// Empty.
+    pub fn new(tz: TimeZone) -> Live {
+        Live {
+            tz,
+            series: BTreeMap::new(),
+            unpriced: BTreeMap::new(),
+            lines: [0; 4],
+            days: HashMap::new(),
+            events: BTreeMap::new(),
+            last_activity: BTreeMap::new(),
+            files_followed: 0,
+            lag_seconds: 0.0,
+        }
+    }
+
+    /// From the database: persisted counters and the recent requests.
+    pub fn load(store: &Store, tz: TimeZone, now_ms: i64) -> anyhow::Result<Live> {
+        let mut live = Live::new(tz);
+        let (series, unpriced, lines) = store.load_totals()?;
+        live.series = series.into_iter().collect();
+        live.unpriced = unpriced.into_iter().collect();
+        live.lines = lines;
+        live.last_activity = store.last_activity()?.into_iter().collect();
+        let since = now_ms - i64::from(DAYS_KEEP) * 86_400_000;
+        for (ts, model, project, tokens, cost) in store.recent(since)? {
+            live.add_event(ts, &model, &project, tokens, cost, now_ms);
+        }
+        Ok(live)
+    }
+
+    fn date_of(&self, ts_ms: i64) -> Option<Date> {
+        let ts = Timestamp::from_millisecond(ts_ms).ok()?;
+        Some(ts.to_zoned(self.tz.clone()).date())
+    }
+
+    fn add_event(
+        &mut self,
+        ts_ms: i64,
+        model: &str,
+        project: &str,
+        tokens: u64,
+        cost: f64,
+        now_ms: i64,
+    ) {
+        if ts_ms >= now_ms - i64::from(DAYS_KEEP) * 86_400_000 {
+            if let Some(date) = self.date_of(ts_ms) {
+                let e = self
+                    .days
+                    .entry((date, model.to_string(), project.to_string()))
+                    .or_default();
+                e.0 += cost;
+                e.1 += tokens;
+            }
+        }
+        if ts_ms >= now_ms - EVENTS_KEEP_MS {
+            let e = self.events.entry(ts_ms).or_default();
+            e.0 += tokens;
+            e.1 += cost;
+        }
+    }
+
+    /// Add what a committed batch counted.
+    pub fn apply(&mut self, deltas: &[Delta], outcomes: Outcomes, now_ms: i64) {
+        for (l, n) in self.lines.iter_mut().zip(outcomes) {
+            *l += n;
+        }
+        for d in deltas {
+            let c = self
+                .series
+                .entry((d.source, d.model.clone(), d.project.clone()))
+                .or_default();
+            let u = &d.usage;
+            for (t, v) in c.tokens.iter_mut().zip([
+                u.input,
+                u.output,
+                u.cache_read,
+                u.cache_write_5m,
+                u.cache_write_1h,
+            ]) {
+                *t += v;
+            }
+            c.cost += d.cost.unwrap_or(0.0);
+            c.requests += u64::from(d.new_request);
+            c.web_search += u.web_search_requests;
+            if d.cost.is_none() && d.tokens() > 0 {
+                *self.unpriced.entry(d.model.clone()).or_default() += d.tokens();
+            }
+            let la = self
+                .last_activity
+                .entry(d.project.clone())
+                .or_insert(d.ts_ms);
+            *la = (*la).max(d.ts_ms);
+            self.add_event(
+                d.ts_ms,
+                &d.model,
+                &d.project,
+                d.tokens(),
+                d.cost.unwrap_or(0.0),
+                now_ms,
+            );
+        }
+    }
+
+    /// Drop days and events too old to matter.
+    pub fn prune(&mut self, now_ms: i64) {
+        self.events = self.events.split_off(&(now_ms - EVENTS_KEEP_MS));
+        if let Some(today) = self.date_of(now_ms) {
+            if let Ok(oldest) = today.checked_sub(jiff::Span::new().days(i64::from(DAYS_KEEP))) {
+                self.days.retain(|(d, _, _), _| *d >= oldest);
+            }
+        }
+    }
+
+    /// (cost, tokens) per (model, project) of the day of `now` and of its month.
+    #[allow(clippy::type_complexity)]
+    pub fn day_and_month(
+        &self,
+        now_ms: i64,
+    ) -> (
+        BTreeMap<(String, String), (f64, u64)>,
+        BTreeMap<(String, String), (f64, u64)>,
+    ) {
+        let mut day = BTreeMap::new();
+        let mut month = BTreeMap::new();
+        let Some(today) = self.date_of(now_ms) else {
+            return (day, month);
+        };
+        for ((d, model, project), (cost, tokens)) in &self.days {
+            if d.year() == today.year() && d.month() == today.month() {
+                let m: &mut (f64, u64) = month.entry((model.clone(), project.clone())).or_default();
+                m.0 += cost;
+                m.1 += tokens;
+                if *d == today {
+                    let e: &mut (f64, u64) =
+                        day.entry((model.clone(), project.clone())).or_default();
+                    e.0 += cost;
+                    e.1 += tokens;
+                }
+            }
+        }
+        (day, month)
+    }
+
+    /// The block `now` is in, if any.
+    pub fn active_block(&self, now_ms: i64) -> Option<Block> {
+        let b = *blocks(self.events.iter().map(|(t, (k, c))| (*t, *k, *c))).last()?;
+        (now_ms < b.end_ms && now_ms - b.last_ms < BLOCK_MS && now_ms >= b.start_ms).then_some(b)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const H: i64 = 3_600_000;
+
+    #[test]
+    fn blocks_as_ccusage_computes_them() {
+        let t0 = 1_795_600_800_000 + 20 * 60_000; // 10:20
+        let bs = blocks([
+            (t0, 10, 1.0),
+            (t0 + H, 10, 1.0),
+            // 5 h after 10:00: a new block, floored to 15:00.
+            (t0 + 5 * H, 5, 0.5),
+            // a gap of 5 h since the last event: a new block.
+            (t0 + 10 * H + 1, 1, 0.1),
+        ]);
+        assert_eq!(bs.len(), 3);
+        assert_eq!(bs[0].start_ms, t0 - 20 * 60_000);
+        assert_eq!(bs[0].end_ms, bs[0].start_ms + 5 * H);
+        assert_eq!(bs[0].tokens, 20);
+        assert_eq!(bs[1].start_ms, bs[0].start_ms + 5 * H);
+        assert_eq!(bs[2].tokens, 1);
+    }
+
+    #[test]
+    fn projection_at_the_burn_rate() {
+        let b = Block {
+            start_ms: 0,
+            end_ms: 5 * H,
+            first_ms: 0,
+            last_ms: H,
+            tokens: 1,
+            cost: 2.0,
+        };
+        // $2 an hour, 3 h left at 2 h: $2 + $6.
+        assert!((b.projected_cost(2 * H) - 8.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn days_by_event_time_in_the_zone() {
+        let tz = TimeZone::get("America/New_York").unwrap();
+        let mut live = Live::new(tz);
+        // 2026-11-25T03:00Z is still the 24th in New York.
+        let now = 1_795_600_800_000; // 2026-11-25T10:00Z
+        let early = now - 7 * H;
+        live.add_event(early, "m", "p", 5, 0.5, now);
+        live.add_event(now, "m", "p", 7, 0.7, now);
+        let (day, month) = live.day_and_month(now);
+        assert_eq!(day[&("m".into(), "p".into())].1, 7);
+        assert_eq!(month[&("m".into(), "p".into())].1, 12);
+    }
+}
