@@ -1,12 +1,179 @@
 //! token-collector: token usage and cost of Claude Code and the Anthropic API, per model and
 //! project, live, with history. See docs/token-collector.md.
+//!
+//! [`SPEC`] declares the two collectors (`ingest`, `usage`); [`setup`] opens the database,
+//! loads the counters into memory once and hands both collectors what they share. `main.rs`
+//! dispatches the subcommands (`wrap`, `shell-init`, `report`) and otherwise hands `SPEC` and
+//! `setup` to `odin_common::run`.
 
 pub mod capture;
+pub mod collectors;
 pub mod ingest;
 pub mod live;
+pub mod paths;
 pub mod pricing;
+pub mod report;
 pub mod shell_init;
 pub mod store;
 pub mod transcript;
 pub mod usage;
 pub mod wrap;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use odin_common::{built, parse_duration, Built, CollectorDef, ExporterSpec, Settings};
+
+use crate::ingest::{lock, Ingester, Sources};
+use crate::live::Live;
+use crate::pricing::Pricing;
+use crate::store::{ProjectLabel, Store};
+
+/// The flags of token-collector besides the shared ones of odin-common.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    /// Claude Code configuration directory whose `projects/**/*.jsonl` transcripts are read
+    /// (repeatable). Default: each directory of $CLAUDE_CONFIG_DIR (comma-separated), else
+    /// ~/.claude and ~/.config/claude.
+    #[arg(long = "claude.config-dir", value_name = "DIR", value_delimiter = ',')]
+    pub config_dirs: Vec<PathBuf>,
+
+    /// SQLite database of the counted usage. Default: $XDG_STATE_HOME/token-collector/state.db
+    /// (~/.local/state/token-collector/state.db), /var/lib/token-collector/state.db as root.
+    #[arg(long = "storage.path", value_name = "FILE")]
+    pub storage_path: Option<PathBuf>,
+
+    /// Directory of terminal captures written by `token-collector wrap`. Default: `spool`
+    /// next to the database.
+    #[arg(long = "spool.dir", value_name = "DIR")]
+    pub spool_dir: Option<PathBuf>,
+
+    /// Pricing table replacing the shipped one (same TOML shape as pricing/anthropic.toml).
+    #[arg(long = "pricing.file", value_name = "FILE")]
+    pub pricing_file: Option<PathBuf>,
+
+    /// IANA time zone of the day and month gauges, e.g. `Europe/Berlin`. Default: the local
+    /// zone ($TZ, /etc/localtime), else UTC.
+    #[arg(long = "timezone", value_name = "TZ")]
+    pub timezone: Option<String>,
+
+    /// What the `project` label holds: the last component of the session's working
+    /// directory (`name`), the whole path (`path`) or always `all` (`none`).
+    #[arg(
+        long = "project.label",
+        value_name = "MODE",
+        value_enum,
+        default_value = "name"
+    )]
+    pub project_label: ProjectLabel,
+
+    /// How many projects keep their own label; later ones are reported as `other` (the
+    /// mapping is kept in the database).
+    #[arg(long = "project.max", value_name = "N", default_value_t = 50)]
+    pub project_max: usize,
+
+    /// Full rescan of the sources, the fallback of inotify, e.g. `60s`, `5m`.
+    #[arg(
+        long = "ingest.rescan-interval",
+        value_name = "DURATION",
+        default_value = "60s",
+        value_parser = parse_duration
+    )]
+    pub rescan_interval: Duration,
+}
+
+/// What the collectors are built from: the live counters, and the ingester, taken by the
+/// `ingest` collector when it is built.
+pub struct Setup {
+    pub live: Arc<Mutex<Live>>,
+    pub ingester: Mutex<Option<Ingester>>,
+    pub rescan_interval: Duration,
+}
+
+/// Open the database, load the counters, resolve the paths.
+pub fn setup(args: Args, _settings: &Settings) -> anyhow::Result<Setup> {
+    let pricing = Pricing::load(args.pricing_file.as_deref())?;
+    let tz = paths::timezone(args.timezone.as_deref())?;
+    let db = args
+        .storage_path
+        .clone()
+        .unwrap_or_else(paths::default_storage);
+    let spool_dir = args
+        .spool_dir
+        .clone()
+        .unwrap_or_else(|| paths::default_spool(&db));
+    let config_dirs = if args.config_dirs.is_empty() {
+        paths::default_config_dirs()
+    } else {
+        args.config_dirs.clone()
+    };
+    let store = Store::open(&db, pricing, args.project_label, args.project_max)?;
+    // The spool must exist for `wrap` to write to and for the watch.
+    if let Err(e) = std::fs::create_dir_all(&spool_dir) {
+        log::warn!("cannot create spool directory {}: {e}", spool_dir.display());
+    }
+    let live = Live::load(&store, tz, jiff::Timestamp::now().as_millisecond())?;
+    log::info!(
+        "database {} loaded: {} series",
+        db.display(),
+        live.series.len()
+    );
+    let live = Arc::new(Mutex::new(live));
+    Ok(Setup {
+        live: Arc::clone(&live),
+        ingester: Mutex::new(Some(Ingester {
+            store,
+            live,
+            sources: Sources {
+                config_dirs,
+                spool_dir,
+            },
+        })),
+        rescan_interval: args.rescan_interval,
+    })
+}
+
+/// token-collector as odin-common runs it.
+pub const SPEC: ExporterSpec<Setup> = ExporterSpec {
+    name: "token-collector",
+    prefix: "llm",
+    version: env!("CARGO_PKG_VERSION"),
+    about: "Token usage and cost of Claude Code and the Anthropic API, live, with history.",
+    default_port: 19104,
+    collectors: &[
+        CollectorDef::on(
+            "ingest",
+            "follows Claude Code transcripts and terminal captures into the database (inotify and rescans)",
+            build_ingest,
+        ),
+        CollectorDef::on(
+            "usage",
+            "token, cost and request counters, day, month and 5-hour block gauges from memory",
+            |setup| {
+                built(collectors::Usage {
+                    live: Arc::clone(&setup.live),
+                })
+            },
+        ),
+    ],
+};
+
+fn build_ingest(setup: &Setup) -> Built {
+    match lock(&setup.ingester).take() {
+        Some(ing) => built(collectors::Ingest::new(ing, setup.rescan_interval)),
+        None => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spec_is_valid() {
+        assert_eq!(SPEC.check(), Ok(()));
+        let names: Vec<&str> = SPEC.collectors.iter().map(|c| c.name).collect();
+        assert_eq!(names, ["ingest", "usage"]);
+    }
+}

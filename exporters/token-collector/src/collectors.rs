@@ -1,0 +1,321 @@
+//! The two collectors: `ingest` (background: follows the transcript tree and the spool) and
+//! `usage` (on scrape: serves the in-memory counters and gauges).
+
+use std::collections::{BTreeSet, HashSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use notify::{RecursiveMode, Watcher};
+use odin_common::{Collector, Context, Mode, Sink};
+
+use crate::ingest::{lock, Ingester};
+use crate::live::Live;
+use crate::store::{OUTCOMES, TOKEN_TYPES};
+
+/// How often the ingest collector looks at file events.
+pub const FOLLOW_INTERVAL: Duration = Duration::from_secs(1);
+/// How long one ingest run may take (a first import of a large tree included).
+pub const INGEST_TIMEOUT: Duration = Duration::from_secs(3600);
+
+struct IngestState {
+    ingester: Ingester,
+    watcher: Option<notify::RecommendedWatcher>,
+    watched: HashSet<PathBuf>,
+    watch_error: Option<String>,
+    last_full: Option<Instant>,
+}
+
+/// Follows the sources: a full scan at start and every `--ingest.rescan-interval`, and in
+/// between only the paths inotify reported.
+pub struct Ingest {
+    state: Mutex<IngestState>,
+    dirty: Arc<Mutex<BTreeSet<PathBuf>>>,
+    rescan: Duration,
+}
+
+impl Ingest {
+    pub fn new(ingester: Ingester, rescan: Duration) -> Ingest {
+        let dirty: Arc<Mutex<BTreeSet<PathBuf>>> = Arc::default();
+        let sink = Arc::clone(&dirty);
+        let (watcher, watch_error) =
+            match notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+                let mut d = lock(&sink);
+                match res {
+                    Ok(ev) => d.extend(ev.paths),
+                    // Lost events (queue overflow): the empty path asks for a full scan.
+                    Err(_) => {
+                        d.insert(PathBuf::new());
+                    }
+                }
+            }) {
+                Ok(w) => (Some(w), None),
+                Err(e) => (
+                    None,
+                    Some(format!("inotify unavailable, rescans only: {e}")),
+                ),
+            };
+        Ingest {
+            state: Mutex::new(IngestState {
+                ingester,
+                watcher,
+                watched: HashSet::new(),
+                watch_error,
+                last_full: None,
+            }),
+            dirty,
+            rescan,
+        }
+    }
+}
+
+impl IngestState {
+    /// Watch every source directory that exists and is not watched yet.
+    fn ensure_watches(&mut self) {
+        let Some(w) = self.watcher.as_mut() else {
+            return;
+        };
+        for (dir, recursive) in self.ingester.sources.watch_dirs() {
+            if self.watched.contains(&dir) || !dir.is_dir() {
+                continue;
+            }
+            let mode = if recursive {
+                RecursiveMode::Recursive
+            } else {
+                RecursiveMode::NonRecursive
+            };
+            match w.watch(&dir, mode) {
+                Ok(()) => {
+                    self.watched.insert(dir);
+                }
+                Err(e) => {
+                    self.watch_error = Some(format!("cannot watch {}: {e}", dir.display()));
+                }
+            }
+        }
+    }
+}
+
+impl Collector for Ingest {
+    fn mode(&self) -> Mode {
+        Mode::Background {
+            interval: FOLLOW_INTERVAL,
+            timeout: INGEST_TIMEOUT,
+        }
+    }
+
+    fn collect(&self, _ctx: &Context, out: &mut Sink) -> anyhow::Result<()> {
+        let mut st = lock(&self.state);
+        let events = std::mem::take(&mut *lock(&self.dirty));
+        let full = st.last_full.map_or(true, |t| t.elapsed() >= self.rescan)
+            || events.contains(&PathBuf::new());
+        let pass = if full {
+            st.ensure_watches();
+            st.last_full = Some(Instant::now());
+            st.ingester.scan_all()
+        } else if events.is_empty() {
+            return Ok(());
+        } else {
+            st.ingester.scan_paths(events)
+        };
+        for e in &pass.errors {
+            out.item_error(e.clone());
+        }
+        let lag = pass.lagging_mtime.map_or(0.0, |t| {
+            SystemTime::now()
+                .duration_since(t)
+                .map_or(0.0, |d| d.as_secs_f64())
+        });
+        lock(&st.ingester.live).lag_seconds = lag;
+        Ok(())
+    }
+
+    fn detail(&self) -> Option<String> {
+        let st = lock(&self.state);
+        let dirs: Vec<String> = st
+            .ingester
+            .sources
+            .watch_dirs()
+            .iter()
+            .map(|(d, _)| d.display().to_string())
+            .collect();
+        let mut s = format!("following {}", dirs.join(", "));
+        if let Some(e) = &st.watch_error {
+            s.push_str("; ");
+            s.push_str(e);
+        }
+        Some(s)
+    }
+}
+
+/// Serves the counters and gauges from memory.
+pub struct Usage {
+    pub live: Arc<Mutex<Live>>,
+}
+
+const PROVIDER: &str = "anthropic";
+
+/// A counter read from each series: name, help, value.
+type SeriesField = (&'static str, &'static str, fn(&crate::store::Counts) -> f64);
+
+impl Collector for Usage {
+    fn collect(&self, _ctx: &Context, out: &mut Sink) -> anyhow::Result<()> {
+        let now_ms = jiff::Timestamp::now().as_millisecond();
+        let live = lock(&self.live);
+        {
+            let mut f = out.counter(
+                "tokens_total",
+                "Tokens used, by where they were seen, model, project and token type.",
+            );
+            for ((source, model, project), c) in &live.series {
+                for (t, v) in TOKEN_TYPES.iter().zip(c.tokens) {
+                    f.sample(
+                        &[
+                            ("source", source.label()),
+                            ("provider", PROVIDER),
+                            ("model", model),
+                            ("project", project),
+                            ("type", t),
+                        ],
+                        v,
+                    );
+                }
+            }
+        }
+        let per_series: [SeriesField; 3] = [
+            (
+                "cost_usd_total",
+                "Cost in USD of the tokens used, from the pricing table (models without a price add nothing: see llm_unpriced_tokens_total).",
+                |c| c.cost,
+            ),
+            (
+                "requests_total",
+                "API responses counted (each once, by message id).",
+                |c| c.requests as f64,
+            ),
+            (
+                "web_search_requests_total",
+                "Web search requests made by the server tool.",
+                |c| c.web_search as f64,
+            ),
+        ];
+        for (name, help, value) in per_series {
+            let mut f = out.counter(name, help);
+            for ((source, model, project), c) in &live.series {
+                f.sample(
+                    &[
+                        ("source", source.label()),
+                        ("provider", PROVIDER),
+                        ("model", model),
+                        ("project", project),
+                    ],
+                    value(c),
+                );
+            }
+        }
+        {
+            let mut f = out.counter(
+                "unpriced_tokens_total",
+                "Tokens of responses whose model has no price in the pricing table (cost not added).",
+            );
+            for (model, n) in &live.unpriced {
+                f.sample(&[("model", model)], *n);
+            }
+        }
+        let (day, month) = live.day_and_month(now_ms);
+        for (name, help, map, cost) in [
+            (
+                "day_cost_usd",
+                "Cost in USD of the current day in --timezone, by event time.",
+                &day,
+                true,
+            ),
+            (
+                "day_tokens",
+                "Tokens of the current day in --timezone, by event time.",
+                &day,
+                false,
+            ),
+            (
+                "month_cost_usd",
+                "Cost in USD of the current month in --timezone, by event time.",
+                &month,
+                true,
+            ),
+            (
+                "month_tokens",
+                "Tokens of the current month in --timezone, by event time.",
+                &month,
+                false,
+            ),
+        ] {
+            let mut f = out.gauge(name, help);
+            for ((model, project), (c, t)) in map {
+                let v = if cost { *c } else { *t as f64 };
+                f.sample(&[("model", model), ("project", project)], v);
+            }
+        }
+        if let Some(b) = live.active_block(now_ms) {
+            out.gauge("block_tokens", "Tokens of the active 5-hour block.")
+                .sample(&[], b.tokens);
+            out.gauge("block_cost_usd", "Cost in USD of the active 5-hour block.")
+                .sample(&[], b.cost);
+            out.gauge(
+                "block_start_timestamp_seconds",
+                "Start of the active 5-hour block (its first event floored to the hour).",
+            )
+            .sample(&[], b.start_ms as f64 / 1000.0);
+            out.gauge(
+                "block_end_timestamp_seconds",
+                "End of the active 5-hour block (start + 5 h).",
+            )
+            .sample(&[], b.end_ms as f64 / 1000.0);
+            out.gauge(
+                "block_projected_cost_usd",
+                "Cost in USD the active block reaches at its end at the current burn rate.",
+            )
+            .sample(&[], b.projected_cost(now_ms));
+        }
+        {
+            let mut f = out.gauge(
+                "project_last_activity_timestamp_seconds",
+                "Event time of the project's last counted response.",
+            );
+            for (p, ts) in &live.last_activity {
+                f.sample(&[("project", p)], *ts as f64 / 1000.0);
+            }
+        }
+        {
+            let mut f = out.counter(
+                "ingest_lines_total",
+                "Lines read from transcripts and the spool, by outcome.",
+            );
+            for (o, n) in OUTCOMES.iter().zip(live.lines) {
+                f.sample(&[("outcome", o)], n);
+            }
+        }
+        out.gauge(
+            "ingest_files_followed",
+            "Transcript and spool files followed.",
+        )
+        .sample(&[], live.files_followed);
+        out.gauge(
+            "ingest_lag_seconds",
+            "Now minus the modification time of the newest file with appended lines not yet ingested (0 when caught up).",
+        )
+        .sample(&[], live.lag_seconds);
+        Ok(())
+    }
+
+    fn detail(&self) -> Option<String> {
+        let live = lock(&self.live);
+        if live.unpriced.is_empty() {
+            return None;
+        }
+        let models: Vec<&str> = live.unpriced.keys().map(String::as_str).collect();
+        Some(format!(
+            "models without a price (tokens counted, cost not added; add them to the pricing file): {}",
+            models.join(", ")
+        ))
+    }
+}

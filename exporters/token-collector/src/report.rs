@@ -1,0 +1,500 @@
+//! `token-collector report daily|monthly|session|blocks`: answers from the database (SQL
+//! `GROUP BY`), never from the transcripts, as a table or as JSON (`--json`).
+//!
+//! Days and months are by event time in `--timezone`: SQL groups requests into 15-minute
+//! buckets (every time zone's offset is a multiple of 15 minutes) and each bucket is put in
+//! its local day, so the cost grows with the number of buckets, not of requests.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use jiff::civil::Date;
+use jiff::tz::TimeZone;
+use jiff::Timestamp;
+use rusqlite::{params, Connection};
+use serde::Serialize;
+
+use crate::live::blocks;
+use crate::store::Store;
+
+/// Which report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Kind {
+    Daily,
+    Monthly,
+    Session,
+    Blocks,
+}
+
+/// `token-collector report` flags.
+#[derive(Debug, Parser)]
+#[command(
+    name = "token-collector report",
+    about = "Usage and cost from the token-collector database, without re-reading transcripts."
+)]
+pub struct ReportArgs {
+    #[arg(value_enum)]
+    pub kind: Kind,
+    /// JSON for scripts instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// First day (YYYY-MM-DD, in --timezone), inclusive.
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    pub since: Option<Date>,
+    /// Last day (YYYY-MM-DD, in --timezone), inclusive.
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    pub until: Option<Date>,
+    /// Only this project (its label as the metrics show it).
+    #[arg(long, value_name = "PROJECT")]
+    pub project: Option<String>,
+    /// Only models whose id contains this text (e.g. `opus`, `claude-sonnet-4-5`).
+    #[arg(long, value_name = "MODEL")]
+    pub model: Option<String>,
+    /// IANA time zone of days and months. Default: the local zone.
+    #[arg(long, value_name = "TZ")]
+    pub timezone: Option<String>,
+    /// The database (default as for the exporter).
+    #[arg(long = "storage.path", value_name = "FILE")]
+    pub storage_path: Option<PathBuf>,
+}
+
+/// Token counts and cost of one row of a report.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Sums {
+    pub input: u64,
+    pub output: u64,
+    pub cache_read: u64,
+    pub cache_write_5m: u64,
+    pub cache_write_1h: u64,
+    pub total_tokens: u64,
+    pub cost_usd: f64,
+    pub requests: u64,
+}
+
+impl Sums {
+    fn add(&mut self, o: &Sums) {
+        self.input += o.input;
+        self.output += o.output;
+        self.cache_read += o.cache_read;
+        self.cache_write_5m += o.cache_write_5m;
+        self.cache_write_1h += o.cache_write_1h;
+        self.total_tokens += o.total_tokens;
+        self.cost_usd += o.cost_usd;
+        self.requests += o.requests;
+    }
+}
+
+/// One period (day or month) with its per-model breakdown.
+#[derive(Debug, Clone, Serialize)]
+pub struct PeriodRow {
+    pub period: String,
+    #[serde(flatten)]
+    pub sums: Sums,
+    pub models: BTreeMap<String, Sums>,
+}
+
+/// One session.
+#[derive(Debug, Clone, Serialize)]
+pub struct SessionRow {
+    pub session_id: String,
+    pub project: String,
+    pub last_activity: String,
+    pub models: Vec<String>,
+    #[serde(flatten)]
+    pub sums: Sums,
+}
+
+/// One 5-hour block.
+#[derive(Debug, Clone, Serialize)]
+pub struct BlockRow {
+    pub start: String,
+    pub end: String,
+    pub active: bool,
+    pub total_tokens: u64,
+    pub cost_usd: f64,
+    pub projected_cost_usd: Option<f64>,
+}
+
+/// The filters, as SQL bounds.
+struct Filter {
+    from_ms: i64,
+    to_ms: i64,
+    project: Option<String>,
+    model: Option<String>,
+}
+
+const WHERE: &str = "ts_ms >= ?1 AND ts_ms < ?2 AND (?3 IS NULL OR project = ?3)
+     AND (?4 IS NULL OR instr(model, ?4) > 0)";
+
+fn day_start_ms(d: Date, tz: &TimeZone) -> anyhow::Result<i64> {
+    Ok(d.to_zoned(tz.clone())?.timestamp().as_millisecond())
+}
+
+fn filter(a: &ReportArgs, tz: &TimeZone) -> anyhow::Result<Filter> {
+    let from_ms = match a.since {
+        Some(d) => day_start_ms(d, tz)?,
+        None => i64::MIN,
+    };
+    let to_ms = match a.until {
+        Some(d) => day_start_ms(d.tomorrow()?, tz)?,
+        None => i64::MAX,
+    };
+    Ok(Filter {
+        from_ms,
+        to_ms,
+        project: a.project.clone(),
+        model: a.model.clone(),
+    })
+}
+
+fn sums_from(r: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<Sums> {
+    let g = |k: usize| -> rusqlite::Result<u64> {
+        Ok(u64::try_from(r.get::<_, i64>(first + k)?).unwrap_or(0))
+    };
+    let (input, output, cache_read, cw5, cw1h) = (g(0)?, g(1)?, g(2)?, g(3)?, g(4)?);
+    Ok(Sums {
+        input,
+        output,
+        cache_read,
+        cache_write_5m: cw5,
+        cache_write_1h: cw1h,
+        total_tokens: input + output + cache_read + cw5 + cw1h,
+        cost_usd: r.get(first + 5)?,
+        requests: g(6)?,
+    })
+}
+
+const SUMS: &str = "SUM(input), SUM(output), SUM(cache_read), SUM(cw5), SUM(cw1h), SUM(cost),
+     SUM(requests)";
+
+/// Days or months.
+fn periods(
+    conn: &Connection,
+    f: &Filter,
+    tz: &TimeZone,
+    monthly: bool,
+) -> anyhow::Result<Vec<PeriodRow>> {
+    let sql = format!(
+        "SELECT ts_ms / 900000, model, {SUMS} FROM requests WHERE {WHERE}
+         GROUP BY ts_ms / 900000, model"
+    );
+    let mut st = conn.prepare(&sql)?;
+    let rows = st.query_map(params![f.from_ms, f.to_ms, f.project, f.model], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, String>(1)?,
+            sums_from(r, 2)?,
+        ))
+    })?;
+    let mut out: BTreeMap<String, PeriodRow> = BTreeMap::new();
+    for row in rows {
+        let (bucket, model, sums) = row?;
+        let date = Timestamp::from_millisecond(bucket * 900_000)?
+            .to_zoned(tz.clone())
+            .date();
+        let period = if monthly {
+            format!("{:04}-{:02}", date.year(), date.month())
+        } else {
+            date.to_string()
+        };
+        let p = out.entry(period.clone()).or_insert_with(|| PeriodRow {
+            period,
+            sums: Sums::default(),
+            models: BTreeMap::new(),
+        });
+        p.sums.add(&sums);
+        p.models.entry(model).or_default().add(&sums);
+    }
+    Ok(out.into_values().collect())
+}
+
+/// Sessions, most recent last.
+fn sessions(conn: &Connection, f: &Filter, tz: &TimeZone) -> anyhow::Result<Vec<SessionRow>> {
+    let sql = format!(
+        "SELECT COALESCE(session_id, '-'), project, MAX(ts_ms), GROUP_CONCAT(DISTINCT model), {SUMS}
+         FROM requests WHERE {WHERE} GROUP BY session_id, project ORDER BY MAX(ts_ms)"
+    );
+    let mut st = conn.prepare(&sql)?;
+    let rows = st.query_map(params![f.from_ms, f.to_ms, f.project, f.model], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, i64>(2)?,
+            r.get::<_, String>(3)?,
+            sums_from(r, 4)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (session_id, project, last, models, sums) = row?;
+        let mut models: Vec<String> = models.split(',').map(str::to_string).collect();
+        models.sort();
+        out.push(SessionRow {
+            session_id,
+            project,
+            last_activity: local(last, tz)?,
+            models,
+            sums,
+        });
+    }
+    Ok(out)
+}
+
+fn local(ms: i64, tz: &TimeZone) -> anyhow::Result<String> {
+    Ok(Timestamp::from_millisecond(ms)?
+        .to_zoned(tz.clone())
+        .strftime("%Y-%m-%d %H:%M %Z")
+        .to_string())
+}
+
+/// 5-hour blocks.
+fn block_rows(
+    conn: &Connection,
+    f: &Filter,
+    tz: &TimeZone,
+    now_ms: i64,
+) -> anyhow::Result<Vec<BlockRow>> {
+    let sql = format!(
+        "SELECT ts_ms, input + output + cache_read + cw5 + cw1h, cost FROM requests
+         WHERE {WHERE} ORDER BY ts_ms"
+    );
+    let mut st = conn.prepare(&sql)?;
+    let rows = st.query_map(params![f.from_ms, f.to_ms, f.project, f.model], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0),
+            r.get::<_, f64>(2)?,
+        ))
+    })?;
+    let events = rows.collect::<Result<Vec<_>, _>>()?;
+    let mut out = Vec::new();
+    for b in blocks(events) {
+        let active =
+            now_ms >= b.start_ms && now_ms < b.end_ms && now_ms - b.last_ms < crate::live::BLOCK_MS;
+        out.push(BlockRow {
+            start: local(b.start_ms, tz)?,
+            end: local(b.end_ms, tz)?,
+            active,
+            total_tokens: b.tokens,
+            cost_usd: b.cost,
+            projected_cost_usd: active.then(|| b.projected_cost(now_ms)),
+        });
+    }
+    Ok(out)
+}
+
+fn n(v: u64) -> String {
+    let s = v.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut w: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            w[i] = w[i].max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| -> String {
+        cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                if i == 0 {
+                    format!("{c:<width$}", width = w[i])
+                } else {
+                    format!("{c:>width$}", width = w[i])
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_string()
+    };
+    let mut s = line(header.iter().map(|h| h.to_string()).collect());
+    s.push('\n');
+    s.push_str(&"-".repeat(w.iter().sum::<usize>() + 2 * (w.len() - 1)));
+    s.push('\n');
+    for r in rows {
+        s.push_str(&line(r.clone()));
+        s.push('\n');
+    }
+    s
+}
+
+fn sums_cells(s: &Sums) -> Vec<String> {
+    vec![
+        n(s.input),
+        n(s.output),
+        n(s.cache_write_5m + s.cache_write_1h),
+        n(s.cache_read),
+        n(s.total_tokens),
+        format!("${:.2}", s.cost_usd),
+    ]
+}
+
+const SUM_HEADER: [&str; 6] = [
+    "input",
+    "output",
+    "cache write",
+    "cache read",
+    "total",
+    "cost",
+];
+
+/// The report as text (table or JSON).
+pub fn render(
+    a: &ReportArgs,
+    conn: &Connection,
+    tz: &TimeZone,
+    now_ms: i64,
+) -> anyhow::Result<String> {
+    let f = filter(a, tz)?;
+    match a.kind {
+        Kind::Daily | Kind::Monthly => {
+            let rows = periods(conn, &f, tz, a.kind == Kind::Monthly)?;
+            let mut totals = Sums::default();
+            for r in &rows {
+                totals.add(&r.sums);
+            }
+            if a.json {
+                let key = if a.kind == Kind::Daily {
+                    "daily"
+                } else {
+                    "monthly"
+                };
+                let mut m = serde_json::Map::new();
+                m.insert(key.into(), serde_json::to_value(&rows)?);
+                m.insert("totals".into(), serde_json::to_value(&totals)?);
+                return Ok(serde_json::to_string_pretty(&m)? + "\n");
+            }
+            let first = if a.kind == Kind::Daily {
+                "date"
+            } else {
+                "month"
+            };
+            let mut header = vec![first, "models"];
+            header.extend(SUM_HEADER);
+            let mut body = Vec::new();
+            for r in &rows {
+                let mut cells = vec![
+                    r.period.clone(),
+                    r.models.keys().cloned().collect::<Vec<_>>().join(", "),
+                ];
+                cells.extend(sums_cells(&r.sums));
+                body.push(cells);
+            }
+            let mut cells = vec!["total".to_string(), String::new()];
+            cells.extend(sums_cells(&totals));
+            body.push(cells);
+            Ok(table(&header, &body))
+        }
+        Kind::Session => {
+            let rows = sessions(conn, &f, tz)?;
+            if a.json {
+                return Ok(
+                    serde_json::to_string_pretty(&serde_json::json!({ "sessions": rows }))? + "\n",
+                );
+            }
+            let mut header = vec!["session", "project", "last activity", "models"];
+            header.extend(SUM_HEADER);
+            let body: Vec<Vec<String>> = rows
+                .iter()
+                .map(|r| {
+                    let mut c = vec![
+                        r.session_id.clone(),
+                        r.project.clone(),
+                        r.last_activity.clone(),
+                        r.models.join(", "),
+                    ];
+                    c.extend(sums_cells(&r.sums));
+                    c
+                })
+                .collect();
+            Ok(table(&header, &body))
+        }
+        Kind::Blocks => {
+            let rows = block_rows(conn, &f, tz, now_ms)?;
+            if a.json {
+                return Ok(
+                    serde_json::to_string_pretty(&serde_json::json!({ "blocks": rows }))? + "\n",
+                );
+            }
+            let body: Vec<Vec<String>> = rows
+                .iter()
+                .map(|r| {
+                    vec![
+                        r.start.clone(),
+                        r.end.clone(),
+                        if r.active {
+                            "active".into()
+                        } else {
+                            String::new()
+                        },
+                        n(r.total_tokens),
+                        format!("${:.2}", r.cost_usd),
+                        r.projected_cost_usd
+                            .map(|p| format!("${p:.2}"))
+                            .unwrap_or_default(),
+                    ]
+                })
+                .collect();
+            Ok(table(
+                &["start", "end", "", "tokens", "cost", "projected"],
+                &body,
+            ))
+        }
+    }
+}
+
+/// `token-collector report ...`; `args` are the arguments after `report`.
+pub fn main(args: &[OsString]) -> ExitCode {
+    let argv =
+        std::iter::once(OsString::from("token-collector report")).chain(args.iter().cloned());
+    let a = match ReportArgs::try_parse_from(argv) {
+        Ok(a) => a,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    match run(&a) {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("token-collector report: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(a: &ReportArgs) -> anyhow::Result<String> {
+    let tz = crate::paths::timezone(a.timezone.as_deref())?;
+    let db = a
+        .storage_path
+        .clone()
+        .unwrap_or_else(crate::paths::default_storage);
+    anyhow::ensure!(
+        db.exists(),
+        "no database at {} (is the exporter running? see --storage.path)",
+        db.display()
+    );
+    let conn = Store::open_read_only(&db)?;
+    render(a, &conn, &tz, Timestamp::now().as_millisecond())
+}
