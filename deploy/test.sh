@@ -10,7 +10,8 @@
 #   Prometheus   `promtool check config` on the static config; its rule_files glob finds rules/;
 #                a job per exporter of exporters.toml on its port.
 #   systemd      the units grant what exporters.toml says; `systemd-analyze verify` and an
-#                offline security score for each exporter's unit (skipped if unusable).
+#                offline security score for each exporter's unit (skipped if unusable);
+#                `systemd-analyze --user verify` for the user units (*-user.service).
 #   Docker       hadolint.
 #   YAML         yamllint --strict (.yamllint) on deploy/, rules/, dashboards/kustomization.yaml.
 #   Dashboards   the ConfigMaps above; the dashboards' own checks (lint, queries against a
@@ -233,6 +234,23 @@ if command -v systemd-analyze >/dev/null; then
       check "systemd-analyze security --offline $svc.service: exposure at most 2.0" security_score "$unit"
     else
       skip "systemd-analyze security --offline not supported by this systemd"
+    fi
+  done
+  # User units (systemctl --user), e.g. token-collector-user.service: verify needs a user
+  # manager, which containers and CI shells usually lack.
+  for unit_file in deploy/systemd/*-user.service; do
+    [ -e "$unit_file" ] || continue
+    unit="$TMP/$(basename "$unit_file")"
+    sed -e 's#^ExecStart=[^ ]*#ExecStart=/bin/true#' "$unit_file" >"$unit"
+    if systemd-analyze --user verify "$unit" >"$TMP/sd" 2>&1; then
+      passed=$((passed + 1))
+      echo "ok    systemd-analyze --user verify $(basename "$unit_file")"
+    elif grep -q -i -e 'not permitted' -e 'Failed to initialize manager' -e 'No such device or address' -e 'System has not been booted' "$TMP/sd"; then
+      skip "systemd-analyze --user verify $(basename "$unit_file"): no user manager here ($(head -n 1 "$TMP/sd"))"
+    else
+      failed=$((failed + 1))
+      echo "FAIL  systemd-analyze --user verify $(basename "$unit_file")"
+      sed -e 's/^/      /' "$TMP/sd"
     fi
   done
 else

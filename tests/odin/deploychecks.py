@@ -1,6 +1,11 @@
 """Checks of deploy/ against exporters.toml: the Kubernetes DaemonSets (one parametrised
 check for every exporter), the systemd units and the static Prometheus config.
 
+The manifest's optional host keys `home` (users' home directories, read-only) and `state`
+(a writable state directory, /var/lib/<name>) are checked too: in the DaemonSet as hostPath
+mounts at /host/home and /var/lib/<name> (and the pod's uid: the home owner's instead of
+65534), in the systemd unit as ProtectHome=read-only and StateDirectory=<name>.
+
 Each check returns a list of problems (empty: fine), so the tests can show that it fails on a
 broken copy. deploy/test.sh runs them from the command line:
 
