@@ -1,0 +1,257 @@
+//! The real `token-collector` binary on the fixture tree (tests/fixtures/tree): `--once`,
+//! restarts, `/ready`, live follow, `report`, and the planted secret
+//! (`SECRET-PROMPT-XYZZY`, in a prompt and in a response of tests/fixtures/tree) that must
+//! never leave the transcripts.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use odin_testkit::{assert_promtool_clean, sample, value, Exe};
+
+const EXPORTER: Exe = Exe {
+    bin: env!("CARGO_BIN_EXE_token-collector"),
+    env_prefix: "TOKEN_COLLECTOR_",
+};
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tree");
+const SECRET: &str = "SECRET-PROMPT-XYZZY";
+const S45_ALPHA: &str = r#"source="claude_code",provider="anthropic",model="claude-sonnet-4-5-20250929",project="alpha""#;
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dst = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_tree(&e.path(), &dst);
+        } else {
+            std::fs::copy(e.path(), dst).unwrap();
+        }
+    }
+}
+
+struct Env {
+    tmp: tempfile::TempDir,
+    config: PathBuf,
+    db: PathBuf,
+}
+
+fn env() -> Env {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("claude");
+    copy_tree(Path::new(FIXTURES), &config);
+    let db = tmp.path().join("state/state.db");
+    Env { tmp, config, db }
+}
+
+fn args(e: &Env, extra: &[&str]) -> Vec<String> {
+    let mut v = vec![
+        format!("--claude.config-dir={}", e.config.display()),
+        format!("--storage.path={}", e.db.display()),
+        "--timezone=UTC".to_string(),
+    ];
+    v.extend(extra.iter().map(|s| s.to_string()));
+    v
+}
+
+fn once(e: &Env) -> String {
+    let out = EXPORTER.once(&args(e, &[]), &[("HOME", e.tmp.path().to_str().unwrap())]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains(SECRET));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn check_totals(body: &str) {
+    assert_eq!(
+        value(
+            body,
+            &format!("llm_tokens_total{{{S45_ALPHA},type=\"input\"}}")
+        ),
+        150_017.0
+    );
+    assert_eq!(
+        value(
+            body,
+            &format!("llm_tokens_total{{{S45_ALPHA},type=\"output\"}}")
+        ),
+        1045.0
+    );
+    assert_eq!(
+        value(
+            body,
+            &format!("llm_tokens_total{{{S45_ALPHA},type=\"cache_write_1h\"}}")
+        ),
+        200.0
+    );
+    assert_eq!(
+        value(body, &format!("llm_requests_total{{{S45_ALPHA}}}")),
+        3.0
+    );
+    assert!((value(body, &format!("llm_cost_usd_total{{{S45_ALPHA}}}")) - 0.963351).abs() < 1e-9);
+    assert_eq!(
+        value(
+            body,
+            r#"llm_unpriced_tokens_total{model="claude-unknown-9"}"#
+        ),
+        110.0
+    );
+    assert_eq!(
+        value(
+            body,
+            r#"llm_web_search_requests_total{source="claude_code",provider="anthropic",model="claude-opus-4-1-20250805",project="alpha"}"#
+        ),
+        2.0
+    );
+    assert_eq!(
+        value(body, r#"llm_ingest_lines_total{outcome="counted"}"#),
+        8.0
+    );
+    assert_eq!(
+        value(body, r#"llm_ingest_lines_total{outcome="duplicate"}"#),
+        4.0
+    );
+    assert_eq!(
+        value(body, r#"llm_ingest_lines_total{outcome="malformed"}"#),
+        1.0
+    );
+    assert_eq!(
+        value(body, r#"llm_ingest_lines_total{outcome="no_usage"}"#),
+        4.0
+    );
+    assert_eq!(value(body, "llm_ingest_files_followed"), 3.0);
+    assert_eq!(value(body, "llm_ingest_lag_seconds"), 0.0);
+    assert_eq!(
+        value(
+            body,
+            r#"llm_project_last_activity_timestamp_seconds{project="beta"}"#
+        ),
+        1_795_604_401.0
+    );
+}
+
+#[test]
+fn once_over_the_fixture_tree_and_a_restart_resumes() {
+    let e = env();
+    let body = once(&e);
+    check_totals(&body);
+    assert_promtool_clean(&body);
+    assert!(!body.contains(SECRET));
+    // The second run reads nothing new and serves the same counters from the database.
+    let again = once(&e);
+    check_totals(&again);
+}
+
+#[test]
+fn serving_ready_after_the_first_scan_then_follows_appends() {
+    let e = env();
+    let home = e.tmp.path().to_str().unwrap().to_string();
+    let x = EXPORTER.start(
+        &args(&e, &["--ingest.rescan-interval=1h"]),
+        &[("HOME", &home)],
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while x.get("/ready").status != 200 {
+        assert!(Instant::now() < deadline, "never ready");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let body = x.get("/metrics").text();
+    check_totals(&body);
+    // Appended to a transcript: inotify, not the (hourly) rescan, brings it in.
+    let s2 = e.config.join("projects/-home-u-src-beta/s2.jsonl");
+    let mut f = std::fs::OpenOptions::new().append(true).open(&s2).unwrap();
+    writeln!(f, r#"{{"type":"assistant","cwd":"/home/u/src/beta","sessionId":"s2","message":{{"id":"msg_live","model":"claude-sonnet-4-5-20250929","usage":{{"input_tokens":1000,"output_tokens":1}}}},"requestId":"r","timestamp":"2026-11-25T12:00:00.000001Z"}}"#).unwrap();
+    drop(f);
+    let series = r#"llm_tokens_total{source="claude_code",provider="anthropic",model="claude-sonnet-4-5-20250929",project="beta",type="input"}"#;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let body = x.get("/metrics").text();
+        if sample(&body, series) == Some(1200.0) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "append not followed: {:?}",
+            sample(&body, series)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // /health names the unpriced model; nothing anywhere holds the secret.
+    let health = x.get("/health").text();
+    assert!(health.contains("claude-unknown-9"), "{health}");
+    assert!(!health.contains(SECRET));
+    assert!(!x.get("/metrics").text().contains(SECRET));
+    assert!(!x.log().contains(SECRET));
+    drop(x);
+    for entry in std::fs::read_dir(e.db.parent().unwrap()).unwrap() {
+        let p = entry.unwrap().path();
+        if p.is_file() {
+            let bytes = std::fs::read(&p).unwrap();
+            assert!(
+                !String::from_utf8_lossy(&bytes).contains(SECRET),
+                "{}",
+                p.display()
+            );
+        }
+    }
+}
+
+#[test]
+fn report_answers_from_the_database() {
+    let e = env();
+    once(&e);
+    let run = |extra: &[&str]| {
+        let mut c = EXPORTER.command(&[], &[]);
+        c.arg("report")
+            .args(extra)
+            .arg(format!("--storage.path={}", e.db.display()));
+        let out = c.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let j: serde_json::Value =
+        serde_json::from_str(&run(&["daily", "--json", "--timezone=UTC"])).unwrap();
+    assert_eq!(j["daily"][0]["period"], "2026-11-25");
+    assert_eq!(j["totals"]["input"], 151_437);
+    assert_eq!(j["totals"]["requests"], 8);
+    let j: serde_json::Value = serde_json::from_str(&run(&[
+        "daily",
+        "--json",
+        "--project=beta",
+        "--timezone=UTC",
+    ]))
+    .unwrap();
+    assert_eq!(j["totals"]["input"], 200);
+    // Pacific/Kiritimati (UTC+14): 10:00Z is already the 26th.
+    let j: serde_json::Value =
+        serde_json::from_str(&run(&["daily", "--json", "--timezone=Pacific/Kiritimati"])).unwrap();
+    assert_eq!(j["daily"][0]["period"], "2026-11-26");
+    let j: serde_json::Value = serde_json::from_str(&run(&[
+        "monthly",
+        "--json",
+        "--model=opus",
+        "--since=2026-11-25",
+        "--until=2026-11-25",
+    ]))
+    .unwrap();
+    assert_eq!(j["totals"]["input"], 1100);
+    let j: serde_json::Value = serde_json::from_str(&run(&["session", "--json"])).unwrap();
+    assert_eq!(j["sessions"].as_array().unwrap().len(), 2);
+    let j: serde_json::Value =
+        serde_json::from_str(&run(&["blocks", "--json", "--timezone=UTC"])).unwrap();
+    assert_eq!(j["blocks"][0]["start"], "2026-11-25 10:00 UTC");
+    let table = run(&["daily", "--timezone=UTC"]);
+    assert!(
+        table.contains("2026-11-25") && table.contains("$1.03"),
+        "{table}"
+    );
+    assert!(!table.contains(SECRET));
+}
