@@ -1,0 +1,98 @@
+//! Where a candidate (a JSON object, a Python repr) ends in captured text: balanced brackets
+//! that respect string literals, without parsing the value. Fails fast on text that cannot be
+//! the thing looked for, so that scanning ordinary output stays linear in practice.
+
+/// How far a candidate starting at the first byte goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Span {
+    /// It ends after this many bytes (the closing bracket included).
+    Complete(usize),
+    /// The text ends before the candidate does: more output may complete it.
+    Incomplete,
+    /// Not the thing looked for (or longer than the limit).
+    Invalid,
+}
+
+/// The extent of a JSON object starting at `buf[0] == b'{'`. Outside strings only JSON's own
+/// bytes are allowed (structure, whitespace, numbers, `true`/`false`/`null`); a raw newline
+/// inside a string ends the candidate (JSON strings cannot hold one, so a line cut short in
+/// the middle of a string is never glued to the next line).
+pub fn json_object(buf: &[u8], max: usize) -> Span {
+    debug_assert_eq!(buf.first(), Some(&b'{'));
+    // The first token after `{` must be a key or `}`.
+    match buf[1..].iter().find(|b| !b.is_ascii_whitespace()) {
+        None => return Span::Incomplete,
+        Some(b'"') | Some(b'}') => {}
+        Some(_) => return Span::Invalid,
+    }
+    let mut stack: Vec<u8> = Vec::new();
+    let mut in_string = false;
+    let mut escaped = false;
+    for (i, &b) in buf.iter().enumerate() {
+        if i >= max {
+            return Span::Invalid;
+        }
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            } else if b == b'\n' {
+                return Span::Invalid;
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' => stack.push(b'}'),
+            b'[' => stack.push(b']'),
+            b'}' | b']' => {
+                if stack.pop() != Some(b) {
+                    return Span::Invalid;
+                }
+                if stack.is_empty() {
+                    return Span::Complete(i + 1);
+                }
+            }
+            b':' | b',' | b' ' | b'\t' | b'\r' | b'\n' => {}
+            b'0'..=b'9' | b'-' | b'+' | b'.' | b'E' => {}
+            b'a'..=b'z' => {}
+            _ => return Span::Invalid,
+        }
+    }
+    Span::Incomplete
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn objects() {
+        assert_eq!(
+            json_object(br#"{"a":{"b":[1,2,"}"]}} tail"#, 1000),
+            Span::Complete(21)
+        );
+        assert_eq!(json_object(b"{}", 10), Span::Complete(2));
+        assert_eq!(json_object(b"{\n  \"a\": true\n}", 100), Span::Complete(15));
+        assert_eq!(json_object(br#"{"a":"x\"}"}"#, 100), Span::Complete(12));
+    }
+
+    #[test]
+    fn not_json() {
+        assert_eq!(json_object(b"{ foo }", 100), Span::Invalid);
+        assert_eq!(json_object(br#"{"a": Foo}"#, 100), Span::Invalid);
+        assert_eq!(json_object(br#"{"a": [1}"#, 100), Span::Invalid);
+        assert_eq!(json_object(b"{\"a\": \"cut\n{\"b\":1}", 100), Span::Invalid);
+        assert_eq!(json_object(br#"{"a": "long"}"#, 5), Span::Invalid);
+    }
+
+    #[test]
+    fn truncated() {
+        assert_eq!(json_object(br#"{"a": {"b": 1"#, 100), Span::Incomplete);
+        assert_eq!(json_object(b"{", 100), Span::Incomplete);
+        assert_eq!(json_object(br#"{"a": "str"#, 100), Span::Incomplete);
+    }
+}
