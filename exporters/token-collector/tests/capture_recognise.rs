@@ -194,9 +194,9 @@ fn batch_results_nested_messages() {
 fn python_sdk_usage_repr_is_anonymous() {
     let f = found("sdk_usage_repr.txt");
     assert_eq!(f.len(), 2, "{f:#?}");
-    assert!(f.iter().all(|r| r.shape == Shape::SdkUsageRepr
-        && r.identity.is_none()
-        && r.model.is_none()));
+    assert!(f
+        .iter()
+        .all(|r| r.shape == Shape::SdkUsageRepr && r.identity.is_none() && r.model.is_none()));
     assert_eq!(
         f[0].usage,
         Usage {
@@ -218,7 +218,9 @@ fn python_sdk_usage_repr_is_anonymous() {
         }
     );
     // The anonymous record takes the occurrence the writer gives it.
-    let c = f[0].clone().into_captured("x.jsonl:1".into(), 5, Some("/p".into()));
+    let c = f[0]
+        .clone()
+        .into_captured("x.jsonl:1".into(), 5, Some("/p".into()));
     assert_eq!(
         c.identity,
         CapturedIdentity::Anonymous {
