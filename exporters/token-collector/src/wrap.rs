@@ -229,10 +229,21 @@ pub fn run(command: &[OsString]) -> Result<(ExitStatus, Found), StartError> {
     let old_int = set_handler(libc::SIGINT, libc::SIG_IGN);
     let old_quit = set_handler(libc::SIGQUIT, libc::SIG_IGN);
     let mut cmd = Command::new(&command[0]);
-    cmd.args(&command[1..])
-        .stdin(Stdio::inherit())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    cmd.args(&command[1..]).stdin(Stdio::inherit());
+    // When stdout and stderr are one file (`2>&1`, a terminal), the command gets one pipe for
+    // both, so that their interleaving is kept exactly.
+    let mut shared = None;
+    if same_file(out.as_ref(), err.as_ref()) {
+        if let Ok((r, w)) = std::io::pipe() {
+            if let Ok(w2) = w.try_clone() {
+                cmd.stdout(w).stderr(w2);
+                shared = Some(r);
+            }
+        }
+    }
+    if shared.is_none() {
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    }
     // SAFETY: only sigaction, async-signal-safe, runs between fork and exec.
     unsafe {
         cmd.pre_exec(move || {
@@ -252,6 +263,8 @@ pub fn run(command: &[OsString]) -> Result<(ExitStatus, Found), StartError> {
             });
         }
     };
+    // The command holds the write ends of a shared pipe: drop ours, so its end is seen.
+    drop(cmd);
     CHILD_PID.store(child.id() as i32, Ordering::SeqCst);
     let old_term = set_handler(
         libc::SIGTERM,
@@ -265,10 +278,13 @@ pub fn run(command: &[OsString]) -> Result<(ExitStatus, Found), StartError> {
     let out_stream = Stream::new();
     let err_stream = Stream::new();
     let readers = [
-        child
-            .stdout
-            .take()
-            .map(|r| pump(r, out, Arc::clone(&out_stream))),
+        match shared {
+            Some(r) => Some(pump(r, out, Arc::clone(&out_stream))),
+            None => child
+                .stdout
+                .take()
+                .map(|r| pump(r, out, Arc::clone(&out_stream))),
+        },
         child
             .stderr
             .take()
@@ -311,6 +327,18 @@ fn restore(int: &libc::sigaction, quit: &libc::sigaction) {
     unsafe {
         libc::sigaction(libc::SIGINT, int, std::ptr::null_mut());
         libc::sigaction(libc::SIGQUIT, quit, std::ptr::null_mut());
+    }
+}
+
+/// Are both open and the same file (device and inode)?
+fn same_file(a: Option<&File>, b: Option<&File>) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (
+        a.and_then(|f| f.metadata().ok()),
+        b.and_then(|f| f.metadata().ok()),
+    ) {
+        (Some(x), Some(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+        _ => false,
     }
 }
 

@@ -376,3 +376,21 @@ fn usage_errors() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn stdout_and_stderr_to_one_file_keep_their_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = "i=0; while [ $i -lt 300 ]; do echo out$i; echo err$i >&2; i=$((i+1)); done";
+    let (mut r, w) = std::io::pipe().unwrap();
+    let mut cmd = wrap(&dir.path().join("spool"), &["sh", "-c", script]);
+    cmd.stdin(Stdio::null())
+        .stdout(w.try_clone().unwrap())
+        .stderr(w);
+    let mut child = cmd.spawn().unwrap();
+    drop(cmd);
+    let mut got = String::new();
+    r.read_to_string(&mut got).unwrap();
+    assert!(child.wait().unwrap().success());
+    let want: String = (0..300).map(|i| format!("out{i}\nerr{i}\n")).collect();
+    assert_eq!(got, want);
+}
