@@ -348,3 +348,73 @@ fn large_output_is_scanned_in_bounded_memory() {
     let f = s.finish();
     assert_eq!(f.len(), 1);
 }
+
+/// Output cut short anywhere: nothing panics, and nothing is made up. Every record found in
+/// a prefix is one of the whole output's records (a `/cost` line cut before its `($...)`
+/// lacks the stated cost; a server-sent-event stream cut before its `message_delta` reports
+/// the usage of `message_start`).
+#[test]
+fn every_prefix_of_every_fixture() {
+    let names = [
+        "claude_json_result.txt",
+        "claude_stream_json.jsonl",
+        "claude_verbose_json_array.txt",
+        "api_message_curl.txt",
+        "api_message_jq_color.txt",
+        "api_sse_stream.txt",
+        "batch_results.jsonl",
+        "sdk_usage_repr.txt",
+        "sdk_message_repr.txt",
+        "cost_block.txt",
+        "cost_block_unknown_models.txt",
+        "malformed.txt",
+    ];
+    for name in names {
+        let bytes = fixture(name);
+        let whole = recognise(&bytes);
+        for cut in 0..bytes.len() {
+            for r in recognise(&bytes[..cut]) {
+                let known = whole.iter().any(|w| {
+                    let mut w = w.clone();
+                    if r.shape == Shape::CostBlock && r.stated_cost_usd.is_none() {
+                        w.stated_cost_usd = None;
+                    }
+                    if r.shape == Shape::ApiMessageStream {
+                        return w.identity == r.identity;
+                    }
+                    w == r
+                });
+                assert!(known, "{name} cut at {cut}: made-up record {r:#?}");
+            }
+        }
+    }
+}
+
+/// Random bytes (with the characters the recognisers look for) in random chunks: no panic.
+#[test]
+fn random_garbage_does_not_panic() {
+    let alphabet: &[u8] =
+        b"{}[]\"\\:,()=' \n\rUsage(Message(Total cost:$0123456789.kmtruefalsenull\x1b[m\xff\xe2";
+    let mut x: u64 = 42;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for _ in 0..200 {
+        let len = (next() % 4000) as usize;
+        let bytes: Vec<u8> = (0..len)
+            .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
+            .collect();
+        let mut s = Scanner::new();
+        let mut i = 0;
+        while i < bytes.len() {
+            let n = 1 + (next() % 64) as usize;
+            s.feed(&bytes[i..(i + n).min(bytes.len())]);
+            s.take_found();
+            i += n;
+        }
+        s.finish();
+    }
+}

@@ -158,22 +158,22 @@ fn model_line(t: &str) -> Option<ModelLine> {
         web_search: 0,
         cost_usd,
     };
-    let mut seen = 0;
+    // Claude Code prints all four counts; a line with fewer is not this shape, or was cut.
+    let mut seen = [false; 4];
     for part in rest.split(',') {
         let part = part.trim();
         let (n, what) = part.split_once(' ')?;
         let n = count(n)?;
         match what.trim() {
-            "input" => m.input = n,
-            "output" => m.output = n,
-            "cache read" => m.cache_read = n,
-            "cache write" => m.cache_write = n,
+            "input" => (m.input, seen[0]) = (n, true),
+            "output" => (m.output, seen[1]) = (n, true),
+            "cache read" => (m.cache_read, seen[2]) = (n, true),
+            "cache write" => (m.cache_write, seen[3]) = (n, true),
             "web search" | "web searches" => m.web_search = n,
             _ => return None,
         }
-        seen += 1;
     }
-    (seen >= 2).then_some(m)
+    seen.iter().all(|s| *s).then_some(m)
 }
 
 #[cfg(test)]

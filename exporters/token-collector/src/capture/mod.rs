@@ -212,6 +212,11 @@ impl Scanner {
         }
         if (b.is_ascii_alphabetic()) && !(prev.is_ascii_alphanumeric() || prev == b'_') {
             if REPR_MARKERS.iter().any(|m| rest.starts_with(m)) {
+                // `usage=Usage(...)` of an enclosing repr that could not be read whole (cut
+                // short): its usage has an id somewhere, so it is not counted as anonymous.
+                if buf[..i].ends_with(b"usage=") {
+                    return Step::Next;
+                }
                 return match pyrepr::parse_call(rest, MAX_CANDIDATE) {
                     pyrepr::Parsed::Complete(v, n) => {
                         self.top_level(&v, false);
@@ -302,7 +307,8 @@ impl Scanner {
     }
 
     fn cost_block(&mut self, block: cost_block::Block) {
-        let single = block.models.len() == 1;
+        // The stated cost is the model line's own `($...)`: the block's total is not used,
+        // since a block cut short would give it to the models that were printed.
         for m in block.models {
             self.found.push(Recognised {
                 shape: Shape::CostBlock,
@@ -318,9 +324,7 @@ impl Scanner {
                     web_fetch_requests: 0,
                 },
                 speed: Speed::Standard,
-                stated_cost_usd: m
-                    .cost_usd
-                    .or(if single { block.total_cost_usd } else { None }),
+                stated_cost_usd: m.cost_usd,
             });
         }
     }
