@@ -37,6 +37,7 @@ from odin.prometheus import Stack, Target
 EXPORTER = manifest.get("token-collector")
 TZ = "America/New_York"
 SECRET = "sk-ant-FAKE-SECRET-7f3a9c1e5b2d4680"
+UNPRICED = "claude-imaginary-9-20261101"  # no price anywhere
 TYPES = ["input", "output", "cache_read", "cache_write_5m", "cache_write_1h"]
 
 # Anthropic's list prices in USD per million tokens (anthropic.com/pricing, as of 2026-11):
@@ -139,28 +140,13 @@ def metric_sum(samples, metric: str, **labels) -> float:
                if name == metric and all(dict(ls).get(k) == w for k, w in labels.items()))
 
 
-def report_daily(report) -> dict[tuple[str, str], tuple[dict, float]]:
-    """token-collector's `report daily --json` per (day, model): tokens by type and cost."""
-    rows = report.get("daily", report) if isinstance(report, dict) else report
+def report_daily(report: dict) -> dict[tuple[str, str], tuple[dict, float]]:
+    """token-collector's `report daily --json` ({"daily": [{"period", "models": {model: sums}}]})
+    per (day, model): tokens by type and cost."""
     out = {}
-    for row in rows:
-        day = row.get("date") or row.get("day") or row.get("period")
-        for m in row.get("models") or row.get("modelBreakdowns") or []:
-            model = m.get("model") or m.get("modelName")
-            tok = m.get("tokens") if isinstance(m.get("tokens"), dict) else m
-            get = lambda *keys: next((tok[k] for k in keys if k in tok), 0)
-            usage = {"input": get("input", "inputTokens", "input_tokens"),
-                     "output": get("output", "outputTokens", "output_tokens"),
-                     "cache_read": get("cache_read", "cacheReadTokens", "cache_read_tokens"),
-                     "cache_write_5m": get("cache_write_5m", "cacheWrite5mTokens", "cache_write_5m_tokens"),
-                     "cache_write_1h": get("cache_write_1h", "cacheWrite1hTokens", "cache_write_1h_tokens")}
-            cost = m.get("cost_usd", m.get("cost", m.get("costUSD", 0.0)))
-            key = (day, model)
-            if key in out:  # rows per project: sum them
-                prev, pc = out[key]
-                usage = {k: usage[k] + prev[k] for k in usage}
-                cost += pc
-            out[key] = (usage, cost)
+    for row in report["daily"]:
+        for model, m in row["models"].items():
+            out[(row["period"], model)] = ({t: m[t] for t in TYPES}, m["cost_usd"])
     return out
 
 
@@ -250,6 +236,21 @@ def test_claude_total_cost_is_the_price_table(claude_runs):
         assert abs(run.result["total_cost_usd"] - want) < 1e-9, (name, run.result["total_cost_usd"], want)
 
 
+def test_claude_transcripts_read_by_ccusage_as_the_fake_answered(claude_runs):
+    """ccusage on the real client's transcripts: the fake's usages and Claude Code's cost."""
+    home, api, runs, _ = claude_runs
+    handed = api.by_id()
+    written = transcript_responses(home.config)
+    day = datetime.now(ZoneInfo(TZ)).date().isoformat()
+    want = defaultdict(Usage)
+    for mid in written:
+        want[(day, handed[mid].model)] = want[(day, handed[mid].model)] + handed[mid].usage
+    got = ccusage_daily(home.config, TZ)
+    assert {k: v for k, (v, _) in got.items()} == {k: _tok(u) for k, u in want.items()}
+    claude_total = sum(r.result["total_cost_usd"] for r in runs.values())
+    assert abs(sum(c for _, c in got.values()) - claude_total) < 1e-9
+
+
 @pytest.fixture(scope="module")
 def claude_collector(claude_runs, tmp_path_factory):
     home, api, runs, wrap_state = claude_runs
@@ -290,7 +291,8 @@ def test_claude_collector_counts_the_wrapped_run_once(claude_runs, claude_collec
     assert "wrap" in runs, "token-collector binary missing: no wrapped run"
     s = claude_collector.samples()
     assert metric_sum(s, "llm_tokens_total", source="terminal") == 0, "the wrapped run was counted from its capture too"
-    assert metric_sum(s, "llm_requests_total", source="claude_code") == sum(len(r.replies) for r in runs.values())
+    written = transcript_responses(claude_runs[0].config)
+    assert metric_sum(s, "llm_requests_total", source="claude_code") == len(written)
 
 
 def test_claude_collector_projects_and_models(claude_runs, claude_collector):
@@ -461,10 +463,14 @@ def scenario(tmp_path_factory, claude_runs):
     work = tmp_path_factory.mktemp("e2e-token")
     today = datetime.now(ZoneInfo(TZ)).date()
     hist = transcripts.generate(work / "history", seed=11, start=today - timedelta(days=6), days=3, tz=TZ)
+    # A model without a price, so that llm_unpriced_tokens_total (and its alert) has a series.
+    unpriced = transcripts.generate(work / "unpriced", seed=12, start=today - timedelta(days=4), days=1,
+                                    sessions_per_day=1, tz=TZ, models=[UNPRICED])
     return Stack(work, EXPORTER["name"], [
         Target("token", [binary(EXPORTER["name"]), f"--claude.config-dir={hist.root}",
-                         f"--claude.config-dir={home.config}", f"--storage.path={work / 'state.db'}",
-                         f"--timezone={TZ}"], env={"TZ": TZ}),
+                         f"--claude.config-dir={unpriced.root}", f"--claude.config-dir={home.config}",
+                         f"--storage.path={work / 'state.db'}", f"--timezone={TZ}",
+                         "--budget.day-usd=5", "--budget.block-usd=2"], env={"TZ": TZ}),
     ])
 
 
