@@ -18,7 +18,7 @@
 use std::ffi::OsString;
 use std::fs::File;
 use std::io::{ErrorKind, Read, Write};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
@@ -234,10 +234,10 @@ pub fn run(command: &[OsString]) -> Result<(ExitStatus, Found), StartError> {
     // both, so that their interleaving is kept exactly.
     let mut shared = None;
     if same_file(out.as_ref(), err.as_ref()) {
-        if let Ok((r, w)) = std::io::pipe() {
+        if let Ok((r, w)) = pipe() {
             if let Ok(w2) = w.try_clone() {
                 cmd.stdout(w).stderr(w2);
-                shared = Some(r);
+                shared = Some(File::from(r));
             }
         }
     }
@@ -328,6 +328,17 @@ fn restore(int: &libc::sigaction, quit: &libc::sigaction) {
         libc::sigaction(libc::SIGINT, int, std::ptr::null_mut());
         libc::sigaction(libc::SIGQUIT, quit, std::ptr::null_mut());
     }
+}
+
+/// A pipe (read end, write end), both close-on-exec (the command gets its end as stdout).
+fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: fds has room for the two descriptors pipe2 writes.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: both descriptors were just opened and are owned by nothing else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
 /// Are both open and the same file (device and inode)?

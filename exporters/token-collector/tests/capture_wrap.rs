@@ -4,6 +4,7 @@
 //! the command line, environment or output text).
 
 use std::io::{BufRead, BufReader, Read, Write};
+use std::os::fd::FromRawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -381,7 +382,16 @@ fn usage_errors() {
 fn stdout_and_stderr_to_one_file_keep_their_order() {
     let dir = tempfile::tempdir().unwrap();
     let script = "i=0; while [ $i -lt 300 ]; do echo out$i; echo err$i >&2; i=$((i+1)); done";
-    let (mut r, w) = std::io::pipe().unwrap();
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: fds has room for the two descriptors.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    // SAFETY: both were just opened and are owned here.
+    let (mut r, w) = unsafe {
+        (
+            std::fs::File::from_raw_fd(fds[0]),
+            std::os::fd::OwnedFd::from_raw_fd(fds[1]),
+        )
+    };
     let mut cmd = wrap(&dir.path().join("spool"), &["sh", "-c", script]);
     cmd.stdin(Stdio::null())
         .stdout(w.try_clone().unwrap())
