@@ -404,6 +404,9 @@ def test_ccusage_collector_equals_ccusage_plus_known_differences(tree, ccusage, 
         want = {t: cc[t] + d[t] - x[t] for t in cc}
         if got4 != want:
             problems.append(f"{key}: collector {got4}, ccusage {cc} + dropped {d} - doubled {x}")
+        print(f"{key[0]} {key[1]:28} ccusage {[cc[t] for t in cc]} ${ccusage.get(key, (0, 0.0))[1]:.6f}"
+              f" collector {[got4[t] for t in got4]} ${collector_daily.get(key, (0, 0.0))[1]:.6f}"
+              f" dropped {[d[t] for t in d]} doubled {[x[t] for t in x]}")
     assert not problems, "\n".join(problems)
 
 
