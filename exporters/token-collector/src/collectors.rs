@@ -140,6 +140,17 @@ impl Collector for Ingest {
             .map(|(d, _)| d.display().to_string())
             .collect();
         let mut s = format!("following {}", dirs.join(", "));
+        let missing: Vec<String> = st
+            .ingester
+            .sources
+            .watch_dirs()
+            .iter()
+            .filter(|(d, _)| !d.is_dir())
+            .map(|(d, _)| d.display().to_string())
+            .collect();
+        if !missing.is_empty() {
+            s.push_str(&format!(" (not there yet: {})", missing.join(", ")));
+        }
         if let Some(e) = &st.watch_error {
             s.push_str("; ");
             s.push_str(e);

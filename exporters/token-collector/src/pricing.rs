@@ -278,6 +278,25 @@ mod tests {
         assert!(close(h, 0.3));
     }
 
+    /// Where ccusage computes differently (docs/token-collector.md): ccusage prices each token
+    /// type on its own, only the tokens of a type beyond 200k at the higher price. Anthropic
+    /// prices the whole request at the long-context rates once input + cache reads + cache
+    /// writes exceed 200k. Request: 150,000 input, 60,000 cache read, 1,000 output on Claude
+    /// Sonnet 4.5 (210,000 input tokens in all).
+    #[test]
+    fn long_context_worked_example_differs_from_ccusage() {
+        let p = Pricing::shipped();
+        let us = u(150_000, 1000, 60_000, 0, 0);
+        let ours = p.cost("claude-sonnet-4-5-20250929", &us, Speed::Standard).unwrap();
+        // 150,000 x $6 + 60,000 x $0.60 + 1,000 x $22.50 (per MTok) = $0.9585
+        assert!(close(ours, 0.9585));
+        // ccusage: no type exceeds 200k, so all at base prices:
+        // 150,000 x $3 + 60,000 x $0.30 + 1,000 x $15 = $0.483
+        let per_type_base = 150_000.0 * 3.0 / 1e6 + 60_000.0 * 0.3 / 1e6 + 1000.0 * 15.0 / 1e6;
+        assert!(close(per_type_base, 0.483));
+        assert!(ours > per_type_base);
+    }
+
     #[test]
     fn fast_speed_and_web_search() {
         let p = Pricing::shipped();

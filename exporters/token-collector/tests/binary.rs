@@ -255,3 +255,103 @@ fn report_answers_from_the_database() {
     );
     assert!(!table.contains(SECRET));
 }
+
+/// A tree of `projects` x `sessions` transcripts of `responses` responses, each written as
+/// three streaming lines with growing output, plus a user line.
+fn generate_tree(root: &Path, projects: usize, sessions: usize, responses: usize) {
+    let models = [
+        "claude-sonnet-4-5-20250929",
+        "claude-opus-4-1-20250805",
+        "claude-haiku-4-5-20251001",
+    ];
+    for p in 0..projects {
+        let dir = root.join(format!("projects/-home-u-p{p}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        for s in 0..sessions {
+            let mut text = String::new();
+            for r in 0..responses {
+                let model = models[(p + s + r) % 3];
+                let ts = format!(
+                    "2026-11-{:02}T{:02}:{:02}:00.000Z",
+                    1 + r % 24,
+                    r % 24,
+                    r % 60
+                );
+                text.push_str(&format!(
+                    r#"{{"type":"user","cwd":"/home/u/p{p}","sessionId":"s{p}-{s}","message":{{"role":"user","content":"{}"}},"timestamp":"{ts}"}}"#,
+                    "x".repeat(200)
+                ));
+                text.push('\n');
+                for out in [1, 10, 10 + (r * 7) % 400] {
+                    text.push_str(&format!(
+                        r#"{{"type":"assistant","cwd":"/home/u/p{p}","sessionId":"s{p}-{s}","message":{{"id":"msg_{p}_{s}_{r}","model":"{model}","content":[{{"type":"text","text":"y"}}],"usage":{{"input_tokens":{},"cache_creation_input_tokens":100,"cache_read_input_tokens":20000,"output_tokens":{out}}}}},"requestId":"req_{p}_{s}_{r}","timestamp":"{ts}"}}"#,
+                        1 + r % 50
+                    ));
+                    text.push('\n');
+                }
+            }
+            std::fs::write(dir.join(format!("s{s}.jsonl")), text).unwrap();
+        }
+    }
+}
+
+/// The counters that must come out the same however often the import is killed.
+fn counters(body: &str) -> Vec<String> {
+    body.lines()
+        .filter(|l| {
+            l.starts_with("llm_tokens_total")
+                || l.starts_with("llm_cost_usd_total")
+                || l.starts_with("llm_requests_total")
+                || l.starts_with("llm_ingest_lines_total")
+        })
+        .map(|l| l.to_string())
+        .collect()
+}
+
+fn crash_test(kills: usize) {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("claude");
+    generate_tree(&config, 3, 4, 300);
+    let home = tmp.path().to_str().unwrap().to_string();
+    let base = |db: &Path| {
+        vec![
+            format!("--claude.config-dir={}", config.display()),
+            format!("--storage.path={}", db.display()),
+            "--timezone=UTC".to_string(),
+        ]
+    };
+    let reference = {
+        let out = EXPORTER.once(&base(&tmp.path().join("ref/state.db")), &[("HOME", &home)]);
+        assert!(out.status.success());
+        counters(&String::from_utf8(out.stdout).unwrap())
+    };
+    assert!(reference.len() > 10);
+    let db = tmp.path().join("crash/state.db");
+    // A small deterministic generator of kill delays.
+    let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
+    for _ in 0..kills {
+        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+        let delay = Duration::from_millis((seed >> 33) % 1200);
+        let mut x = EXPORTER.start(&base(&db), &[("HOME", &home)]);
+        std::thread::sleep(delay);
+        x.signal(libc::SIGKILL);
+        x.wait(Duration::from_secs(10));
+    }
+    let out = EXPORTER.once(&base(&db), &[("HOME", &home)]);
+    assert!(out.status.success());
+    let after = counters(&String::from_utf8(out.stdout).unwrap());
+    assert_eq!(after, reference);
+}
+
+#[test]
+fn kill_9_during_import_loses_and_counts_nothing_twice() {
+    crash_test(5);
+}
+
+/// The issue's 100 random kill points (on demand: `cargo test -p token-collector --test
+/// binary -- --ignored`).
+#[test]
+#[ignore]
+fn kill_9_at_100_points() {
+    crash_test(100);
+}
