@@ -287,7 +287,9 @@ mod tests {
     fn long_context_worked_example_differs_from_ccusage() {
         let p = Pricing::shipped();
         let us = u(150_000, 1000, 60_000, 0, 0);
-        let ours = p.cost("claude-sonnet-4-5-20250929", &us, Speed::Standard).unwrap();
+        let ours = p
+            .cost("claude-sonnet-4-5-20250929", &us, Speed::Standard)
+            .unwrap();
         // 150,000 x $6 + 60,000 x $0.60 + 1,000 x $22.50 (per MTok) = $0.9585
         assert!(close(ours, 0.9585));
         // ccusage: no type exceeds 200k, so all at base prices:
