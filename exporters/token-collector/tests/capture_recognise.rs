@@ -368,6 +368,7 @@ fn every_prefix_of_every_fixture() {
         "cost_block.txt",
         "cost_block_unknown_models.txt",
         "malformed.txt",
+        "sdk_stream_events_repr.txt",
     ];
     for name in names {
         let bytes = fixture(name);
@@ -417,4 +418,31 @@ fn random_garbage_does_not_panic() {
         }
         s.finish();
     }
+}
+
+#[test]
+fn python_sdk_stream_events_give_the_final_usage() {
+    let f = found("sdk_stream_events_repr.txt");
+    assert_eq!(f.len(), 1, "{f:#?}");
+    let r = &f[0];
+    assert_eq!(r.shape, Shape::ApiMessageStream);
+    assert_eq!(r.identity, message("msg_01ReprStream000000000001"));
+    assert_eq!(r.model.as_deref(), Some("claude-sonnet-4-5-20250929"));
+    assert_eq!(
+        r.usage,
+        Usage {
+            input: 21,
+            output: 42,
+            cache_read: 1500,
+            ..Usage::default()
+        }
+    );
+}
+
+#[test]
+fn python_debug_prints_of_usage_are_counted() {
+    let out = b"response.usage=Usage(input_tokens=5, output_tokens=6)\nusage=Usage(input_tokens=7, output_tokens=8)\n";
+    let f = recognise(out);
+    assert_eq!(f.len(), 2, "{f:#?}");
+    assert_eq!((f[0].usage.input, f[1].usage.input), (5, 7));
 }

@@ -212,9 +212,10 @@ impl Scanner {
         }
         if (b.is_ascii_alphabetic()) && !(prev.is_ascii_alphanumeric() || prev == b'_') {
             if REPR_MARKERS.iter().any(|m| rest.starts_with(m)) {
-                // `usage=Usage(...)` of an enclosing repr that could not be read whole (cut
-                // short): its usage has an id somewhere, so it is not counted as anonymous.
-                if buf[..i].ends_with(b"usage=") {
+                // A keyword argument (`..., usage=Usage(...)`, `(message=Message(...`) of an
+                // enclosing repr that could not be read whole (cut short): part of something
+                // larger (a message with an id, a stream event), not counted on its own.
+                if is_keyword_argument(&buf[..i]) {
                     return Step::Next;
                 }
                 return match pyrepr::parse_call(rest, MAX_CANDIDATE) {
@@ -337,6 +338,25 @@ fn after_message_key(before: &[u8]) -> bool {
         return false;
     };
     t.trim_ascii_end().ends_with(b"\"message\"")
+}
+
+/// Does `before` end with `(name=` or `, name=` (a keyword argument inside a repr)? Not
+/// `x.usage=` (Python's `f"{x.usage=}"`) nor `usage=` at the start of a line.
+fn is_keyword_argument(before: &[u8]) -> bool {
+    let Some(t) = before.strip_suffix(b"=") else {
+        return false;
+    };
+    let name_start = t
+        .iter()
+        .rposition(|b| !(b.is_ascii_alphanumeric() || *b == b'_'))
+        .map_or(0, |p| p + 1);
+    if name_start == t.len() {
+        return false;
+    }
+    matches!(
+        t[..name_start].trim_ascii_end().last(),
+        Some(b'(') | Some(b',')
+    )
 }
 
 /// Could `tail` (the last bytes of the buffer) be the start of a marker cut by a read?
