@@ -369,6 +369,7 @@ fn every_prefix_of_every_fixture() {
         "cost_block_unknown_models.txt",
         "malformed.txt",
         "sdk_stream_events_repr.txt",
+        "node_console_log.txt",
     ];
     for name in names {
         let bytes = fixture(name);
@@ -445,4 +446,30 @@ fn python_debug_prints_of_usage_are_counted() {
     let f = recognise(out);
     assert_eq!(f.len(), 2, "{f:#?}");
     assert_eq!((f[0].usage.input, f[1].usage.input), (5, 7));
+}
+
+#[test]
+fn node_console_log_of_a_message() {
+    let f = found("node_console_log.txt");
+    assert_eq!(
+        f.len(),
+        1,
+        "a bare usage object has no shape of its own: {f:#?}"
+    );
+    let r = &f[0];
+    assert_eq!(r.shape, Shape::ApiMessage);
+    assert_eq!(r.identity, message("msg_01NodeConsoleLog000000001"));
+    assert_eq!(r.model.as_deref(), Some("claude-sonnet-4-5-20250929"));
+    assert_eq!(
+        r.usage,
+        Usage {
+            input: 14,
+            output: 9,
+            cache_read: 0,
+            cache_write_5m: 48,
+            cache_write_1h: 2000,
+            web_search_requests: 1,
+            web_fetch_requests: 0,
+        }
+    );
 }

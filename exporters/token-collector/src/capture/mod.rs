@@ -207,6 +207,16 @@ impl Scanner {
                     None => Step::Next,
                 },
                 span::Span::Incomplete if !eof => Step::Wait,
+                span::Span::Invalid if starts_js_object(rest) => {
+                    match pyrepr::parse_js_object(rest, MAX_CANDIDATE) {
+                        pyrepr::Parsed::Complete(v, n) => {
+                            self.top_level(&v, after_message_key(&buf[..i]));
+                            Step::Took(n)
+                        }
+                        pyrepr::Parsed::Incomplete if !eof => Step::Wait,
+                        _ => Step::Next,
+                    }
+                }
                 _ => Step::Next,
             };
         }
@@ -331,13 +341,30 @@ impl Scanner {
     }
 }
 
-/// Does `before` end with `"message":` (whitespace allowed)?
+/// `{ name:` (or `{` at the end of a line, then `name:`): an object literal as Node prints it.
+fn starts_js_object(rest: &[u8]) -> bool {
+    let t = rest[1..].trim_ascii_start();
+    let n = t
+        .iter()
+        .position(|b| !(b.is_ascii_alphanumeric() || *b == b'_'))
+        .unwrap_or(t.len());
+    n > 0 && !t[0].is_ascii_digit() && t[n..].trim_ascii_start().first() == Some(&b':')
+}
+
+/// Does `before` end with the key `"message":` (or Node's `, message:`) (whitespace allowed)?
 fn after_message_key(before: &[u8]) -> bool {
     let t = before.trim_ascii_end();
     let Some(t) = t.strip_suffix(b":") else {
         return false;
     };
-    t.trim_ascii_end().ends_with(b"\"message\"")
+    let t = t.trim_ascii_end();
+    if t.ends_with(b"\"message\"") {
+        return true;
+    }
+    // Node's `message: {` inside an object literal: `{` or `,` before the key.
+    t.strip_suffix(b"message")
+        .and_then(|k| k.trim_ascii_end().last())
+        .is_some_and(|b| *b == b'{' || *b == b',')
 }
 
 /// Does `before` end with `(name=` or `, name=` (a keyword argument inside a repr)? Not

@@ -27,6 +27,22 @@ type R<T> = Result<T, Fail>;
 
 const MAX_DEPTH: usize = 64;
 
+/// Reads the object literal `{ key: value, ... }` at the start of `buf` as Node's
+/// `console.log` prints it (bare keys, `'...'` strings, `null`, `undefined`, `[Object]`).
+pub fn parse_js_object(buf: &[u8], max: usize) -> Parsed {
+    let mut p = Parser {
+        buf,
+        pos: 0,
+        max,
+        depth: 0,
+    };
+    match p.dict() {
+        Ok(v) => Parsed::Complete(v, p.pos),
+        Err(Fail::Incomplete) => Parsed::Incomplete,
+        Err(Fail::Invalid) => Parsed::Invalid,
+    }
+}
+
 /// Reads the call `Name(...)` at the start of `buf` (at most `max` bytes).
 pub fn parse_call(buf: &[u8], max: usize) -> Parsed {
     let mut p = Parser {
@@ -272,9 +288,9 @@ impl Parser<'_> {
                     return self.call(name);
                 }
                 Ok(match name.as_str() {
-                    "None" => Value::Null,
-                    "True" => Value::Bool(true),
-                    "False" => Value::Bool(false),
+                    "None" | "null" | "undefined" => Value::Null,
+                    "True" | "true" => Value::Bool(true),
+                    "False" | "false" => Value::Bool(false),
                     _ => Value::String(name),
                 })
             }
