@@ -404,3 +404,86 @@ fn stdout_and_stderr_to_one_file_keep_their_order() {
     let want: String = (0..300).map(|i| format!("out{i}\nerr{i}\n")).collect();
     assert_eq!(got, want);
 }
+
+/// The value of `series` (exact text before the value) in an exposition.
+fn sample(exposition: &str, series: &str) -> Option<f64> {
+    exposition
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// wrap's spool as the collector counts it (`--once`): a Claude Code result counts only for
+/// a session without a transcript, an API message once by its id however often it is
+/// printed, an SDK `Usage(...)` once per occurrence.
+#[test]
+fn the_collector_counts_the_spool_by_the_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    let work = dir.path().join("proj");
+    let cfg = dir.path().join("cfg");
+    std::fs::create_dir_all(&work).unwrap();
+    // A transcript of the session of claude_json_result.txt.
+    let sid = "6f1e2d3c-4b5a-4987-9a1b-2c3d4e5f6a7b";
+    let project = cfg.join("projects/-proj");
+    std::fs::create_dir_all(&project).unwrap();
+    std::fs::write(
+        project.join(format!("{sid}.jsonl")),
+        format!(
+            "{{\"type\":\"assistant\",\"sessionId\":\"{sid}\",\"uuid\":\"u1\",\"requestId\":\"req_1\",\"timestamp\":\"2026-11-25T10:00:00.000Z\",\"cwd\":\"/proj\",\"message\":{{\"id\":\"msg_t1\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"claude-sonnet-4-5-20250929\",\"usage\":{{\"input_tokens\":1,\"output_tokens\":2}}}}}}\n"
+        ),
+    )
+    .unwrap();
+    let cat = |names: &[&str]| {
+        let mut args = vec!["cat".to_string()];
+        args.extend(
+            names
+                .iter()
+                .map(|n| fixture_path(n).to_str().unwrap().to_string()),
+        );
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = wrap(&spool, &args)
+            .current_dir(&work)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+    };
+    cat(&[
+        "claude_json_result.txt", // 2 records, session has a transcript: not counted
+        "claude_stream_json.jsonl", // 1 record, no transcript: counted
+        "api_message_curl.txt",   // counted
+        "sdk_usage_repr.txt",     // 2 anonymous: counted
+    ]);
+    cat(&["api_message_curl.txt", "sdk_usage_repr.txt"]); // message again: duplicate
+    let out = Command::new(BIN)
+        .arg("--once")
+        .arg(format!(
+            "--storage.path={}",
+            dir.path().join("state.db").display()
+        ))
+        .arg(format!("--spool.dir={}", spool.display()))
+        .arg(format!("--claude.config-dir={}", cfg.display()))
+        .env_remove("TOKEN_COLLECTOR_SPOOL_DIR")
+        .env_remove("TOKEN_COLLECTOR_STORAGE_PATH")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let terminal = |model: &str| {
+        sample(
+            &text,
+            &format!("llm_requests_total{{source=\"terminal\",provider=\"anthropic\",model=\"{model}\",project=\"proj\"}}"),
+        )
+    };
+    assert_eq!(terminal("claude-sonnet-4-5-20250929"), None, "{text}");
+    assert_eq!(terminal("claude-haiku-4-5-20251001"), None, "{text}");
+    assert_eq!(terminal("claude-opus-4-1-20250805"), Some(1.0), "{text}");
+    // The stream-json result (no modelUsage) and four SDK usages.
+    assert_eq!(terminal("unknown"), Some(5.0), "{text}");
+    assert_eq!(
+        sample(
+            &text,
+            "llm_tokens_total{source=\"terminal\",provider=\"anthropic\",model=\"claude-opus-4-1-20250805\",project=\"proj\",type=\"cache_write_1h\"}"
+        ),
+        Some(2000.0)
+    );
+}
