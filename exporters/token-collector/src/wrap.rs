@@ -14,6 +14,11 @@
 //! `wrap` outlives CMD and records what it saw; SIGTERM and SIGHUP sent to `wrap` alone are
 //! passed on to CMD. When the reader of `wrap`'s stdout goes away, `wrap` closes CMD's pipe
 //! too, so CMD gets SIGPIPE as it would have without `wrap`.
+//!
+//! CMD's stdout and stderr are pipes (one pipe for both when `wrap`'s stdout and stderr are
+//! the same file, as with `2>&1` or a terminal, so that their order is kept). Once CMD has
+//! exited, `wrap` waits at most 0.5 s for the end of its output: a background process CMD left
+//! holding the pipe loses its later output (a shell pipeline would wait for it).
 
 use std::ffi::OsString;
 use std::fs::File;
