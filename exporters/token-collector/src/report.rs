@@ -170,6 +170,27 @@ fn sums_from(r: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<Sums> {
 const SUMS: &str = "SUM(input), SUM(output), SUM(cache_read), SUM(cw5), SUM(cw1h), SUM(cost),
      SUM(requests)";
 
+/// Models in range without a price (their tokens are in the report, their cost is not).
+fn unpriced(conn: &Connection, f: &Filter) -> anyhow::Result<Vec<String>> {
+    let sql =
+        format!("SELECT DISTINCT model FROM requests WHERE priced = 0 AND {WHERE} ORDER BY model");
+    let mut st = conn.prepare(&sql)?;
+    let rows = st.query_map(params![f.from_ms, f.to_ms, f.project, f.model], |r| {
+        r.get(0)
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+fn unpriced_note(models: &[String]) -> String {
+    if models.is_empty() {
+        return String::new();
+    }
+    format!(
+        "no price for {} (tokens included, cost not; see --pricing.file)\n",
+        models.join(", ")
+    )
+}
+
 /// Days or months.
 fn periods(
     conn: &Connection,
@@ -376,6 +397,10 @@ pub fn render(
                 let mut m = serde_json::Map::new();
                 m.insert(key.into(), serde_json::to_value(&rows)?);
                 m.insert("totals".into(), serde_json::to_value(&totals)?);
+                m.insert(
+                    "unpriced_models".into(),
+                    serde_json::to_value(unpriced(conn, &f)?)?,
+                );
                 return Ok(serde_json::to_string_pretty(&m)? + "\n");
             }
             let first = if a.kind == Kind::Daily {
@@ -397,14 +422,15 @@ pub fn render(
             let mut cells = vec!["total".to_string(), String::new()];
             cells.extend(sums_cells(&totals));
             body.push(cells);
-            Ok(table(&header, &body))
+            Ok(table(&header, &body) + &unpriced_note(&unpriced(conn, &f)?))
         }
         Kind::Session => {
             let rows = sessions(conn, &f, tz)?;
             if a.json {
-                return Ok(
-                    serde_json::to_string_pretty(&serde_json::json!({ "sessions": rows }))? + "\n",
-                );
+                let models = unpriced(conn, &f)?;
+                return Ok(serde_json::to_string_pretty(
+                    &serde_json::json!({ "sessions": rows, "unpriced_models": models }),
+                )? + "\n");
             }
             let mut header = vec!["session", "project", "last activity", "models"];
             header.extend(SUM_HEADER);
@@ -421,7 +447,7 @@ pub fn render(
                     c
                 })
                 .collect();
-            Ok(table(&header, &body))
+            Ok(table(&header, &body) + &unpriced_note(&unpriced(conn, &f)?))
         }
         Kind::Blocks => {
             let rows = block_rows(conn, &f, tz, now_ms)?;

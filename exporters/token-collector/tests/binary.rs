@@ -355,3 +355,37 @@ fn kill_9_during_import_loses_and_counts_nothing_twice() {
 fn kill_9_at_100_points() {
     crash_test(100);
 }
+
+#[test]
+fn the_default_spool_next_to_the_database_is_ingested() {
+    let e = env();
+    let spool = e.db.parent().unwrap().join("spool");
+    std::fs::create_dir_all(&spool).unwrap();
+    let line = serde_json::json!({
+        "identity": {"kind": "anonymous", "occurrence": "w1.jsonl:1"},
+        "model": "claude-haiku-4-5",
+        "usage": {"input": 1000, "output": 100, "cache_read": 0, "cache_write_5m": 0,
+                  "cache_write_1h": 0, "web_search_requests": 0, "web_fetch_requests": 0},
+        "speed": "standard",
+        "stated_cost_usd": null,
+        "seen_at_ms": 1_795_600_800_000_i64,
+        "cwd": "/home/u/src/gamma"
+    });
+    std::fs::write(spool.join("w1.jsonl"), format!("{line}\nnot json\n")).unwrap();
+    let body = once(&e);
+    let series =
+        r#"source="terminal",provider="anthropic",model="claude-haiku-4-5",project="gamma""#;
+    assert_eq!(
+        value(
+            &body,
+            &format!("llm_tokens_total{{{series},type=\"input\"}}")
+        ),
+        1000.0
+    );
+    assert!((value(&body, &format!("llm_cost_usd_total{{{series}}}")) - 0.0015).abs() < 1e-12);
+    assert_eq!(
+        value(&body, r#"llm_ingest_lines_total{outcome="malformed"}"#),
+        2.0
+    );
+    assert_eq!(value(&body, "llm_ingest_files_followed"), 4.0);
+}
