@@ -54,10 +54,14 @@ pub struct ReportArgs {
     #[arg(long, value_name = "MODEL")]
     pub model: Option<String>,
     /// IANA time zone of days and months. Default: the local zone.
-    #[arg(long, value_name = "TZ")]
+    #[arg(long, value_name = "TZ", env = "TOKEN_COLLECTOR_TIMEZONE")]
     pub timezone: Option<String>,
     /// The database (default as for the exporter).
-    #[arg(long = "storage.path", value_name = "FILE")]
+    #[arg(
+        long = "storage.path",
+        value_name = "FILE",
+        env = "TOKEN_COLLECTOR_STORAGE_PATH"
+    )]
     pub storage_path: Option<PathBuf>,
 }
 
