@@ -31,7 +31,7 @@ from odin import REPO, checks, dashboards, manifest, metricsdoc, transcripts
 from odin.claude import CCUSAGE, CLAUDE, Home, ccusage_daily, run_claude, tool, transcript_responses
 from odin.exporters import Proc, binary, free_port, http_get, wait_http
 from odin.exposition import families, parse, promtool_findings
-from odin.fakeapi import FakeAnthropic, Usage, tool_then_text
+from odin.fakeapi import DELEGATE, FakeAnthropic, Usage, tool_then_text
 from odin.prometheus import Stack, Target
 
 EXPORTER = manifest.get("token-collector")
@@ -182,15 +182,16 @@ def test_fakeapi_answers_both_ways():
 @pytest.fixture(scope="module")
 def claude_runs(tmp_path_factory):
     """Three real Claude Code sessions against the fake API, each using the Bash tool once
-    (so two requests per session): one plain, one with a secret in its prompt, one through
-    `token-collector wrap`. Yields (home, api, {name: Run}, wrap spool dir)."""
+    (so two requests per session): one plain; one with a secret in its prompt that delegates
+    to a subagent (which runs Bash: four requests, a file under <session>/subagents/); one
+    through `token-collector wrap`. Yields (home, api, {name: Run}, wrap state dir)."""
     tool(CLAUDE)
     work = tmp_path_factory.mktemp("claude")
     home = Home(work / "home")
     runs = {}
     with FakeAnthropic(script=tool_then_text("echo hi")) as api:
         runs["plain"] = run_claude(home, api, "say hi using the shell", cwd=home.project("alpha"))
-        runs["secret"] = run_claude(home, api, f"remember the key {SECRET} and say hi",
+        runs["secret"] = run_claude(home, api, f"{DELEGATE}: remember the key {SECRET} and say hi",
                                     cwd=home.project("beta"))
         wrap_state = work / "wrap-state"
         try:
@@ -212,6 +213,13 @@ def test_claude_runs_succeed(claude_runs):
         assert run.returncode == 0 and not res.get("is_error"), (name, run.stderr[-2000:], res)
         assert res["num_turns"] >= 2, f"{name}: the Bash tool was not used: {res}"
     assert not api.unknown, f"Claude Code asked the fake API for {api.unknown}"
+
+
+def test_claude_subagent_wrote_its_own_file(claude_runs):
+    home, api, runs, _ = claude_runs
+    subs = list(home.config.glob("projects/*/*/subagents/*.jsonl"))
+    assert subs, "the delegating run wrote no subagent transcript"
+    assert len(runs["secret"].replies) == 4, [r.summary for r in runs["secret"].replies]
 
 
 def test_claude_wrote_every_response_to_its_transcript(claude_runs):

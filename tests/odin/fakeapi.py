@@ -13,8 +13,9 @@ message id (`msg_fake...`) and request id (`req_fake...`, also the `request-id` 
 a test can tell the responses Claude Code wrote into its transcripts from auxiliary ones.
 
 The reply's content comes from `script(body) -> list of blocks` (default: a text "ok").
-`tool_then_text` answers the first turn with a tool_use of Bash and the turn after the tool
-result with text, so one session makes several requests. POST /v1/messages/count_tokens
+`tool_then_text` answers the first turn with a tool_use of Bash (or of Agent, starting a
+subagent that runs Bash, when the prompt contains DELEGATE) and the turn after the tool result
+with text, so one session makes several requests and may write a subagent's file. POST /v1/messages/count_tokens
 answers a rough estimate; GET /v1/models lists a few models; anything else is logged.
 """
 from __future__ import annotations
@@ -85,22 +86,45 @@ def text_reply(body: dict) -> list[dict]:
 
 
 def _last_user_has_tool_result(body: dict) -> bool:
-    msgs = body.get("messages") or []
-    if not msgs or msgs[-1].get("role") != "user":
+    """Whether the last user message answers a tool_use (subagents' conversations may end
+    with a system message after it)."""
+    users = [m for m in body.get("messages") or [] if m.get("role") == "user"]
+    if not users:
         return False
-    content = msgs[-1].get("content")
+    content = users[-1].get("content")
     return isinstance(content, list) and any(
         isinstance(b, dict) and b.get("type") == "tool_result" for b in content)
 
 
-def tool_then_text(command: str = "echo hi"):
-    """A script: a tool_use of Bash running `command` when Bash is offered and the last user
-    message is not a tool result; text otherwise (the final answer, and auxiliary requests)."""
+def _first_user_text(body: dict) -> str:
+    msgs = body.get("messages") or []
+    content = msgs[0].get("content") if msgs else ""
+    if isinstance(content, list):
+        return " ".join(b.get("text", "") for b in content if isinstance(b, dict))
+    return content or ""
+
+
+DELEGATE = "DELEGATE-TO-A-SUBAGENT"
+
+
+def tool_then_text(command: str = "echo hi", subagent_model: str | None = None):
+    """A script: when the last user message is a tool result, the final text answer; else,
+    when the conversation's first message contains DELEGATE and the Agent tool is offered, a
+    tool_use of Agent (a subagent, on the parent's model unless `subagent_model` names an
+    alias such as `haiku`, whose own conversation then runs Bash); else, when Bash is offered, a tool_use of Bash running `command`; else text."""
     counter = itertools.count()
 
     def script(body: dict) -> list[dict]:
         offered = {t.get("name") for t in body.get("tools") or []}
-        if "Bash" in offered and not _last_user_has_tool_result(body):
+        if _last_user_has_tool_result(body):
+            return [{"type": "text", "text": "done: hi"}]
+        if "Agent" in offered and DELEGATE in _first_user_text(body):
+            return [{"type": "text", "text": "Delegating."},
+                    {"type": "tool_use", "id": f"toolu_fake{next(counter):06d}", "name": "Agent",
+                     "input": {"description": "Say hi", "prompt": "say hi using the shell",
+                               "subagent_type": "general-purpose", "run_in_background": False,
+                               **({"model": subagent_model} if subagent_model else {})}}]
+        if "Bash" in offered:
             return [{"type": "text", "text": "Running it."},
                     {"type": "tool_use", "id": f"toolu_fake{next(counter):06d}", "name": "Bash",
                      "input": {"command": command, "description": "Print hi"}}]
