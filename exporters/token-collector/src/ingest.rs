@@ -68,7 +68,9 @@ impl Sources {
             walk_jsonl(&d.join("projects"), true, &mut out, Kind::Transcript);
         }
         walk_jsonl(&self.spool_dir, false, &mut out, Kind::Spool);
-        out.sort();
+        // Transcripts before captures: a Claude Code session whose transcript and capture
+        // arrive together is counted from its transcript (source claude_code).
+        out.sort_by(|a, b| (a.1, &a.0).cmp(&(b.1, &b.0)));
         out.dedup();
         out
     }
@@ -148,6 +150,9 @@ impl Ingester {
     /// Only the given paths (from file events); directories are walked.
     pub fn scan_paths(&mut self, paths: BTreeSet<PathBuf>) -> Pass {
         let mut pass = Pass::default();
+        // Transcripts first, as in a full scan.
+        let mut paths: Vec<PathBuf> = paths.into_iter().collect();
+        paths.sort_by_key(|p| self.sources.kind_of(p) == Some(Kind::Spool));
         for p in paths {
             if p.is_dir() {
                 let mut found = Vec::new();
