@@ -127,6 +127,14 @@ impl Collector for Ingest {
                 .map_or(0.0, |d| d.as_secs_f64())
         });
         lock(&st.ingester.live).lag_seconds = lag;
+        // Every file failing (database unwritable, tree unreadable) fails the collector.
+        if !pass.errors.is_empty() && pass.errors.len() == pass.attempted {
+            anyhow::bail!(
+                "no file could be ingested ({} failed; first: {})",
+                pass.errors.len(),
+                pass.errors[0]
+            );
+        }
         Ok(())
     }
 

@@ -105,6 +105,8 @@ pub struct Ingester {
 #[derive(Debug, Default)]
 pub struct Pass {
     pub files: usize,
+    /// Files read (or tried) in this pass.
+    pub attempted: usize,
     pub errors: Vec<String>,
     /// mtime of the newest file with complete lines left unread (errors).
     pub lagging_mtime: Option<SystemTime>,
@@ -170,6 +172,7 @@ impl Ingester {
     }
 
     fn ingest_into(&mut self, p: &Path, kind: Kind, pass: &mut Pass) {
+        pass.attempted += 1;
         if let Err(e) = self.ingest_file(p, kind) {
             // The path is the user's own file name; never its content.
             pass.errors.push(format!("{}: {e:#}", p.display()));
