@@ -4,7 +4,7 @@
 use std::collections::{BTreeSet, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use notify::{RecursiveMode, Watcher};
 use odin_common::{Collector, Context, Mode, Sink};
@@ -121,11 +121,7 @@ impl Collector for Ingest {
         for e in &pass.errors {
             out.item_error(e.clone());
         }
-        let lag = pass.lagging_mtime.map_or(0.0, |t| {
-            SystemTime::now()
-                .duration_since(t)
-                .map_or(0.0, |d| d.as_secs_f64())
-        });
+        let lag = pass.lagging_mtime.map_or(0.0, crate::ingest::lag_since);
         lock(&st.ingester.live).lag_seconds = lag;
         // Every file failing (database unwritable, tree unreadable) fails the collector.
         if !pass.errors.is_empty() && pass.errors.len() == pass.attempted {

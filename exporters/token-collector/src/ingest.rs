@@ -112,6 +112,13 @@ pub struct Pass {
     pub lagging_mtime: Option<SystemTime>,
 }
 
+/// Seconds from `t` to now (0 when `t` is in the future).
+pub fn lag_since(t: SystemTime) -> f64 {
+    SystemTime::now()
+        .duration_since(t)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
 pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -132,6 +139,24 @@ impl Ingester {
             .iter()
             .map(|(p, _)| p.to_string_lossy().into_owned())
             .collect();
+        // While this pass reads, the lag is that of the newest file with unread bytes.
+        let mut pending: Option<SystemTime> = None;
+        for (p, _) in &files {
+            let key = p.to_string_lossy();
+            let Ok(meta) = std::fs::metadata(p) else {
+                continue;
+            };
+            let offset = match self.store.file_offset(&key) {
+                Ok(Some((ino, off))) if ino == meta.ino() => off,
+                _ => 0,
+            };
+            if meta.len() > offset {
+                pending = pending.max(meta.modified().ok());
+            }
+        }
+        if let Some(t) = pending {
+            lock(&self.live).lag_seconds = lag_since(t);
+        }
         for (p, kind) in &files {
             self.ingest_into(p, *kind, &mut pass);
         }
