@@ -199,10 +199,19 @@ def claude_runs(tmp_path_factory):
         except FileNotFoundError:
             collector = None
         if collector is not None:
+            wrap_env = {"TOKEN_COLLECTOR_SPOOL_DIR": str(wrap_state / "spool")}
             runs["wrap"] = run_claude(home, api, f"say hi again {SECRET}", cwd=home.project("alpha"),
-                                      prefix=[collector, "wrap", "--"],
-                                      env={"XDG_STATE_HOME": str(wrap_state),
-                                           "TOKEN_COLLECTOR_SPOOL_DIR": str(wrap_state / "spool")})
+                                      prefix=[collector, "wrap", "--"], env=wrap_env)
+            # A session whose transcript the collector does not see (another HOME): its
+            # captured result is all the collector has, so it counts as source="terminal".
+            elsewhere = Home(work / "elsewhere")
+            runs["elsewhere"] = run_claude(elsewhere, api, "say hi from elsewhere",
+                                           cwd=elsewhere.project("gamma"),
+                                           prefix=[collector, "wrap", "--"], env=wrap_env)
+            for name in ("wrap", "elsewhere"):
+                runs[name].captures = [json.loads(ln) for f in sorted((wrap_state / "spool").glob("*"))
+                                       for ln in f.read_text().splitlines()
+                                       if runs[name].result["session_id"] in ln]
         yield home, api, runs, wrap_state
 
 
@@ -230,7 +239,8 @@ def test_claude_wrote_every_response_to_its_transcript(claude_runs):
     assert set(written) <= set(handed), f"transcripts name ids the fake never handed out: {set(written) - set(handed)}"
     for mid, (model, usage) in written.items():
         assert usage == handed[mid].usage, f"{mid}: transcript {usage}, fake API {handed[mid].usage}"
-    aux = sorted(set(handed) - set(written))
+    elsewhere = {r.message_id for r in runs["elsewhere"].replies} if "elsewhere" in runs else set()
+    aux = sorted(set(handed) - set(written) - elsewhere)
     # Not an error: Claude Code may make requests it does not record; they must not be counted.
     print(f"responses in transcripts: {len(written)}, auxiliary: {aux}")
 
@@ -249,6 +259,7 @@ def test_claude_transcripts_read_by_ccusage_as_the_fake_answered(claude_runs):
     home, api, runs, _ = claude_runs
     handed = api.by_id()
     written = transcript_responses(home.config)
+    runs = {k: v for k, v in runs.items() if k != "elsewhere"}
     day = datetime.now(ZoneInfo(TZ)).date().isoformat()
     want = defaultdict(Usage)
     for mid in written:
@@ -270,7 +281,9 @@ def claude_collector(claude_runs, tmp_path_factory):
     c.spool = spool
     c.start()
     want = total(u for _, u in transcript_responses(home.config).values())
-    c.wait_until(lambda s: tokens_by_type(s)["output"] >= want.output, timeout=20)
+    want_terminal = total(r.usage for r in runs["elsewhere"].replies) if "elsewhere" in runs else Usage()
+    c.wait_until(lambda s: tokens_by_type(s, source="claude_code")["output"] >= want.output
+                 and tokens_by_type(s, source="terminal")["output"] >= want_terminal.output, timeout=20)
     yield c
     c.stop()
 
@@ -280,7 +293,7 @@ def test_claude_collector_tokens_equal_fake_usages(claude_runs, claude_collector
     written = transcript_responses(home.config)
     handed = api.by_id()
     want = total(handed[mid].usage for mid in written).by_type()
-    got = tokens_by_type(claude_collector.samples())
+    got = tokens_by_type(claude_collector.samples(), source="claude_code")
     assert got == {k: float(v) for k, v in want.items()}, (
         f"llm_tokens_total by type {got}\nfake API's usages of the {len(written)} responses in "
         f"transcripts {want}")
@@ -294,20 +307,35 @@ def test_claude_collector_cost_equals_claude_total_cost(claude_runs, claude_coll
     assert abs(got - claude_total) < 1e-6, f"llm_cost_usd_total {got}, Claude Code's total_cost_usd {claude_total}"
 
 
+def test_claude_wrap_captured_both_results(claude_runs):
+    _, _, runs, _ = claude_runs
+    for name in ("wrap", "elsewhere"):
+        caps = runs[name].captures
+        assert len(caps) == 1 and caps[0]["identity"]["kind"] == "claude_code_session", (name, caps)
+
+
 def test_claude_collector_counts_the_wrapped_run_once(claude_runs, claude_collector):
+    """The wrapped run's transcript is read, so its capture adds nothing; the run whose
+    transcript the collector cannot see counts from its capture, as source="terminal"."""
     _, _, runs, wrap_state = claude_runs
     assert "wrap" in runs, "token-collector binary missing: no wrapped run"
     s = claude_collector.samples()
-    assert metric_sum(s, "llm_tokens_total", source="terminal") == 0, "the wrapped run was counted from its capture too"
+    want = total(r.usage for r in runs["elsewhere"].replies).by_type()
+    got = tokens_by_type(s, source="terminal")
+    assert got == {k: float(v) for k, v in want.items()}, (
+        f"llm_tokens_total{{source=terminal}} {got}, the unseen session's usage {want} "
+        "(anything more is the wrapped run counted twice)")
+    cost = metric_sum(s, "llm_cost_usd_total", source="terminal")
+    assert abs(cost - runs["elsewhere"].result["total_cost_usd"]) < 1e-6, (cost, runs["elsewhere"].result["total_cost_usd"])
     written = transcript_responses(claude_runs[0].config)
     assert metric_sum(s, "llm_requests_total", source="claude_code") == len(written)
 
 
 def test_claude_collector_projects_and_models(claude_runs, claude_collector):
     s = claude_collector.samples()
-    projects = {dict(ls).get("project") for (n, ls), _ in s.items() if n == "llm_tokens_total"}
+    projects = {(dict(ls)["source"], dict(ls).get("project")) for (n, ls), _ in s.items() if n == "llm_tokens_total"}
     models = {dict(ls).get("model") for (n, ls), _ in s.items() if n == "llm_tokens_total"}
-    assert projects == {"alpha", "beta"}, projects
+    assert projects == {("claude_code", "alpha"), ("claude_code", "beta"), ("terminal", "gamma")}, projects
     assert {base_model(m) for m in models} == {"claude-sonnet-4-5"}, models
 
 
