@@ -491,6 +491,60 @@ def test_ccusage_ingest_outcomes(tree, tree_collector):
     assert metric_sum(s, "llm_ingest_files_followed") == len(tree.files)
 
 
+# Where the pricing rules differ (one request each, on its own day; docs/token-collector.md):
+# (day, usage line's extras, ccusage's cost, Anthropic's cost)
+PRICING_DIFFERENCES = [
+    # Above 200k input tokens Anthropic prices the whole request at the long-context rate
+    # (sonnet 4.5: $6 input, $22.50 output); ccusage only the tokens beyond 200k of each type.
+    ("2026-09-01", "claude-sonnet-4-5-20250929", {"input_tokens": 250000, "output_tokens": 1000},
+     (200000 * 3 + 50000 * 6 + 1000 * 15) / 1e6, (250000 * 6 + 1000 * 22.5) / 1e6),
+    # Web search requests: $10 per 1,000 at Anthropic, nothing at ccusage.
+    ("2026-09-02", "claude-sonnet-4-5-20250929",
+     {"input_tokens": 1000, "output_tokens": 1000, "server_tool_use": {"web_search_requests": 3}},
+     (1000 * 3 + 1000 * 15) / 1e6, (1000 * 3 + 1000 * 15) / 1e6 + 0.03),
+    # The `fast` speed: six times the price at both (ccusage names the model `...-fast`).
+    ("2026-09-03", "claude-opus-4-6", {"input_tokens": 0, "output_tokens": 100000, "speed": "fast"},
+     100000 * 25 * 6 / 1e6, 100000 * 25 * 6 / 1e6),
+]
+
+
+@pytest.fixture(scope="module")
+def differences(tmp_path_factory):
+    """ccusage's and the collector's cost per day of PRICING_DIFFERENCES."""
+    root = tmp_path_factory.mktemp("pricing") / "claude"
+    lines = []
+    for i, (day, model, usage, _, _) in enumerate(PRICING_DIFFERENCES):
+        lines.append(transcripts.compact({
+            "type": "assistant", "timestamp": f"{day}T16:00:00.000Z", "sessionId": "s-pricing",
+            "cwd": "/home/ada/src/pricing", "version": transcripts.VERSION, "uuid": f"u{i}",
+            "requestId": f"req_pricing{i}", "message": {
+                "id": f"msg_pricing{i}", "type": "message", "role": "assistant", "model": model,
+                "content": [{"type": "text", "text": "ok"}],
+                "usage": {"cache_read_input_tokens": 0, "cache_creation_input_tokens": 0, **usage}}}))
+    f = root / "projects" / "-home-ada-src-pricing" / "s-pricing.jsonl"
+    f.parent.mkdir(parents=True)
+    f.write_text("\n".join(lines) + "\n")
+    cc = defaultdict(float)
+    for (day, _), (_, cost) in ccusage_daily(root, TZ).items():
+        cc[day] += cost
+    c = Collector(tmp_path_factory.mktemp("pricing-collector"), [root]).start()
+    try:
+        mine = defaultdict(float)
+        for (day, _), (_, cost) in report_daily(c.report("daily")).items():
+            mine[day] += cost
+    finally:
+        c.stop()
+    return cc, mine
+
+
+@pytest.mark.parametrize("case", PRICING_DIFFERENCES, ids=["long-context", "web-search", "fast"])
+def test_ccusage_pricing_differences(differences, case):
+    day, _, _, ccusage_cost, anthropic_cost = case
+    cc, mine = differences
+    assert abs(cc[day] - ccusage_cost) < 1e-9, f"ccusage ${cc[day]}, expected ${ccusage_cost}"
+    assert abs(mine[day] - anthropic_cost) < 1e-9, f"collector ${mine[day]}, Anthropic's rule ${anthropic_cost}"
+
+
 # --- (c) a real Prometheus -------------------------------------------------------------------
 
 
