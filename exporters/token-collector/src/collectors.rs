@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use notify::{RecursiveMode, Watcher};
-use odin_common::{Collector, Context, Mode, Sink};
+use odin_common::{Collector, Context, Field, Labels, Mode, SampleValue, Sink};
 
 use crate::ingest::{lock, Ingester};
 use crate::live::Live;
@@ -166,12 +166,37 @@ impl Collector for Ingest {
 /// Serves the counters and gauges from memory.
 pub struct Usage {
     pub live: Arc<Mutex<Live>>,
+    /// `--budget.day-usd` and `--budget.block-usd`, served so that alert rules can compare.
+    pub budgets: Budgets,
+}
+
+/// Spending limits given by flags; each is served as a gauge only when set.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Budgets {
+    pub day_usd: Option<f64>,
+    pub block_usd: Option<f64>,
 }
 
 const PROVIDER: &str = "anthropic";
 
-/// A counter read from each series: name, help, value.
-type SeriesField = (&'static str, &'static str, fn(&crate::store::Counts) -> f64);
+/// The counters of one `(source, model, project)` series besides its tokens.
+const SERIES_FIELDS: &[Field<crate::store::Counts>] = &[
+    Field::counter(
+        "cost_usd_total",
+        "Cost in USD of the tokens used, from the pricing table (models without a price add nothing: see llm_unpriced_tokens_total).",
+        |c| Some(c.cost),
+    ),
+    Field::counter(
+        "requests_total",
+        "API responses counted (each once, by message id).",
+        |c| c.requests.sample_value(),
+    ),
+    Field::counter(
+        "web_search_requests_total",
+        "Web search requests made by the server tool.",
+        |c| c.web_search.sample_value(),
+    ),
+];
 
 impl Collector for Usage {
     fn collect(&self, _ctx: &Context, out: &mut Sink) -> anyhow::Result<()> {
@@ -197,37 +222,34 @@ impl Collector for Usage {
                 }
             }
         }
-        let per_series: [SeriesField; 3] = [
-            (
-                "cost_usd_total",
-                "Cost in USD of the tokens used, from the pricing table (models without a price add nothing: see llm_unpriced_tokens_total).",
-                |c| c.cost,
-            ),
-            (
-                "requests_total",
-                "API responses counted (each once, by message id).",
-                |c| c.requests as f64,
-            ),
-            (
-                "web_search_requests_total",
-                "Web search requests made by the server tool.",
-                |c| c.web_search as f64,
-            ),
-        ];
-        for (name, help, value) in per_series {
-            let mut f = out.counter(name, help);
-            for ((source, model, project), c) in &live.series {
-                f.sample(
-                    &[
-                        ("source", source.label()),
-                        ("provider", PROVIDER),
-                        ("model", model),
-                        ("project", project),
-                    ],
-                    value(c),
-                );
-            }
-        }
+        let labels: Vec<[(&str, &str); 4]> = live
+            .series
+            .keys()
+            .map(|(source, model, project)| {
+                [
+                    ("source", source.label()),
+                    ("provider", PROVIDER),
+                    ("model", model.as_str()),
+                    ("project", project.as_str()),
+                ]
+            })
+            .collect();
+        let rows: Vec<(&Labels<'_>, &crate::store::Counts)> = labels
+            .iter()
+            .zip(live.series.values())
+            .map(|(labels, counts)| (&labels[..], counts))
+            .collect();
+        out.fields(SERIES_FIELDS, &rows);
+        out.gauge(
+            "budget_day_usd",
+            "Daily spending limit given by --budget.day-usd (absent when unset).",
+        )
+        .sample(&[], self.budgets.day_usd);
+        out.gauge(
+            "budget_block_usd",
+            "5-hour block spending limit given by --budget.block-usd (absent when unset).",
+        )
+        .sample(&[], self.budgets.block_usd);
         {
             let mut f = out.counter(
                 "unpriced_tokens_total",

@@ -19,6 +19,7 @@ pub mod transcript;
 pub mod usage;
 pub mod wrap;
 
+use std::os::unix::fs::DirBuilderExt;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -81,6 +82,24 @@ pub struct Args {
         value_parser = parse_duration
     )]
     pub rescan_interval: Duration,
+
+    /// Daily spending limit in USD, served as `llm_budget_day_usd` for the
+    /// `LLMDailySpendOverBudget` alert. Unset: no limit, no gauge.
+    #[arg(long = "budget.day-usd", value_name = "USD", value_parser = parse_budget)]
+    pub budget_day_usd: Option<f64>,
+
+    /// Spending limit in USD of one 5-hour block, served as `llm_budget_block_usd` for the
+    /// `LLMBlockProjectedOverBudget` alert. Unset: no limit, no gauge.
+    #[arg(long = "budget.block-usd", value_name = "USD", value_parser = parse_budget)]
+    pub budget_block_usd: Option<f64>,
+}
+
+/// A budget in USD: a finite number above zero.
+fn parse_budget(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err(format!("{s:?} is not an amount in USD above zero")),
+    }
 }
 
 /// What the collectors are built from: the live counters, and the ingester, taken by the
@@ -89,6 +108,7 @@ pub struct Setup {
     pub live: Arc<Mutex<Live>>,
     pub ingester: Mutex<Option<Ingester>>,
     pub rescan_interval: Duration,
+    pub budgets: collectors::Budgets,
 }
 
 /// Open the database, load the counters, resolve the paths.
@@ -109,8 +129,13 @@ pub fn setup(args: Args, _settings: &Settings) -> anyhow::Result<Setup> {
         args.config_dirs.clone()
     };
     let store = Store::open(&db, pricing, args.project_label, args.project_max)?;
-    // The spool must exist for `wrap` to write to and for the watch.
-    if let Err(e) = std::fs::create_dir_all(&spool_dir) {
+    // The spool must exist for `wrap` to write to and for the watch; only its owner may read
+    // what was captured.
+    let made = std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&spool_dir);
+    if let Err(e) = made {
         log::warn!("cannot create spool directory {}: {e}", spool_dir.display());
     }
     let live = Live::load(&store, tz, jiff::Timestamp::now().as_millisecond())?;
@@ -131,6 +156,10 @@ pub fn setup(args: Args, _settings: &Settings) -> anyhow::Result<Setup> {
             },
         })),
         rescan_interval: args.rescan_interval,
+        budgets: collectors::Budgets {
+            day_usd: args.budget_day_usd,
+            block_usd: args.budget_block_usd,
+        },
     })
 }
 
@@ -153,6 +182,7 @@ pub const SPEC: ExporterSpec<Setup> = ExporterSpec {
             |setup| {
                 built(collectors::Usage {
                     live: Arc::clone(&setup.live),
+                    budgets: setup.budgets,
                 })
             },
         ),

@@ -389,3 +389,30 @@ fn the_default_spool_next_to_the_database_is_ingested() {
     );
     assert_eq!(value(&body, "llm_ingest_files_followed"), 4.0);
 }
+
+#[test]
+fn budgets_are_served_only_when_given_and_must_be_positive() {
+    let e = env();
+    let home = [("HOME", e.tmp.path().to_str().unwrap())];
+    let body = once(&e);
+    assert!(sample(&body, "llm_budget_day_usd").is_none(), "{body}");
+    assert!(sample(&body, "llm_budget_block_usd").is_none(), "{body}");
+
+    let out = EXPORTER.once(
+        &args(&e, &["--budget.day-usd=25", "--budget.block-usd=7.5"]),
+        &home,
+    );
+    assert!(out.status.success());
+    let body = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(value(&body, "llm_budget_day_usd"), 25.0);
+    assert_eq!(value(&body, "llm_budget_block_usd"), 7.5);
+
+    for bad in [
+        "--budget.day-usd=0",
+        "--budget.day-usd=-3",
+        "--budget.block-usd=lots",
+    ] {
+        let out = EXPORTER.once(&args(&e, &[bad]), &home);
+        assert_eq!(out.status.code(), Some(2), "{bad}");
+    }
+}
