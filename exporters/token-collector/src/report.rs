@@ -74,6 +74,7 @@ pub struct Sums {
     pub cache_write_5m: u64,
     pub cache_write_1h: u64,
     pub total_tokens: u64,
+    #[serde(serialize_with = "micro_usd")]
     pub cost_usd: f64,
     pub requests: u64,
 }
@@ -118,8 +119,23 @@ pub struct BlockRow {
     pub end: String,
     pub active: bool,
     pub total_tokens: u64,
+    #[serde(serialize_with = "micro_usd")]
     pub cost_usd: f64,
+    #[serde(serialize_with = "micro_usd_opt")]
     pub projected_cost_usd: Option<f64>,
+}
+
+/// Dollars in JSON to the millionth of a dollar: sums of per-token prices carry float noise
+/// (`1.0345309999999999`) that scripts should not have to round away.
+fn micro_usd<S: serde::Serializer>(usd: &f64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64((usd * 1e6).round() / 1e6)
+}
+
+fn micro_usd_opt<S: serde::Serializer>(usd: &Option<f64>, s: S) -> Result<S::Ok, S::Error> {
+    match usd {
+        Some(v) => micro_usd(v, s),
+        None => s.serialize_none(),
+    }
 }
 
 /// The filters, as SQL bounds.
@@ -183,6 +199,25 @@ fn unpriced(conn: &Connection, f: &Filter) -> anyhow::Result<Vec<String>> {
         r.get(0)
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Model ids as a person reads them in a table column: without the `claude-` prefix and the
+/// release date (`claude-sonnet-4-5-20250929` is `sonnet-4-5`); each once, in order.
+fn short_models<'a>(models: impl Iterator<Item = &'a String>) -> String {
+    let mut short: Vec<&str> = Vec::new();
+    for m in models {
+        let m = m.strip_prefix("claude-").unwrap_or(m);
+        let m = match m.rsplit_once('-') {
+            Some((head, date)) if date.len() == 8 && date.bytes().all(|b| b.is_ascii_digit()) => {
+                head
+            }
+            _ => m,
+        };
+        if !short.contains(&m) {
+            short.push(m);
+        }
+    }
+    short.join(", ")
 }
 
 fn unpriced_note(models: &[String]) -> String {
@@ -416,10 +451,7 @@ pub fn render(
             header.extend(SUM_HEADER);
             let mut body = Vec::new();
             for r in &rows {
-                let mut cells = vec![
-                    r.period.clone(),
-                    r.models.keys().cloned().collect::<Vec<_>>().join(", "),
-                ];
+                let mut cells = vec![r.period.clone(), short_models(r.models.keys())];
                 cells.extend(sums_cells(&r.sums));
                 body.push(cells);
             }
@@ -445,7 +477,7 @@ pub fn render(
                         r.session_id.clone(),
                         r.project.clone(),
                         r.last_activity.clone(),
-                        r.models.join(", "),
+                        short_models(r.models.iter()),
                     ];
                     c.extend(sums_cells(&r.sums));
                     c
@@ -527,4 +559,26 @@ fn run(a: &ReportArgs) -> anyhow::Result<String> {
     );
     let conn = Store::open_read_only(&db)?;
     render(a, &conn, &tz, Timestamp::now().as_millisecond())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_ids_are_shortened_for_tables() {
+        let ids: Vec<String> = [
+            "claude-haiku-4-5-20251001",
+            "claude-opus-4-6",
+            "claude-sonnet-4-5",
+            "claude-sonnet-4-5-20250929",
+            "gpt-x",
+        ]
+        .map(String::from)
+        .to_vec();
+        assert_eq!(
+            short_models(ids.iter()),
+            "haiku-4-5, opus-4-6, sonnet-4-5, gpt-x"
+        );
+    }
 }
