@@ -190,7 +190,11 @@ def claude_runs(tmp_path_factory):
     home = Home(work / "home")
     runs = {}
     with FakeAnthropic(script=tool_then_text("echo hi")) as api:
+        # Streamed event by event, with a pause after each content block (Claude Code 2.1.332
+        # still writes the final usage on every line of a response).
+        api.event_delay = 0.2
         runs["plain"] = run_claude(home, api, "say hi using the shell", cwd=home.project("alpha"))
+        api.event_delay = 0.0
         runs["secret"] = run_claude(home, api, f"{DELEGATE}: remember the key {SECRET} and say hi",
                                     cwd=home.project("beta"))
         wrap_state = work / "wrap-state"

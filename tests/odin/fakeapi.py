@@ -23,6 +23,7 @@ from __future__ import annotations
 import itertools
 import json
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -137,9 +138,12 @@ MODELS = ["claude-sonnet-4-5-20250929", "claude-opus-4-5-20251101", "claude-haik
 
 class FakeAnthropic:
     def __init__(self, usages: list[Usage] | None = None, usage_for=None, script=None,
-                 host: str = "127.0.0.1", port: int = 0):
+                 host: str = "127.0.0.1", port: int = 0, event_delay: float = 0.0):
         """`usages`: the usage of the n-th response (distinct_usage past the list's end);
-        `usage_for(n, body)`: computes it instead."""
+        `usage_for(n, body)`: computes it instead. `event_delay` > 0 streams the events one
+        by one (chunked), pausing that many seconds after each content block, so that the
+        client sees a block end before the final usage arrives."""
+        self.event_delay = event_delay
         if usage_for is None:
             fixed = list(usages or [])
             usage_for = (lambda n, body: fixed[n] if n < len(fixed) else distinct_usage(n, body))
@@ -205,6 +209,11 @@ def _stop_reason(blocks: list) -> str:
 
 def sse_body(reply: Reply) -> bytes:
     """The server-sent events of a streamed response."""
+    return b"".join(sse_events(reply))
+
+
+def sse_events(reply: Reply) -> list[bytes]:
+    """The server-sent events of a streamed response, one bytes object each."""
     events: list[tuple[str, dict]] = []
     start_usage = reply.usage.api(output=1)
     events.append(("message_start", {"type": "message_start",
@@ -230,7 +239,7 @@ def sse_body(reply: Reply) -> bytes:
                                                "stop_sequence": None},
                                      "usage": final}))
     events.append(("message_stop", {"type": "message_stop"}))
-    return "".join(f"event: {name}\ndata: {json.dumps(data)}\n\n" for name, data in events).encode()
+    return [f"event: {name}\ndata: {json.dumps(data)}\n\n".encode() for name, data in events]
 
 
 def _handler(api: FakeAnthropic):
@@ -291,7 +300,9 @@ def _handler(api: FakeAnthropic):
                 stream = bool(body.get("stream"))
                 reply = api._next(body, stream, path)
                 headers = {"request-id": reply.request_id}
-                if stream:
+                if stream and api.event_delay > 0:
+                    self._stream(sse_events(reply), headers)
+                elif stream:
                     headers["Cache-Control"] = "no-cache"
                     self._send(200, sse_body(reply), "text/event-stream", headers)
                 else:
@@ -301,6 +312,22 @@ def _handler(api: FakeAnthropic):
                 self._json(200, {"input_tokens": max(1, len(json.dumps(body)) // 4)})
             else:
                 self._unknown("POST", path)
+
+        def _stream(self, events: list[bytes], headers: dict) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Cache-Control", "no-cache")
+            self.send_header("Transfer-Encoding", "chunked")
+            for k, v in headers.items():
+                self.send_header(k, v)
+            self.end_headers()
+            for ev in events:
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(ev), ev))
+                self.wfile.flush()
+                if ev.startswith(b"event: content_block_stop"):
+                    time.sleep(api.event_delay)
+            self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
 
         def _unknown(self, method: str, path: str) -> None:
             with api._lock:
