@@ -3,14 +3,22 @@
     -k claude      the real client (scripts/setup.sh installs it into .tools/npm) runs against
                    a fake Messages API on loopback (odin.fakeapi) and writes real transcripts;
                    the collector counts exactly the usages the fake handed out for the
-                   responses the transcripts hold, costs them as Claude Code's own
-                   total_cost_usd, and counts a run through `token-collector wrap` once
+                   responses the transcripts hold (a subagent's file included), costs them
+                   as Claude Code's own total_cost_usd, counts a run through
+                   `token-collector wrap` once, and a wrapped session whose transcript it
+                   cannot see from its capture (source="terminal")
     -k ccusage     a generated transcript tree (odin.transcripts): per model and day the
                    collector's tokens equal ccusage 20.0.24's for every line ccusage reads;
-                   what ccusage drops or counts twice is the exact, asserted difference
+                   what ccusage drops or counts twice is the exact, asserted difference; the
+                   cost agrees to the cent, and where the pricing rules differ (long context,
+                   web search) each side's number is asserted
     -k prometheus  a real Prometheus scrapes the collector with rules/ loaded; every query of
                    dashboards/token.json returns data
     -k secret      a secret planted in a prompt appears in no file or answer of the collector
+    -k fakeapi     the fake API on its own (JSON and streamed answers)
+
+Tools: scripts/setup.sh installs them (test-all runs it); target/debug/token-collector comes
+from test-all's build suite.
 
 Claude Code writes the responses' final usage on every line of a response (2.1.332), while
 the generated tree also has the older shape (output_tokens growing from line to line).
@@ -28,7 +36,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from odin import REPO, checks, dashboards, manifest, metricsdoc, transcripts
-from odin.claude import CCUSAGE, CLAUDE, Home, ccusage_daily, run_claude, tool, transcript_responses
+from odin.claude import CLAUDE, Home, ccusage_daily, run_claude, tool, transcript_responses
 from odin.exporters import Proc, binary, free_port, http_get, wait_http
 from odin.exposition import families, parse, promtool_findings
 from odin.fakeapi import DELEGATE, FakeAnthropic, Usage, tool_then_text
@@ -76,10 +84,11 @@ def total(usages) -> Usage:
 class Collector:
     """token-collector serving on loopback over given config dirs, with its own database."""
 
-    def __init__(self, work: Path, config_dirs: list[Path], name: str = "collector", extra=()):
+    def __init__(self, work: Path, config_dirs: list[Path], name: str = "collector",
+                 spool: Path | None = None, extra=()):
         self.work = work
         self.db = work / f"{name}.db"
-        self.spool = work / f"{name}-spool"
+        self.spool = spool or work / f"{name}-spool"
         self.argv = [binary(EXPORTER["name"]), *[f"--claude.config-dir={d}" for d in config_dirs],
                      f"--storage.path={self.db}", f"--spool.dir={self.spool}",
                      f"--timezone={TZ}", "--ingest.rescan-interval=1s", *extra]
@@ -278,12 +287,8 @@ def test_claude_transcripts_read_by_ccusage_as_the_fake_answered(claude_runs):
 def claude_collector(claude_runs, tmp_path_factory):
     home, api, runs, wrap_state = claude_runs
     work = tmp_path_factory.mktemp("claude-collector")
-    spool = wrap_state / "spool"
-    c = Collector(work, [home.config], extra=())
-    # The wrap run's captures: the collector reads the spool the wrap wrote.
-    c.argv = [a if not str(a).startswith("--spool.dir=") else f"--spool.dir={spool}" for a in c.argv]
-    c.spool = spool
-    c.start()
+    # The collector reads the spool the wrapped runs wrote their captures to.
+    c = Collector(work, [home.config], spool=wrap_state / "spool").start()
     want = total(u for _, u in transcript_responses(home.config).values())
     want_terminal = total(r.usage for r in runs["elsewhere"].replies) if "elsewhere" in runs else Usage()
     c.wait_until(lambda s: tokens_by_type(s, source="claude_code")["output"] >= want.output
