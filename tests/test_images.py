@@ -394,6 +394,17 @@ def test_dockerfile_is_hadolint_clean():
 
 # -------------------------------------------------------------------------------- running
 
+def state_volume(name: str, tmp_path: Path) -> list[str]:
+    """An exporter whose manifest says `host.state` keeps its state in /var/lib/<name>, which its
+    DaemonSet mounts from the host: here a fresh directory the image's user owns."""
+    if not MANIFEST[name]["host"].get("state"):
+        return []
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    os.chown(state, int(IMAGE_ENV["ODIN_UID"]), int(IMAGE_ENV["ODIN_GID"]))
+    return [f"{state}:/var/lib/{name}"]
+
+
 def expect_once(name: str, rc: int, out: str, err: str) -> None:
     """What --once must do in the image, as documented: no collector fails (exit 0) where the
     image has what the exporter reads; gpu-exporter with no GPU exits 1 and says why."""
@@ -434,9 +445,9 @@ def version_of(name: str) -> str:
 
 
 @pytest.mark.parametrize("name", EXPORTERS)
-def test_once_in_the_image(images, name):
+def test_once_in_the_image(images, name, tmp_path):
     with container(images[name]) as ctr:
-        p = run_in(ctr, ["--once"])
+        p = run_in(ctr, ["--once"], volumes=state_volume(name, tmp_path))
     expect_once(name, p.returncode, p.stdout, p.stderr)
 
 
@@ -461,11 +472,13 @@ def pid_serving(marker: str) -> int | None:
 
 
 @pytest.mark.parametrize("name", EXPORTERS)
-def test_serves_as_nobody(images, name):
+def test_serves_as_nobody(images, name, tmp_path):
     port = free_port()
     listen = f"--web.listen-address=127.0.0.1:{port}"
+    volumes = [arg for v in state_volume(name, tmp_path) for arg in ("-v", v)]
     with container(images[name]) as ctr:
-        proc = subprocess.Popen(BUILDAH + ["run", "--isolation", "chroot", ctr, "--", ENTRYPOINT, listen],
+        proc = subprocess.Popen(BUILDAH + ["run", "--isolation", "chroot", *volumes, ctr, "--",
+                                           ENTRYPOINT, listen],
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         try:
             deadline = time.monotonic() + 30

@@ -28,19 +28,51 @@ pub fn default_config_dirs() -> Vec<PathBuf> {
     }
 }
 
-/// /var/lib/token-collector/state.db as root; else $XDG_STATE_HOME/token-collector/state.db,
-/// else ~/.local/state/token-collector/state.db.
+/// The system-wide database: root's default, and that of a service user without a home
+/// directory (`nobody` in a container, whose $HOME does not exist).
+pub const SYSTEM_STORAGE: &str = "/var/lib/token-collector/state.db";
+
+/// [`SYSTEM_STORAGE`] as root; else $XDG_STATE_HOME/token-collector/state.db, else
+/// ~/.local/state/token-collector/state.db when $HOME is a directory, else [`SYSTEM_STORAGE`].
 pub fn default_storage() -> PathBuf {
     // SAFETY: geteuid has no preconditions and cannot fail.
-    if unsafe { libc::geteuid() } == 0 {
-        return PathBuf::from("/var/lib/token-collector/state.db");
-    }
-    let state = std::env::var_os("XDG_STATE_HOME")
+    let root = unsafe { libc::geteuid() } == 0;
+    let xdg = std::env::var_os("XDG_STATE_HOME")
         .filter(|s| !s.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| home().map(|h| h.join(".local").join("state")))
-        .unwrap_or_else(|| PathBuf::from("."));
-    state.join("token-collector").join("state.db")
+        .map(PathBuf::from);
+    storage_for(root, xdg, home().filter(|h| h.is_dir()))
+}
+
+fn storage_for(root: bool, xdg_state: Option<PathBuf>, home_dir: Option<PathBuf>) -> PathBuf {
+    if root {
+        return PathBuf::from(SYSTEM_STORAGE);
+    }
+    match xdg_state.or_else(|| home_dir.map(|h| h.join(".local").join("state"))) {
+        Some(state) => state.join("token-collector").join("state.db"),
+        None => PathBuf::from(SYSTEM_STORAGE),
+    }
+}
+
+#[cfg(test)]
+#[test]
+fn storage_defaults() {
+    let p = |s: &str| Some(PathBuf::from(s));
+    assert_eq!(
+        storage_for(true, p("/x"), p("/h")),
+        PathBuf::from(SYSTEM_STORAGE)
+    );
+    assert_eq!(
+        storage_for(false, p("/x"), p("/h")),
+        PathBuf::from("/x/token-collector/state.db")
+    );
+    assert_eq!(
+        storage_for(false, None, p("/h")),
+        PathBuf::from("/h/.local/state/token-collector/state.db")
+    );
+    assert_eq!(
+        storage_for(false, None, None),
+        PathBuf::from(SYSTEM_STORAGE)
+    );
 }
 
 /// `spool` next to the database.
