@@ -26,6 +26,7 @@ the generated tree also has the older shape (output_tokens growing from line to 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 from collections import defaultdict
@@ -377,7 +378,9 @@ def test_secret_not_in_wrap_spool(claude_runs):
 
 @pytest.fixture(scope="module")
 def tree(tmp_path_factory):
-    return transcripts.generate(tmp_path_factory.mktemp("tree") / "claude", seed=7,
+    """The generated tree ($ODIN_TOKEN_SEED picks another one; 7 by default)."""
+    return transcripts.generate(tmp_path_factory.mktemp("tree") / "claude",
+                                seed=int(os.environ.get("ODIN_TOKEN_SEED", "7")),
                                 start=date(2026, 10, 1), days=6, tz=TZ)
 
 
