@@ -86,13 +86,13 @@ class Collector:
     """token-collector serving on loopback over given config dirs, with its own database."""
 
     def __init__(self, work: Path, config_dirs: list[Path], name: str = "collector",
-                 spool: Path | None = None, extra=()):
+                 spool: Path | None = None, rescan: str = "1s", extra=()):
         self.work = work
         self.db = work / f"{name}.db"
         self.spool = spool or work / f"{name}-spool"
         self.argv = [binary(EXPORTER["name"]), *[f"--claude.config-dir={d}" for d in config_dirs],
                      f"--storage.path={self.db}", f"--spool.dir={self.spool}",
-                     f"--timezone={TZ}", "--ingest.rescan-interval=1s", *extra]
+                     f"--timezone={TZ}", f"--ingest.rescan-interval={rescan}", *extra]
         self.port = 0
         self.proc: Proc | None = None
         self.log = work / f"{name}.log"
@@ -347,6 +347,35 @@ def test_claude_collector_projects_and_models(claude_runs, claude_collector):
     models = {dict(ls).get("model") for (n, ls), _ in s.items() if n == "llm_tokens_total"}
     assert projects == {("claude_code", "alpha"), ("claude_code", "beta"), ("terminal", "gamma")}, projects
     assert {base_model(m) for m in models} == {"claude-sonnet-4-5"}, models
+
+
+@pytest.mark.parametrize("case", ["projects-dir-exists", "config-dir-created-later"])
+def test_claude_followed_live(tmp_path_factory, case):
+    """The collector already runs when a session starts: the session's usage shows within
+    seconds, counted once. With <config>/projects/ in place, inotify finds the new files
+    (the rescan interval is 60 s); a config directory that does not exist yet is found by
+    the periodic rescan (2 s here)."""
+    work = tmp_path_factory.mktemp("claude-live")
+    home = Home(work / "home")
+    if case == "projects-dir-exists":
+        (home.config / "projects").mkdir(parents=True)
+    c = Collector(work, [home.config], name="live",
+                  rescan="60s" if case == "projects-dir-exists" else "2s").start()
+    try:
+        with FakeAnthropic(script=tool_then_text("echo hi")) as api:
+            run = run_claude(home, api, "say hi using the shell", cwd=home.project("delta"))
+            assert run.returncode == 0, run.stderr[-2000:]
+            want = total(r.usage for r in run.replies).by_type()
+            t = time.monotonic()
+            s = c.wait_until(lambda s: tokens_by_type(s)["output"] >= want["output"], timeout=10)
+            lag = time.monotonic() - t
+        got = tokens_by_type(s)
+        assert got == {k: float(v) for k, v in want.items()}, f"live: {got}, fake API {want}"
+        print(f"live follow ({case}): counted {lag:.2f}s after Claude Code exited")
+        cost = metric_sum(s, "llm_cost_usd_total")
+        assert abs(cost - run.result["total_cost_usd"]) < 1e-6, (cost, run.result["total_cost_usd"])
+    finally:
+        c.stop()
 
 
 # --- (d) the secret --------------------------------------------------------------------------
