@@ -37,7 +37,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from odin import REPO, checks, dashboards, manifest, metricsdoc, transcripts
-from odin.claude import CLAUDE, Home, ccusage_daily, run_claude, tool, transcript_responses
+from odin.claude import CCUSAGE, CLAUDE, Home, ccusage_daily, run_claude, tool, transcript_responses
 from odin.exporters import Proc, binary, free_port, http_get, wait_http
 from odin.exposition import families, parse, promtool_findings
 from odin.fakeapi import DELEGATE, FakeAnthropic, Usage, tool_then_text
@@ -304,6 +304,7 @@ def test_claude_collector_tokens_equal_fake_usages(claude_runs, claude_collector
     handed = api.by_id()
     want = total(handed[mid].usage for mid in written).by_type()
     got = tokens_by_type(claude_collector.samples(), source="claude_code")
+    print(f"llm_tokens_total{{source=claude_code}} {got}; fake API, {len(written)} responses in transcripts: {want}")
     assert got == {k: float(v) for k, v in want.items()}, (
         f"llm_tokens_total by type {got}\nfake API's usages of the {len(written)} responses in "
         f"transcripts {want}")
@@ -313,6 +314,7 @@ def test_claude_collector_cost_equals_claude_total_cost(claude_runs, claude_coll
     _, api, runs, _ = claude_runs
     claude_total = sum(r.result["total_cost_usd"] for r in runs.values())
     got = metric_sum(claude_collector.samples(), "llm_cost_usd_total")
+    print("Claude Code total_cost_usd per run: " + ", ".join(f"{k} {r.result['total_cost_usd']!r}" for k, r in runs.items()))
     print(f"collector llm_cost_usd_total {got!r}, Claude Code total_cost_usd {claude_total!r}")
     assert abs(got - claude_total) < 1e-6, f"llm_cost_usd_total {got}, Claude Code's total_cost_usd {claude_total}"
 
@@ -374,8 +376,32 @@ def test_claude_followed_live(tmp_path_factory, case):
         print(f"live follow ({case}): counted {lag:.2f}s after Claude Code exited")
         cost = metric_sum(s, "llm_cost_usd_total")
         assert abs(cost - run.result["total_cost_usd"]) < 1e-6, (cost, run.result["total_cost_usd"])
+        # The active 5-hour block, as ccusage computes it (its projection depends on the
+        # moment of asking, so only its start, end, tokens and cost are compared).
+        block = ccusage_active_block(home.config)
+        got = {k: metric_sum(s, f"llm_block_{k}") for k in
+               ("start_timestamp_seconds", "end_timestamp_seconds", "tokens", "cost_usd")}
+        want = {"start_timestamp_seconds": iso_seconds(block["startTime"]),
+                "end_timestamp_seconds": iso_seconds(block["endTime"]),
+                "tokens": float(block["totalTokens"]), "cost_usd": block["costUSD"]}
+        assert got.keys() == want.keys() and all(abs(got[k] - want[k]) < 1e-6 for k in got), (
+            f"llm_block_*: {got}\nccusage's active block: {want}")
     finally:
         c.stop()
+
+
+def iso_seconds(ts: str) -> float:
+    return datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
+
+
+def ccusage_active_block(config: Path) -> dict:
+    p = subprocess.run([str(tool(CCUSAGE)), "claude", "blocks", "--json", "--offline", "--active"],
+                       env={"PATH": "/usr/bin:/bin", "HOME": str(config), "TZ": TZ,
+                            "CLAUDE_CONFIG_DIR": str(config)},
+                       capture_output=True, text=True, timeout=60)
+    blocks = [b for b in json.loads(p.stdout)["blocks"] if b.get("isActive")]
+    assert len(blocks) == 1, p.stdout[-2000:] + p.stderr[-2000:]
+    return blocks[0]
 
 
 # --- (d) the secret --------------------------------------------------------------------------
