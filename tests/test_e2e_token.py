@@ -6,7 +6,8 @@
                    responses the transcripts hold (a subagent's file included), costs them
                    as Claude Code's own total_cost_usd, counts a run through
                    `token-collector wrap` once, and a wrapped session whose transcript it
-                   cannot see from its capture (source="terminal")
+                   cannot see from its capture (source="terminal"); a running collector
+                   follows a new session live, and its 5-hour block equals ccusage's
     -k ccusage     a generated transcript tree (odin.transcripts): per model and day the
                    collector's tokens equal ccusage 20.0.24's for every line ccusage reads;
                    what ccusage drops or counts twice is the exact, asserted difference; the
