@@ -13,6 +13,9 @@
     odin.deploychecks deploy/ against exporters.toml: one parametrised DaemonSet check, systemd
                       units, scrape jobs, ServiceMonitors (also a CLI for deploy/test.sh)
     odin.layout       what every exporter must have in the repository (tests/test_layout.py)
+    odin.fakeapi      a fake Anthropic Messages API on loopback (streaming and not)
+    odin.claude       the real Claude Code client and ccusage, installed by scripts/setup.sh
+    odin.transcripts  seeded generator of Claude Code transcript trees, with what must be counted
 
 Standard library only, except where YAML is read (odin.rules, odin.deploychecks, odin.layout:
 PyYAML, in .venv).

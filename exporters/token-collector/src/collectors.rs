@@ -108,7 +108,10 @@ impl Collector for Ingest {
         let mut st = lock(&self.state);
         let events = std::mem::take(&mut *lock(&self.dirty));
         let full = st.last_full.map_or(true, |t| t.elapsed() >= self.rescan)
-            || events.contains(&PathBuf::new());
+            || events.contains(&PathBuf::new())
+            || events
+                .iter()
+                .any(|p| st.ingester.sources.is_projects_dir(p));
         let pass = if full {
             st.ensure_watches();
             st.last_full = Some(Instant::now());

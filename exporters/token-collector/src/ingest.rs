@@ -38,13 +38,21 @@ pub struct Sources {
 impl Sources {
     /// The directories to watch: each `<config>/projects` and the spool.
     pub fn watch_dirs(&self) -> Vec<(PathBuf, bool)> {
-        let mut v: Vec<(PathBuf, bool)> = self
-            .config_dirs
-            .iter()
-            .map(|d| (d.join("projects"), true))
-            .collect();
+        let mut v: Vec<(PathBuf, bool)> = Vec::new();
+        for d in &self.config_dirs {
+            v.push((d.join("projects"), true));
+            // The configuration directory itself, for the moment Claude Code creates
+            // `projects/` in it (before the first session there is none to watch).
+            v.push((d.clone(), false));
+        }
         v.push((self.spool_dir.clone(), false));
         v
+    }
+
+    /// Whether `path` is the `projects/` directory of a configuration directory: its
+    /// appearance calls for a full scan, which also starts watching it.
+    pub fn is_projects_dir(&self, path: &Path) -> bool {
+        self.config_dirs.iter().any(|d| path == d.join("projects"))
     }
 
     /// The kind of `path`, if it is one of ours.

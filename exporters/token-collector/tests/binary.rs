@@ -416,3 +416,67 @@ fn budgets_are_served_only_when_given_and_must_be_positive() {
         assert_eq!(out.status.code(), Some(2), "{bad}");
     }
 }
+
+#[test]
+fn a_projects_directory_created_after_start_is_followed_at_once() {
+    // Before its first session Claude Code's configuration directory has no `projects/`.
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("claude");
+    std::fs::create_dir_all(&config).unwrap();
+    let db = tmp.path().join("state/state.db");
+    let home = tmp.path().to_str().unwrap().to_string();
+    let x = EXPORTER.start(
+        &[
+            format!("--claude.config-dir={}", config.display()),
+            format!("--storage.path={}", db.display()),
+            "--timezone=UTC".into(),
+            "--ingest.rescan-interval=1h".into(),
+        ],
+        &[("HOME", &home)],
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while x.get("/ready").status != 200 {
+        assert!(Instant::now() < deadline, "never ready");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let dir = config.join("projects/-home-u-src-gamma");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("s9.jsonl"),
+        concat!(
+            r#"{"type":"assistant","cwd":"/home/u/src/gamma","sessionId":"s9","message":{"id":"msg_first","model":"claude-sonnet-4-5-20250929","usage":{"input_tokens":7,"output_tokens":3}},"requestId":"r9","timestamp":"2026-11-25T12:00:00.000Z"}"#,
+            "\n"
+        ),
+    )
+    .unwrap();
+    let series = r#"llm_tokens_total{source="claude_code",provider="anthropic",model="claude-sonnet-4-5-20250929",project="gamma",type="input"}"#;
+    // Well inside the hourly rescan: the watch on the configuration directory saw it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if sample(&x.get("/metrics").text(), series) == Some(7.0) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "new projects/ not followed");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // And from then on `projects/` itself is watched: a later session is seen too.
+    let dir = config.join("projects/-home-u-src-delta");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("s10.jsonl"),
+        concat!(
+            r#"{"type":"assistant","cwd":"/home/u/src/delta","sessionId":"s10","message":{"id":"msg_second","model":"claude-sonnet-4-5-20250929","usage":{"input_tokens":5,"output_tokens":1}},"requestId":"r10","timestamp":"2026-11-25T12:01:00.000Z"}"#,
+            "\n"
+        ),
+    )
+    .unwrap();
+    let series = series.replace("gamma", "delta");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if sample(&x.get("/metrics").text(), &series) == Some(5.0) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "later session not followed");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
