@@ -78,6 +78,7 @@ def run_measured(argv, env: dict, cwd: Path, stdout: Path, timeout: float = 300)
     p.returncode = os.waitstatus_to_exitcode(status)
     return {"wall": wall, "cpu": ru.ru_utime + ru.ru_stime, "user": ru.ru_utime,
             "sys": ru.ru_stime, "maxrss_kib": ru.ru_maxrss, "rc": p.returncode,
+            "vcsw": ru.ru_nvcsw, "ivcsw": ru.ru_nivcsw, "minflt": ru.ru_minflt,
             "stderr": Path(str(stdout) + ".err").read_text(errors="replace")[-2000:]}
 
 
@@ -170,13 +171,15 @@ LINE = ('{{"parentUuid":"{pu}","isSidechain":false,"userType":"external","cwd":"
         '"ephemeral_1h_input_tokens":0}},"output_tokens":{out},"service_tier":"standard"}}}}}}')
 
 
-def history_tree(root: Path, responses: int, per_file: int, now: datetime) -> int:
+def history_tree(root: Path, responses: int, per_file: int, now: datetime,
+                 days: float = 29) -> int:
     """`responses` single-line responses, `per_file` per session file, 3 models x 4 projects,
-    sessions spread over the last 29 days, the last one ending ~25 minutes before `now`."""
+    sessions spread over the last `days` days, the last one starting an hour before `now`
+    (ending ~25 minutes before it with 1,000 responses per file)."""
     files = max(1, responses // per_file)
-    span = timedelta(days=29) - timedelta(hours=1)
+    span = timedelta(days=days) - timedelta(hours=1)
     step = span / max(1, files - 1)
-    first = now - timedelta(days=29)
+    first = now - timedelta(days=days)
     n = 0
     for k in range(files):
         cwd = PROJECTS[k % len(PROJECTS)]
@@ -243,14 +246,25 @@ def serve(binary: Path, config: Path, db: Path, home: Path, log: Path, *extra) -
     return p, port
 
 
-def wait_idle(pid: int, quiet: float = 0.01, window: float = 0.5, timeout: float = 60) -> None:
+def wait_idle(pid: int, quiet: float = 0.01, window: float = 0.5, timeout: float = 10) -> bool:
+    """Until a `window` passes with less than `quiet` CPU seconds; False if none within timeout
+    (a process busy in the background on its own)."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         c0 = cpu_sched_s(pid)
         time.sleep(window)
         if cpu_sched_s(pid) - c0 < quiet:
-            return
-    raise TimeoutError(f"pid {pid} never went idle")
+            return True
+    return False
+
+
+def idle_rate(pid: int, seconds: float) -> dict:
+    """CPU and read syscalls per second of a process left alone (nothing changes)."""
+    io = lambda: int(dict(ln.split(": ") for ln in Path(f"/proc/{pid}/io").read_text().splitlines())["syscr"])  # noqa: E731
+    c0, r0, t0 = cpu_sched_s(pid), io(), time.perf_counter()
+    time.sleep(seconds)
+    dt = time.perf_counter() - t0
+    return {"cpu_per_s": (cpu_sched_s(pid) - c0) / dt, "reads_per_s": (io() - r0) / dt}
 
 
 # ---------------------------------------------------------------- main
@@ -269,10 +283,15 @@ def main() -> int:
     ap.add_argument("--history", type=int, default=1_000_000, help="requests in the big database")
     ap.add_argument("--scrapes", type=int, default=2000, help="scrapes per database")
     ap.add_argument("--rounds", type=int, default=10, help="alternations between the databases")
+    ap.add_argument("--idle-seconds", type=float, default=5,
+                    help="how long the serving collector's CPU is watched with nothing changing")
+    ap.add_argument("--tiny-files", type=int, default=10000,
+                    help="files of one line each for the per-file cost probe (0: skip)")
     ap.add_argument("--rebuild-history", action="store_true")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     args = ap.parse_args()
     started = time.perf_counter()
+    load0 = os.getloadavg()[0]
 
     subprocess.run(["cargo", "build", "--release", "--locked", "-q", "-p", "token-collector"],
                    cwd=REPO, check=True)
@@ -313,7 +332,8 @@ def main() -> int:
                 runs[name].append(m)
                 print(f"  import {r + 1} {name}: {m['wall']:.2f} s wall, {m['cpu']:.2f} s CPU "
                       f"(user {m['user']:.2f}, sys {m['sys']:.2f}), peak RSS "
-                      f"{m['maxrss_kib'] / 1024:.1f} MiB", flush=True)
+                      f"{m['maxrss_kib'] / 1024:.1f} MiB; context switches {m['vcsw']} voluntary, "
+                      f"{m['ivcsw']} involuntary", flush=True)
         # sanity: both read the tree
         expo = (work / "token-collector-0.out").read_text()
         daily = json.loads((work / "ccusage-0.out").read_text())["daily"]
@@ -323,6 +343,33 @@ def main() -> int:
         print(f"  tokens counted: token-collector {tc_out:,.0f}, ccusage {cc_tot:,.0f} "
               f"(ccusage drops microsecond lines and counts forked repeats again)", flush=True)
 
+        # per-file cost: many files of one short line each
+        tiny = {}
+        if args.tiny_files:
+            troot = work / "tiny" / "projects" / "-home-ada-src-tiny"
+            troot.mkdir(parents=True)
+            ln = ('{"parentUuid":null,"isSidechain":false,"userType":"external","cwd":"/home/ada/src/tiny",'
+                  '"sessionId":"s","version":"2.1.332","type":"user","timestamp":"2026-11-25T10:00:00.000Z",'
+                  '"message":{"role":"user","content":"hello"}}\n')
+            for i in range(args.tiny_files):
+                (troot / f"{i:08d}.jsonl").write_text(ln)
+            tdb = work / "tiny-db" / "state.db"
+            tdb.parent.mkdir()
+            for name, argv, env in (
+                    ("token-collector", [tc, "--once", f"--claude.config-dir={work / 'tiny'}",
+                                         f"--storage.path={tdb}", "--log.level=warn", "--timezone=UTC"],
+                     tc_env(home)),
+                    ("ccusage", [cc, "daily", "--json", "--offline"], cc_env(home, work / "tiny"))):
+                m = run_measured(argv, env, work, work / f"tiny-{name}.out")
+                if m["rc"] != 0:
+                    raise RuntimeError(f"{name} failed (rc {m['rc']}): {m['stderr']}")
+                tiny[name] = m
+                print(f"  {args.tiny_files} one-line files, {name}: {m['wall']:.2f} s wall, "
+                      f"{m['cpu']:.2f} s CPU (user {m['user']:.2f}, sys {m['sys']:.2f}), "
+                      f"{m['vcsw']} voluntary context switches, peak RSS {m['maxrss_kib'] / 1024:.1f} MiB",
+                      flush=True)
+            shutil.rmtree(work / "tiny")
+
         # ------------------------------------------------ 2. 1 MiB update
         p, port = serve(tc, tree, dbs[0], home, work / "serve-update.log")
         procs.append(p)
@@ -330,8 +377,10 @@ def main() -> int:
         wait_http(f"http://127.0.0.1:{port}/ready", timeout=120)
         ready_s = time.perf_counter() - t_ready
         pid = p.p.pid
-        cpu_start_ready = cpu_sched_s(pid)
-        wait_idle(pid)
+        time.sleep(3)  # past the first follow passes after /ready
+        idle = idle_rate(pid, args.idle_seconds)
+        print(f"  serving, nothing changing: {idle['cpu_per_s'] * 1000:.0f} ms CPU per second, "
+              f"{idle['reads_per_s']:.0f} read syscalls per second", flush=True)
         target = next(f for f in sorted((tree / "projects").rglob("*.jsonl"))
                       if "subagents" not in f.parts)
         updates = []
@@ -340,7 +389,7 @@ def main() -> int:
             blob = ("\n".join(lines) + "\n").encode()
             _, body = scrape(port, gz=False)
             base = metric_sum(body.decode(), "llm_ingest_lines_total")
-            wait_idle(pid)
+            quiet = wait_idle(pid)
             k0, s0 = cpu_ticks_s(pid), cpu_sched_s(pid)
             t0 = time.perf_counter()
             with open(target, "ab") as f:
@@ -363,7 +412,7 @@ def main() -> int:
                 raise RuntimeError(f"ccusage failed: {m['stderr']}")
             updates.append({"bytes": len(blob), "lines": len(lines), "seen": seen,
                             "tc_ticks": k1 - k0, "tc_sched": s1 - s0, "pickup": pickup,
-                            "polls": polls, "cc_cpu": m["cpu"], "cc_wall": m["wall"]})
+                            "polls": polls, "cc_cpu": m["cpu"], "cc_wall": m["wall"], "quiet": quiet})
             u = updates[-1]
             print(f"  append {a + 1}: {u['bytes'] / MiB:.2f} MiB, {u['lines']} lines: token-collector "
                   f"{u['tc_sched'] * 1000:.1f} ms CPU (schedstat; /proc/stat ticks "
@@ -409,7 +458,9 @@ def main() -> int:
         big.parent.mkdir()
         shutil.copy(big_cached, big)
         small_tree = work / "small-tree"
-        history_tree(small_tree, 12, 1, now)  # one response per file: 12 (model, project) pairs
+        # one response per file, every (model, project) pair, all in the last hour: the same
+        # day, month and block series as the big history
+        history_tree(small_tree, 12, 1, now, days=2 / 24)
         small = work / "small" / "state.db"
         small.parent.mkdir()
         m = run_measured([tc, "--once", f"--claude.config-dir={small_tree}", f"--storage.path={small}",
@@ -476,6 +527,11 @@ def main() -> int:
           f"{'met' if tput_ratio >= 1 else 'NOT met'}); peak RSS token-collector / ccusage: "
           f"{rss_ratio:.2f} (target <= 0.25: {'met' if rss_ratio <= 0.25 else 'NOT met'})")
 
+    if tiny:
+        a, b = tiny["token-collector"], tiny["ccusage"]
+        print(f"\nper-file cost, {args.tiny_files:,} files of one line each: token-collector "
+              f"{a['wall']:.2f} s wall, {a['cpu']:.2f} s CPU ({a['cpu'] / args.tiny_files * 1e3:.3f} ms per file; "
+              f"{a['vcsw']} voluntary context switches); ccusage {b['wall']:.2f} s wall, {b['cpu']:.2f} s CPU")
     print(f"\n## 2. Update: {args.append_mib} MiB appended to one session file; token-collector "
           f"serving (ready after {ready_s:.1f} s on the imported database), against a ccusage rerun\n")
     print("| round | lines | token-collector CPU (ms, schedstat) | (ms, /proc/stat ticks) | counted after (ms) | ccusage rerun CPU (s) | ratio ccusage / token-collector |")
@@ -484,6 +540,10 @@ def main() -> int:
         print(f"| {i + 1} | {u['lines']} | {u['tc_sched'] * 1000:.1f} | {u['tc_ticks'] * 1000:.0f} | "
               f"{u['pickup'] * 1000:.0f} | {u['cc_cpu']:.2f} | {u['cc_cpu'] / u['tc_sched']:.0f} |")
     upd_ratio = med([u["cc_cpu"] / u["tc_sched"] for u in updates])
+    print(f"\nwith nothing changing, the serving token-collector used {idle['cpu_per_s'] * 1000:.0f} ms "
+          f"CPU per second ({idle['reads_per_s']:.0f} read syscalls per second) over {args.idle_seconds:.0f} s; "
+          f"a quiet half second before the append: "
+          f"{', '.join('yes' if u['quiet'] else 'no' for u in updates)}")
     print(f"\nmedian ratio: {upd_ratio:.0f}x less CPU (target >= 100x: "
           f"{'met' if upd_ratio >= 100 else 'NOT met'}); serving process after the rounds: "
           f"RSS {serve_mem['VmRSS'] / 1024:.1f} MiB, peak {serve_mem['VmHWM'] / 1024:.1f} MiB")
@@ -512,7 +572,7 @@ def main() -> int:
     print(f"\np99 ratio {names[1]} / {names[0]}: {p99s[1] / p99s[0]:.2f}; target p99 < 5 ms both: "
           f"{'met' if max(p99s) < 5 else 'NOT met'}")
     print(f"\ntotal bench time {time.perf_counter() - started:.0f} s; {os.cpu_count()} CPUs; "
-          f"load average {os.getloadavg()[0]:.2f} at the end")
+          f"load average {load0:.2f} at the start, {os.getloadavg()[0]:.2f} at the end")
     return 0
 
 
