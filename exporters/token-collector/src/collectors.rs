@@ -201,42 +201,52 @@ const SERIES_FIELDS: &[Field<crate::store::Counts>] = &[
     ),
 ];
 
+/// `labels`, with `user` last when the label is on (on a shared host, for the whole run).
+fn with_user<'a>(
+    on: bool,
+    mut labels: Vec<(&'a str, &'a str)>,
+    user: &'a str,
+) -> Vec<(&'a str, &'a str)> {
+    if on {
+        labels.push(("user", user));
+    }
+    labels
+}
+
 impl Collector for Usage {
     fn collect(&self, _ctx: &Context, out: &mut Sink) -> anyhow::Result<()> {
         let now_ms = jiff::Timestamp::now().as_millisecond();
         let live = lock(&self.live);
+        let on = live.label_user;
+        let labels: Vec<Vec<(&str, &str)>> = live
+            .series
+            .keys()
+            .map(|(source, model, project, user)| {
+                with_user(
+                    on,
+                    vec![
+                        ("source", source.label()),
+                        ("provider", PROVIDER),
+                        ("model", model.as_str()),
+                        ("project", project.as_str()),
+                    ],
+                    user,
+                )
+            })
+            .collect();
         {
             let mut f = out.counter(
                 "tokens_total",
                 "Tokens used, by where they were seen, model, project and token type.",
             );
-            for ((source, model, project), c) in &live.series {
+            for (l, c) in labels.iter().zip(live.series.values()) {
                 for (t, v) in TOKEN_TYPES.iter().zip(c.tokens) {
-                    f.sample(
-                        &[
-                            ("source", source.label()),
-                            ("provider", PROVIDER),
-                            ("model", model),
-                            ("project", project),
-                            ("type", t),
-                        ],
-                        v,
-                    );
+                    let mut l = l.clone();
+                    l.push(("type", t));
+                    f.sample(&l, v);
                 }
             }
         }
-        let labels: Vec<[(&str, &str); 4]> = live
-            .series
-            .keys()
-            .map(|(source, model, project)| {
-                [
-                    ("source", source.label()),
-                    ("provider", PROVIDER),
-                    ("model", model.as_str()),
-                    ("project", project.as_str()),
-                ]
-            })
-            .collect();
         let rows: Vec<(&Labels<'_>, &crate::store::Counts)> = labels
             .iter()
             .zip(live.series.values())
@@ -290,9 +300,12 @@ impl Collector for Usage {
             ),
         ] {
             let mut f = out.gauge(name, help);
-            for ((model, project), (c, t)) in map {
+            for ((model, project, user), (c, t)) in map {
                 let v = if cost { *c } else { *t as f64 };
-                f.sample(&[("model", model), ("project", project)], v);
+                f.sample(
+                    &with_user(on, vec![("model", model), ("project", project)], user),
+                    v,
+                );
             }
         }
         if let Some(b) = live.active_block(now_ms) {
@@ -321,8 +334,11 @@ impl Collector for Usage {
                 "project_last_activity_timestamp_seconds",
                 "Event time of the project's last counted response.",
             );
-            for (p, ts) in &live.last_activity {
-                f.sample(&[("project", p)], *ts as f64 / 1000.0);
+            for ((p, user), ts) in &live.last_activity {
+                f.sample(
+                    &with_user(on, vec![("project", p)], user),
+                    *ts as f64 / 1000.0,
+                );
             }
         }
         {

@@ -3,7 +3,7 @@
 //! new offset with what its lines counted. A file that shrank or was replaced (another inode)
 //! is read again from the start; the dedup makes that safe. A deleted file changes nothing.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
@@ -69,6 +69,29 @@ impl Sources {
             .then_some(Kind::Transcript)
     }
 
+    /// The directory whose owner a file belongs to: its transcript root (the first
+    /// configuration directory holding it), or the spool.
+    pub fn root_of(&self, path: &Path, kind: Kind) -> PathBuf {
+        match kind {
+            Kind::Spool => self.spool_dir.clone(),
+            Kind::Transcript => self
+                .config_dirs
+                .iter()
+                .find(|d| path.starts_with(d.join("projects")))
+                .cloned()
+                .unwrap_or_else(|| self.spool_dir.clone()),
+        }
+    }
+
+    /// The owners of the sources that exist: each configuration directory and the spool.
+    pub fn owners(&self) -> Vec<String> {
+        self.config_dirs
+            .iter()
+            .chain(std::iter::once(&self.spool_dir))
+            .filter_map(|d| crate::paths::owner_of(d))
+            .collect()
+    }
+
     /// Every source file now present.
     pub fn walk(&self) -> Vec<(PathBuf, Kind)> {
         let mut out = Vec::new();
@@ -107,6 +130,8 @@ pub struct Ingester {
     pub store: Store,
     pub live: Arc<Mutex<Live>>,
     pub sources: Sources,
+    /// Owner of each source root, looked up once (the first time a file of it is read).
+    pub owners: HashMap<PathBuf, String>,
 }
 
 /// Result of one pass.
@@ -217,6 +242,17 @@ impl Ingester {
         }
     }
 
+    /// The owner of the root `path` belongs to (`unknown` when it cannot be looked up).
+    fn user_of(&mut self, path: &Path, kind: Kind) -> String {
+        let root = self.sources.root_of(path, kind);
+        self.owners
+            .entry(root)
+            .or_insert_with_key(|r| {
+                crate::paths::owner_of(r).unwrap_or_else(|| "unknown".to_string())
+            })
+            .clone()
+    }
+
     /// Read what was appended to `path` since its stored offset.
     pub fn ingest_file(&mut self, path: &Path, kind: Kind) -> anyhow::Result<()> {
         let key = path.to_string_lossy().into_owned();
@@ -234,6 +270,7 @@ impl Ingester {
         if offset == size {
             return Ok(());
         }
+        let user = self.user_of(path, kind);
         f.seek(SeekFrom::Start(offset))?;
         let mut buf: Vec<u8> = Vec::new();
         let mut eof = false;
@@ -258,7 +295,7 @@ impl Ingester {
             offset += complete.len() as u64;
             let (deltas, outcomes) =
                 self.store
-                    .commit_batch(Some((&key, inode, offset)), &items, extra)?;
+                    .commit_batch(Some((&key, inode, offset)), &user, &items, extra)?;
             lock(&self.live).apply(&deltas, outcomes, now_ms());
             buf.drain(..=last_nl);
         }

@@ -92,6 +92,17 @@ pub struct Args {
     /// `LLMBlockProjectedOverBudget` alert. Unset: no limit, no gauge.
     #[arg(long = "budget.block-usd", value_name = "USD", value_parser = parse_budget)]
     pub budget_block_usd: Option<f64>,
+
+    /// When the usage metrics get a `user` label (the owner of the configuration directory,
+    /// or of the spool): `auto` on a shared host (the sources that exist at start have more
+    /// than one owner), `always` or `never`.
+    #[arg(
+        long = "label.user",
+        value_name = "MODE",
+        value_enum,
+        default_value = "auto"
+    )]
+    pub label_user: paths::UserLabel,
 }
 
 /// A budget in USD: a finite number above zero.
@@ -138,11 +149,24 @@ pub fn setup(args: Args, _settings: &Settings) -> anyhow::Result<Setup> {
     if let Err(e) = made {
         log::warn!("cannot create spool directory {}: {e}", spool_dir.display());
     }
-    let live = Live::load(&store, tz, jiff::Timestamp::now().as_millisecond())?;
+    let sources = Sources {
+        config_dirs,
+        spool_dir,
+    };
+    let owners = sources.owners();
+    let label_user = paths::label_user(args.label_user, &owners);
+    let live = Live::load(
+        &store,
+        tz,
+        label_user,
+        jiff::Timestamp::now().as_millisecond(),
+    )?;
     log::info!(
-        "database {} loaded: {} series",
+        "database {} loaded: {} series; user label {} (owners: {})",
         db.display(),
-        live.series.len()
+        live.series.len(),
+        if label_user { "on" } else { "off" },
+        owners.join(", ")
     );
     let live = Arc::new(Mutex::new(live));
     Ok(Setup {
@@ -150,10 +174,8 @@ pub fn setup(args: Args, _settings: &Settings) -> anyhow::Result<Setup> {
         ingester: Mutex::new(Some(Ingester {
             store,
             live,
-            sources: Sources {
-                config_dirs,
-                spool_dir,
-            },
+            sources,
+            owners: Default::default(),
         })),
         rescan_interval: args.rescan_interval,
         budgets: collectors::Budgets {

@@ -7,8 +7,7 @@ use jiff::civil::Date;
 use jiff::tz::TimeZone;
 use jiff::Timestamp;
 
-use crate::store::{Counts, Delta, Outcomes, Store};
-use crate::usage::Source;
+use crate::store::{Counts, Delta, Outcomes, SeriesKey, Store};
 
 /// A 5-hour block (ccusage's definition: starts at its first event floored to the hour, ends
 /// 5 h later; an event 5 h or more after the previous one, or after the block's end, starts a
@@ -23,15 +22,18 @@ const DAYS_KEEP: i32 = 62;
 #[derive(Debug)]
 pub struct Live {
     pub tz: TimeZone,
-    pub series: BTreeMap<(Source, String, String), Counts>,
+    /// Whether the usage families carry a `user` label (decided at start, for the run). When
+    /// not, every key below has the user `""`.
+    pub label_user: bool,
+    pub series: BTreeMap<SeriesKey, Counts>,
     pub unpriced: BTreeMap<String, u64>,
     pub lines: Outcomes,
-    /// (local date of the event, model, project) -> (cost, tokens).
-    pub days: HashMap<(Date, String, String), (f64, u64)>,
+    /// (local date of the event, model, project, user) -> (cost, tokens).
+    pub days: HashMap<(Date, String, String, String), (f64, u64)>,
     /// Event time (ms) -> (tokens, cost), the last 48 h.
     pub events: BTreeMap<i64, (u64, f64)>,
-    /// Project -> last event time (ms).
-    pub last_activity: BTreeMap<String, i64>,
+    /// (project, user) -> last event time (ms).
+    pub last_activity: BTreeMap<(String, String), i64>,
     pub files_followed: u64,
     pub lag_seconds: f64,
 }
@@ -60,6 +62,9 @@ impl Block {
     }
 }
 
+/// (cost, tokens) per (model, project, user).
+pub type ByModel = BTreeMap<(String, String, String), (f64, u64)>;
+
 /// Split events (sorted by time) into blocks.
 pub fn blocks(events: impl IntoIterator<Item = (i64, u64, f64)>) -> Vec<Block> {
     let mut out: Vec<Block> = Vec::new();
@@ -87,10 +92,11 @@ pub fn blocks(events: impl IntoIterator<Item = (i64, u64, f64)>) -> Vec<Block> {
 }
 
 impl Live {
-    /// Empty.
-    pub fn new(tz: TimeZone) -> Live {
+    /// Empty; `label_user`: whether series are kept (and served) by user.
+    pub fn new(tz: TimeZone, label_user: bool) -> Live {
         Live {
             tz,
+            label_user,
             series: BTreeMap::new(),
             unpriced: BTreeMap::new(),
             lines: [0; 4],
@@ -103,18 +109,48 @@ impl Live {
     }
 
     /// From the database: persisted counters and the recent requests.
-    pub fn load(store: &Store, tz: TimeZone, now_ms: i64) -> anyhow::Result<Live> {
-        let mut live = Live::new(tz);
+    pub fn load(
+        store: &Store,
+        tz: TimeZone,
+        label_user: bool,
+        now_ms: i64,
+    ) -> anyhow::Result<Live> {
+        let mut live = Live::new(tz, label_user);
         let (series, unpriced, lines) = store.load_totals()?;
-        live.series = series.into_iter().collect();
+        for ((source, model, project, user), c) in series {
+            let user = live.user_key(&user);
+            let s = live
+                .series
+                .entry((source, model, project, user))
+                .or_default();
+            for (t, v) in s.tokens.iter_mut().zip(c.tokens) {
+                *t += v;
+            }
+            s.cost += c.cost;
+            s.requests += c.requests;
+            s.web_search += c.web_search;
+        }
         live.unpriced = unpriced.into_iter().collect();
         live.lines = lines;
-        live.last_activity = store.last_activity()?.into_iter().collect();
+        for ((project, user), ts) in store.last_activity()? {
+            let user = live.user_key(&user);
+            let la = live.last_activity.entry((project, user)).or_insert(ts);
+            *la = (*la).max(ts);
+        }
         let since = now_ms - i64::from(DAYS_KEEP) * 86_400_000;
-        for (ts, model, project, tokens, cost) in store.recent(since)? {
-            live.add_event(ts, &model, &project, tokens, cost, now_ms);
+        for (ts, model, project, user, tokens, cost) in store.recent(since)? {
+            live.add_event(ts, &model, &project, &user, tokens, cost, now_ms);
         }
         Ok(live)
+    }
+
+    /// The user part of a key: the user when the label is on, else `""`.
+    fn user_key(&self, user: &str) -> String {
+        if self.label_user {
+            user.to_string()
+        } else {
+            String::new()
+        }
     }
 
     fn date_of(&self, ts_ms: i64) -> Option<Date> {
@@ -122,20 +158,23 @@ impl Live {
         Some(ts.to_zoned(self.tz.clone()).date())
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn add_event(
         &mut self,
         ts_ms: i64,
         model: &str,
         project: &str,
+        user: &str,
         tokens: u64,
         cost: f64,
         now_ms: i64,
     ) {
         if ts_ms >= now_ms - i64::from(DAYS_KEEP) * 86_400_000 {
             if let Some(date) = self.date_of(ts_ms) {
+                let user = self.user_key(user);
                 let e = self
                     .days
-                    .entry((date, model.to_string(), project.to_string()))
+                    .entry((date, model.to_string(), project.to_string(), user))
                     .or_default();
                 e.0 += cost;
                 e.1 += tokens;
@@ -154,9 +193,10 @@ impl Live {
             *l += n;
         }
         for d in deltas {
+            let user = self.user_key(&d.user);
             let c = self
                 .series
-                .entry((d.source, d.model.clone(), d.project.clone()))
+                .entry((d.source, d.model.clone(), d.project.clone(), user.clone()))
                 .or_default();
             let u = &d.usage;
             for (t, v) in c.tokens.iter_mut().zip([
@@ -176,13 +216,14 @@ impl Live {
             }
             let la = self
                 .last_activity
-                .entry(d.project.clone())
+                .entry((d.project.clone(), user))
                 .or_insert(d.ts_ms);
             *la = (*la).max(d.ts_ms);
             self.add_event(
                 d.ts_ms,
                 &d.model,
                 &d.project,
+                &d.user,
                 d.tokens(),
                 d.cost.unwrap_or(0.0),
                 now_ms,
@@ -195,33 +236,26 @@ impl Live {
         self.events = self.events.split_off(&(now_ms - EVENTS_KEEP_MS));
         if let Some(today) = self.date_of(now_ms) {
             if let Ok(oldest) = today.checked_sub(jiff::Span::new().days(i64::from(DAYS_KEEP))) {
-                self.days.retain(|(d, _, _), _| *d >= oldest);
+                self.days.retain(|(d, _, _, _), _| *d >= oldest);
             }
         }
     }
 
-    /// (cost, tokens) per (model, project) of the day of `now` and of its month.
-    #[allow(clippy::type_complexity)]
-    pub fn day_and_month(
-        &self,
-        now_ms: i64,
-    ) -> (
-        BTreeMap<(String, String), (f64, u64)>,
-        BTreeMap<(String, String), (f64, u64)>,
-    ) {
+    /// (cost, tokens) per (model, project, user) of the day of `now` and of its month.
+    pub fn day_and_month(&self, now_ms: i64) -> (ByModel, ByModel) {
         let mut day = BTreeMap::new();
         let mut month = BTreeMap::new();
         let Some(today) = self.date_of(now_ms) else {
             return (day, month);
         };
-        for ((d, model, project), (cost, tokens)) in &self.days {
+        for ((d, model, project, user), (cost, tokens)) in &self.days {
             if d.year() == today.year() && d.month() == today.month() {
-                let m: &mut (f64, u64) = month.entry((model.clone(), project.clone())).or_default();
+                let key = (model.clone(), project.clone(), user.clone());
+                let m: &mut (f64, u64) = month.entry(key.clone()).or_default();
                 m.0 += cost;
                 m.1 += tokens;
                 if *d == today {
-                    let e: &mut (f64, u64) =
-                        day.entry((model.clone(), project.clone())).or_default();
+                    let e: &mut (f64, u64) = day.entry(key).or_default();
                     e.0 += cost;
                     e.1 += tokens;
                 }
@@ -279,14 +313,21 @@ mod tests {
     #[test]
     fn days_by_event_time_in_the_zone() {
         let tz = TimeZone::get("America/New_York").unwrap();
-        let mut live = Live::new(tz);
+        let mut live = Live::new(tz, false);
         // 2026-11-25T03:00Z is still the 24th in New York.
         let now = 1_795_600_800_000; // 2026-11-25T10:00Z
         let early = now - 7 * H;
-        live.add_event(early, "m", "p", 5, 0.5, now);
-        live.add_event(now, "m", "p", 7, 0.7, now);
+        live.add_event(early, "m", "p", "ada", 5, 0.5, now);
+        live.add_event(now, "m", "p", "bob", 7, 0.7, now);
         let (day, month) = live.day_and_month(now);
-        assert_eq!(day[&("m".into(), "p".into())].1, 7);
-        assert_eq!(month[&("m".into(), "p".into())].1, 12);
+        // Without the user label, users are summed.
+        assert_eq!(day[&("m".into(), "p".into(), "".into())].1, 7);
+        assert_eq!(month[&("m".into(), "p".into(), "".into())].1, 12);
+        let mut live = Live::new(TimeZone::UTC, true);
+        live.add_event(now - H, "m", "p", "ada", 5, 0.5, now);
+        live.add_event(now, "m", "p", "bob", 7, 0.7, now);
+        let (day, _) = live.day_and_month(now);
+        assert_eq!(day[&("m".into(), "p".into(), "ada".into())].1, 5);
+        assert_eq!(day[&("m".into(), "p".into(), "bob".into())].1, 7);
     }
 }

@@ -14,7 +14,7 @@ use clap::Parser;
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
 use jiff::Timestamp;
-use rusqlite::{params, Connection};
+use rusqlite::Connection;
 use serde::Serialize;
 
 use crate::live::blocks;
@@ -53,6 +53,10 @@ pub struct ReportArgs {
     /// Only models whose id contains this text (e.g. `opus`, `claude-sonnet-4-5`).
     #[arg(long, value_name = "MODEL")]
     pub model: Option<String>,
+    /// Only this user (the owner of the configuration directory, as the `user` label shows
+    /// it).
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
     /// IANA time zone of days and months. Default: the local zone.
     #[arg(long, value_name = "TZ", env = "TOKEN_COLLECTOR_TIMEZONE")]
     pub timezone: Option<String>,
@@ -106,6 +110,9 @@ pub struct PeriodRow {
 pub struct SessionRow {
     pub session_id: String,
     pub project: String,
+    /// The owner of the session's files; only when the database holds more than one user.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
     pub last_activity: String,
     pub models: Vec<String>,
     #[serde(flatten)]
@@ -144,16 +151,37 @@ struct Filter {
     to_ms: i64,
     project: Option<String>,
     model: Option<String>,
+    user: Option<String>,
+    /// The `user` column, or `''` in a database the exporter has not migrated yet.
+    user_col: &'static str,
 }
 
-const WHERE: &str = "ts_ms >= ?1 AND ts_ms < ?2 AND (?3 IS NULL OR project = ?3)
-     AND (?4 IS NULL OR instr(model, ?4) > 0)";
+impl Filter {
+    /// The `WHERE` condition; its parameters are [`Filter::params`].
+    fn condition(&self) -> String {
+        format!(
+            "ts_ms >= ?1 AND ts_ms < ?2 AND (?3 IS NULL OR project = ?3)
+             AND (?4 IS NULL OR instr(model, ?4) > 0) AND (?5 IS NULL OR {} = ?5)",
+            self.user_col
+        )
+    }
+
+    fn params(&self) -> impl rusqlite::Params + '_ {
+        (
+            self.from_ms,
+            self.to_ms,
+            &self.project,
+            &self.model,
+            &self.user,
+        )
+    }
+}
 
 fn day_start_ms(d: Date, tz: &TimeZone) -> anyhow::Result<i64> {
     Ok(d.to_zoned(tz.clone())?.timestamp().as_millisecond())
 }
 
-fn filter(a: &ReportArgs, tz: &TimeZone) -> anyhow::Result<Filter> {
+fn filter(a: &ReportArgs, conn: &Connection, tz: &TimeZone) -> anyhow::Result<Filter> {
     let from_ms = match a.since {
         Some(d) => day_start_ms(d, tz)?,
         None => i64::MIN,
@@ -167,6 +195,12 @@ fn filter(a: &ReportArgs, tz: &TimeZone) -> anyhow::Result<Filter> {
         to_ms,
         project: a.project.clone(),
         model: a.model.clone(),
+        user: a.user.clone(),
+        user_col: if crate::store::has_column(conn, "requests", "user")? {
+            "user"
+        } else {
+            "''"
+        },
     })
 }
 
@@ -192,12 +226,12 @@ const SUMS: &str = "SUM(input), SUM(output), SUM(cache_read), SUM(cw5), SUM(cw1h
 
 /// Models in range without a price (their tokens are in the report, their cost is not).
 fn unpriced(conn: &Connection, f: &Filter) -> anyhow::Result<Vec<String>> {
-    let sql =
-        format!("SELECT DISTINCT model FROM requests WHERE priced = 0 AND {WHERE} ORDER BY model");
+    let sql = format!(
+        "SELECT DISTINCT model FROM requests WHERE priced = 0 AND {} ORDER BY model",
+        f.condition()
+    );
     let mut st = conn.prepare(&sql)?;
-    let rows = st.query_map(params![f.from_ms, f.to_ms, f.project, f.model], |r| {
-        r.get(0)
-    })?;
+    let rows = st.query_map(f.params(), |r| r.get(0))?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
@@ -238,11 +272,12 @@ fn periods(
     monthly: bool,
 ) -> anyhow::Result<Vec<PeriodRow>> {
     let sql = format!(
-        "SELECT ts_ms / 900000, model, {SUMS} FROM requests WHERE {WHERE}
-         GROUP BY ts_ms / 900000, model"
+        "SELECT ts_ms / 900000, model, {SUMS} FROM requests WHERE {}
+         GROUP BY ts_ms / 900000, model",
+        f.condition()
     );
     let mut st = conn.prepare(&sql)?;
-    let rows = st.query_map(params![f.from_ms, f.to_ms, f.project, f.model], |r| {
+    let rows = st.query_map(f.params(), |r| {
         Ok((
             r.get::<_, i64>(0)?,
             r.get::<_, String>(1)?,
@@ -271,30 +306,47 @@ fn periods(
     Ok(out.into_values().collect())
 }
 
-/// Sessions, most recent last.
-fn sessions(conn: &Connection, f: &Filter, tz: &TimeZone) -> anyhow::Result<Vec<SessionRow>> {
+/// How many users (owners of configuration directories) the database holds; usage counted
+/// before the `user` label existed (user `''`) is not one.
+fn users(conn: &Connection, f: &Filter) -> anyhow::Result<usize> {
     let sql = format!(
-        "SELECT COALESCE(session_id, '-'), project, MAX(ts_ms), GROUP_CONCAT(DISTINCT model), {SUMS}
-         FROM requests WHERE {WHERE} GROUP BY session_id, project ORDER BY MAX(ts_ms)"
+        "SELECT COUNT(DISTINCT {0}) FROM requests WHERE {0} <> ''",
+        f.user_col
+    );
+    let n: i64 = conn.query_row(&sql, [], |r| r.get(0))?;
+    Ok(usize::try_from(n).unwrap_or(0))
+}
+
+/// Sessions, most recent last; with their user when the database holds more than one.
+fn sessions(conn: &Connection, f: &Filter, tz: &TimeZone) -> anyhow::Result<Vec<SessionRow>> {
+    let with_user = users(conn, f)? > 1;
+    let sql = format!(
+        "SELECT COALESCE(session_id, '-'), project, MAX(ts_ms), GROUP_CONCAT(DISTINCT model), {SUMS},
+             {0}
+         FROM requests WHERE {1} GROUP BY session_id, project, {0} ORDER BY MAX(ts_ms)",
+        f.user_col,
+        f.condition()
     );
     let mut st = conn.prepare(&sql)?;
-    let rows = st.query_map(params![f.from_ms, f.to_ms, f.project, f.model], |r| {
+    let rows = st.query_map(f.params(), |r| {
         Ok((
             r.get::<_, String>(0)?,
             r.get::<_, String>(1)?,
             r.get::<_, i64>(2)?,
             r.get::<_, String>(3)?,
             sums_from(r, 4)?,
+            r.get::<_, String>(11)?,
         ))
     })?;
     let mut out = Vec::new();
     for row in rows {
-        let (session_id, project, last, models, sums) = row?;
+        let (session_id, project, last, models, sums, user) = row?;
         let mut models: Vec<String> = models.split(',').map(str::to_string).collect();
         models.sort();
         out.push(SessionRow {
             session_id,
             project,
+            user: with_user.then_some(user),
             last_activity: local(last, tz)?,
             models,
             sums,
@@ -319,10 +371,11 @@ fn block_rows(
 ) -> anyhow::Result<Vec<BlockRow>> {
     let sql = format!(
         "SELECT ts_ms, input + output + cache_read + cw5 + cw1h, cost FROM requests
-         WHERE {WHERE} ORDER BY ts_ms"
+         WHERE {} ORDER BY ts_ms",
+        f.condition()
     );
     let mut st = conn.prepare(&sql)?;
-    let rows = st.query_map(params![f.from_ms, f.to_ms, f.project, f.model], |r| {
+    let rows = st.query_map(f.params(), |r| {
         Ok((
             r.get::<_, i64>(0)?,
             u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0),
@@ -419,7 +472,7 @@ pub fn render(
     tz: &TimeZone,
     now_ms: i64,
 ) -> anyhow::Result<String> {
-    let f = filter(a, tz)?;
+    let f = filter(a, conn, tz)?;
     match a.kind {
         Kind::Daily | Kind::Monthly => {
             let rows = periods(conn, &f, tz, a.kind == Kind::Monthly)?;
@@ -468,17 +521,21 @@ pub fn render(
                     &serde_json::json!({ "sessions": rows, "unpriced_models": models }),
                 )? + "\n");
             }
-            let mut header = vec!["session", "project", "last activity", "models"];
+            let with_user = rows.iter().any(|r| r.user.is_some());
+            let mut header = vec!["session", "project"];
+            if with_user {
+                header.push("user");
+            }
+            header.extend(["last activity", "models"]);
             header.extend(SUM_HEADER);
             let body: Vec<Vec<String>> = rows
                 .iter()
                 .map(|r| {
-                    let mut c = vec![
-                        r.session_id.clone(),
-                        r.project.clone(),
-                        r.last_activity.clone(),
-                        short_models(r.models.iter()),
-                    ];
+                    let mut c = vec![r.session_id.clone(), r.project.clone()];
+                    if let Some(u) = &r.user {
+                        c.push(if u.is_empty() { "-".into() } else { u.clone() });
+                    }
+                    c.extend([r.last_activity.clone(), short_models(r.models.iter())]);
                     c.extend(sums_cells(&r.sums));
                     c
                 })

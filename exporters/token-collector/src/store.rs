@@ -65,6 +65,8 @@ pub enum Item {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Delta {
     pub source: Source,
+    /// The owner of the file the response was first counted from.
+    pub user: String,
     pub model: String,
     pub project: String,
     pub ts_ms: i64,
@@ -108,17 +110,16 @@ fn from_array(a: [u64; 7]) -> Usage {
     }
 }
 
+/// A series: source, model, project, user (`""` when the `user` label is off).
+pub type SeriesKey = (Source, String, String, String);
+
 /// Persisted counters: per series, unpriced tokens per model, lines by outcome.
-pub type Persisted = (
-    Vec<((Source, String, String), Counts)>,
-    Vec<(String, u64)>,
-    Outcomes,
-);
+pub type Persisted = (Vec<(SeriesKey, Counts)>, Vec<(String, u64)>, Outcomes);
 
-/// One counted request: event time (ms), model, project, tokens, cost.
-pub type RecentRow = (i64, String, String, u64, f64);
+/// One counted request: event time (ms), model, project, user, tokens, cost.
+pub type RecentRow = (i64, String, String, String, u64, f64);
 
-/// Counter values of one (source, model, project) series.
+/// Counter values of one (source, model, project, user) series.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Counts {
     pub tokens: [u64; 5],
@@ -142,6 +143,7 @@ CREATE TABLE IF NOT EXISTS requests (
     ts_ms INTEGER NOT NULL,
     model TEXT NOT NULL,
     project TEXT NOT NULL,
+    user TEXT NOT NULL DEFAULT '',
     speed INTEGER NOT NULL,
     raw_input INTEGER NOT NULL, raw_output INTEGER NOT NULL, raw_cache_read INTEGER NOT NULL,
     raw_cw5 INTEGER NOT NULL, raw_cw1h INTEGER NOT NULL, raw_ws INTEGER NOT NULL,
@@ -169,11 +171,55 @@ CREATE TABLE IF NOT EXISTS totals (
     input INTEGER NOT NULL, output INTEGER NOT NULL, cache_read INTEGER NOT NULL,
     cw5 INTEGER NOT NULL, cw1h INTEGER NOT NULL, ws INTEGER NOT NULL,
     cost REAL NOT NULL, requests INTEGER NOT NULL,
-    PRIMARY KEY (source, model, project)
+    user TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (source, model, project, user)
 );
 CREATE TABLE IF NOT EXISTS unpriced (model TEXT PRIMARY KEY, tokens INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS lines (outcome TEXT PRIMARY KEY, n INTEGER NOT NULL);
 ";
+
+/// Whether `table` has `column` (for migrations, and `report` on a database not migrated).
+pub fn has_column(conn: &Connection, table: &str, column: &str) -> rusqlite::Result<bool> {
+    let mut st = conn.prepare(&format!("PRAGMA table_info({table})"))?;
+    let names = st.query_map([], |r| r.get::<_, String>(1))?;
+    for n in names {
+        if n? == column {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// A database of a version before the `user` label: usage counted then belongs to user `''`.
+/// `totals` is rebuilt because `user` joins its primary key.
+fn migrate(conn: &Connection) -> anyhow::Result<()> {
+    if !has_column(conn, "requests", "user")? {
+        conn.execute_batch("ALTER TABLE requests ADD COLUMN user TEXT NOT NULL DEFAULT ''")
+            .context("cannot add the user column to requests")?;
+    }
+    if !has_column(conn, "totals", "user")? {
+        conn.execute_batch(
+            "BEGIN;
+             CREATE TABLE totals_user (
+                 source TEXT NOT NULL, model TEXT NOT NULL, project TEXT NOT NULL,
+                 input INTEGER NOT NULL, output INTEGER NOT NULL, cache_read INTEGER NOT NULL,
+                 cw5 INTEGER NOT NULL, cw1h INTEGER NOT NULL, ws INTEGER NOT NULL,
+                 cost REAL NOT NULL, requests INTEGER NOT NULL,
+                 user TEXT NOT NULL DEFAULT '',
+                 PRIMARY KEY (source, model, project, user)
+             );
+             INSERT INTO totals_user (source, model, project, input, output, cache_read, cw5,
+                 cw1h, ws, cost, requests, user)
+                 SELECT source, model, project, input, output, cache_read, cw5, cw1h, ws, cost,
+                     requests, '' FROM totals;
+             DROP TABLE totals;
+             ALTER TABLE totals_user RENAME TO totals;
+             COMMIT;",
+        )
+        .context("cannot add the user column to totals")?;
+    }
+    Ok(())
+}
 
 /// The database and what counting needs besides it.
 pub struct Store {
@@ -204,6 +250,7 @@ fn u(v: i64) -> u64 {
 
 struct Existing {
     source: String,
+    user: String,
     model: String,
     project: String,
     ts_ms: i64,
@@ -250,6 +297,7 @@ impl Store {
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         conn.execute_batch(SCHEMA)
             .context("cannot create the schema")?;
+        migrate(&conn)?;
         let prefix = mode_prefix(project_mode);
         let mut projects = HashMap::new();
         let mut kept = 0;
@@ -314,10 +362,11 @@ impl Store {
 
     /// Count `items` and move `path` to `offset`, in one transaction. Returns what was added
     /// to the counters; `outcomes` gets one entry per item plus `extra` (lines without usage,
-    /// malformed lines) already classified by the caller.
+    /// malformed lines) already classified by the caller. `user` is the owner of the file.
     pub fn commit_batch(
         &mut self,
         file: Option<(&str, u64, u64)>,
+        user: &str,
         items: &[Item],
         extra: Outcomes,
     ) -> anyhow::Result<(Vec<Delta>, Outcomes)> {
@@ -346,6 +395,7 @@ impl Store {
                         &tx,
                         &self.pricing,
                         Source::ClaudeCode,
+                        user,
                         &format!("msg:{}", r.message_id),
                         r.session_id.as_deref(),
                         r.ts_ms,
@@ -364,7 +414,7 @@ impl Store {
                         self.project_max,
                         c.cwd.as_deref(),
                     );
-                    count_captured(&tx, &self.pricing, c, &project)?
+                    count_captured(&tx, &self.pricing, c, user, &project)?
                 }
             };
             match d {
@@ -406,7 +456,8 @@ impl Store {
     /// Counter values as persisted: per series, unpriced tokens per model, lines by outcome.
     pub fn load_totals(&self) -> anyhow::Result<Persisted> {
         let mut st = self.conn.prepare(
-            "SELECT source, model, project, input, output, cache_read, cw5, cw1h, ws, cost, requests
+            "SELECT source, model, project, input, output, cache_read, cw5, cw1h, ws, cost, requests,
+                    user
              FROM totals",
         )?;
         let series = st
@@ -416,6 +467,7 @@ impl Store {
                         source_from(&r.get::<_, String>(0)?),
                         r.get::<_, String>(1)?,
                         r.get::<_, String>(2)?,
+                        r.get::<_, String>(11)?,
                     ),
                     Counts {
                         tokens: [
@@ -447,25 +499,32 @@ impl Store {
         Ok((series, unpriced, lines))
     }
 
-    /// Counted usage per request since `since_ms` (event time): time, model, project, tokens,
-    /// cost. For the day, month and block gauges after a restart.
+    /// Counted usage per request since `since_ms` (event time): time, model, project, user,
+    /// tokens, cost. For the day, month and block gauges after a restart.
     pub fn recent(&self, since_ms: i64) -> anyhow::Result<Vec<RecentRow>> {
         let mut st = self.conn.prepare(
-            "SELECT ts_ms, model, project, input + output + cache_read + cw5 + cw1h, cost
+            "SELECT ts_ms, model, project, user, input + output + cache_read + cw5 + cw1h, cost
              FROM requests WHERE ts_ms >= ?1 ORDER BY ts_ms",
         )?;
         let rows = st.query_map([since_ms], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, u(r.get(3)?), r.get(4)?))
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                u(r.get(4)?),
+                r.get(5)?,
+            ))
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// The last event time (ms) of each project.
-    pub fn last_activity(&self) -> anyhow::Result<Vec<(String, i64)>> {
+    /// The last event time (ms) of each project and user.
+    pub fn last_activity(&self) -> anyhow::Result<Vec<((String, String), i64)>> {
         let mut st = self
             .conn
-            .prepare("SELECT project, MAX(ts_ms) FROM requests GROUP BY project")?;
-        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            .prepare("SELECT project, user, MAX(ts_ms) FROM requests GROUP BY project, user")?;
+        let rows = st.query_map([], |r| Ok(((r.get(0)?, r.get(1)?), r.get(2)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 }
@@ -526,7 +585,7 @@ fn get_existing(tx: &Transaction, key: &str) -> anyhow::Result<Option<Existing>>
     Ok(tx
         .prepare_cached(
             "SELECT source, model, project, ts_ms, speed, raw_input, raw_output, raw_cache_read,
-                    raw_cw5, raw_cw1h, raw_ws, raw_wf, raw_cost
+                    raw_cw5, raw_cw1h, raw_ws, raw_wf, raw_cost, user
              FROM requests WHERE key = ?1",
         )?
         .query_row([key], |r| {
@@ -550,6 +609,7 @@ fn get_existing(tx: &Transaction, key: &str) -> anyhow::Result<Option<Existing>>
                     u(r.get(11)?),
                 ],
                 raw_cost: r.get(12)?,
+                user: r.get(13)?,
             })
         })
         .optional()?)
@@ -562,6 +622,7 @@ fn count_message(
     tx: &Transaction,
     pricing: &Pricing,
     source: Source,
+    user: &str,
     key: &str,
     session_id: Option<&str>,
     ts_ms: i64,
@@ -572,9 +633,10 @@ fn count_message(
 ) -> anyhow::Result<Option<Delta>> {
     let new = to_array(usage);
     let existing = get_existing(tx, key)?;
-    let (source, model, project, ts_ms, speed, old, old_cost) = match &existing {
+    let (source, user, model, project, ts_ms, speed, old, old_cost) = match &existing {
         Some(e) => (
             source_from(&e.source),
+            e.user.as_str(),
             e.model.as_str(),
             e.project.as_str(),
             e.ts_ms,
@@ -582,7 +644,7 @@ fn count_message(
             e.raw,
             e.raw_cost.unwrap_or(0.0),
         ),
-        None => (source, model, project, ts_ms, speed, [0; 7], 0.0),
+        None => (source, user, model, project, ts_ms, speed, [0; 7], 0.0),
     };
     let mut merged = old;
     for (m, n) in merged.iter_mut().zip(new) {
@@ -605,6 +667,7 @@ fn count_message(
     }
     let d = Delta {
         source,
+        user: user.to_string(),
         model: model.to_string(),
         project: project.to_string(),
         ts_ms,
@@ -617,9 +680,9 @@ fn count_message(
         tx.prepare_cached(
             "INSERT INTO requests (key, source, session_id, ts_ms, model, project, speed,
                 raw_input, raw_output, raw_cache_read, raw_cw5, raw_cw1h, raw_ws, raw_wf, raw_cost,
-                input, output, cache_read, cw5, cw1h, ws, wf, cost, priced, requests)
+                input, output, cache_read, cw5, cw1h, ws, wf, cost, priced, requests, user)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,
-                ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25)",
+                ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26)",
         )?
         .execute(params![
             key,
@@ -647,6 +710,7 @@ fn count_message(
             d.cost.unwrap_or(0.0),
             i64::from(raw_cost.is_some()),
             i64::from(d.new_request),
+            user,
         ])?;
     } else {
         tx.prepare_cached(
@@ -741,6 +805,7 @@ fn count_captured(
     tx: &Transaction,
     pricing: &Pricing,
     c: &Captured,
+    user: &str,
     project: &str,
 ) -> anyhow::Result<Option<Delta>> {
     let model = c.model.as_deref().unwrap_or("unknown");
@@ -749,6 +814,7 @@ fn count_captured(
             tx,
             pricing,
             Source::Terminal,
+            user,
             &format!("msg:{message_id}"),
             None,
             c.seen_at_ms,
@@ -766,6 +832,7 @@ fn count_captured(
                 tx,
                 pricing,
                 Source::Terminal,
+                user,
                 &key,
                 None,
                 c.seen_at_ms,
@@ -787,6 +854,7 @@ fn count_captured(
                 tx,
                 pricing,
                 Source::Terminal,
+                user,
                 &key,
                 Some(session_id),
                 c.seen_at_ms,
@@ -830,9 +898,9 @@ fn add_totals(tx: &Transaction, d: &Delta) -> anyhow::Result<()> {
     let a = to_array(&d.usage);
     tx.prepare_cached(
         "INSERT INTO totals (source, model, project, input, output, cache_read, cw5, cw1h, ws,
-            cost, requests)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
-         ON CONFLICT (source, model, project) DO UPDATE SET input = input + excluded.input,
+            cost, requests, user)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+         ON CONFLICT (source, model, project, user) DO UPDATE SET input = input + excluded.input,
             output = output + excluded.output, cache_read = cache_read + excluded.cache_read,
             cw5 = cw5 + excluded.cw5, cw1h = cw1h + excluded.cw1h, ws = ws + excluded.ws,
             cost = cost + excluded.cost, requests = requests + excluded.requests",
@@ -848,7 +916,8 @@ fn add_totals(tx: &Transaction, d: &Delta) -> anyhow::Result<()> {
         i(a[4]),
         i(a[5]),
         d.cost.unwrap_or(0.0),
-        i64::from(d.new_request)
+        i64::from(d.new_request),
+        d.user,
     ])?;
     if d.cost.is_none() && d.tokens() > 0 {
         tx.prepare_cached(
@@ -858,4 +927,120 @@ fn add_totals(tx: &Transaction, d: &Delta) -> anyhow::Result<()> {
         .execute(params![d.model, i(d.tokens())])?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The tables `requests` and `totals` as they were before the `user` column.
+    const OLD_SCHEMA: &str = "
+CREATE TABLE requests (
+    key TEXT PRIMARY KEY, source TEXT NOT NULL, session_id TEXT, ts_ms INTEGER NOT NULL,
+    model TEXT NOT NULL, project TEXT NOT NULL, speed INTEGER NOT NULL,
+    raw_input INTEGER NOT NULL, raw_output INTEGER NOT NULL, raw_cache_read INTEGER NOT NULL,
+    raw_cw5 INTEGER NOT NULL, raw_cw1h INTEGER NOT NULL, raw_ws INTEGER NOT NULL,
+    raw_wf INTEGER NOT NULL, raw_cost REAL,
+    input INTEGER NOT NULL, output INTEGER NOT NULL, cache_read INTEGER NOT NULL,
+    cw5 INTEGER NOT NULL, cw1h INTEGER NOT NULL, ws INTEGER NOT NULL, wf INTEGER NOT NULL,
+    cost REAL NOT NULL, priced INTEGER NOT NULL, requests INTEGER NOT NULL
+);
+CREATE TABLE totals (
+    source TEXT NOT NULL, model TEXT NOT NULL, project TEXT NOT NULL,
+    input INTEGER NOT NULL, output INTEGER NOT NULL, cache_read INTEGER NOT NULL,
+    cw5 INTEGER NOT NULL, cw1h INTEGER NOT NULL, ws INTEGER NOT NULL,
+    cost REAL NOT NULL, requests INTEGER NOT NULL,
+    PRIMARY KEY (source, model, project)
+);
+INSERT INTO requests VALUES ('msg:old', 'claude_code', 's0', 1795600800000,
+    'claude-sonnet-4-5', 'alpha', 0, 10, 5, 0, 0, 0, 0, 0, 0.1, 10, 5, 0, 0, 0, 0, 0, 0.1, 1, 1);
+INSERT INTO totals VALUES ('claude_code', 'claude-sonnet-4-5', 'alpha', 10, 5, 0, 0, 0, 0,
+    0.1, 1);
+";
+
+    fn record(id: &str) -> Item {
+        Item::Transcript(Record {
+            message_id: id.to_string(),
+            session_id: Some("s1".to_string()),
+            ts_ms: 1_795_600_900_000,
+            model: "claude-sonnet-4-5".to_string(),
+            cwd: Some("/home/ada/src/alpha".to_string()),
+            usage: Usage {
+                input: 100,
+                output: 7,
+                ..Usage::default()
+            },
+            speed: Speed::Standard,
+        })
+    }
+
+    #[test]
+    fn an_old_database_gets_the_user_column_and_keeps_its_counts() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("state.db");
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch(OLD_SCHEMA)
+            .unwrap();
+        let mut store = Store::open(&path, Pricing::shipped(), ProjectLabel::Name, 50).unwrap();
+        let conn = store.connection();
+        assert!(has_column(conn, "requests", "user").unwrap());
+        assert!(has_column(conn, "totals", "user").unwrap());
+        let (series, _, _) = store.load_totals().unwrap();
+        let key = |user: &str| {
+            (
+                Source::ClaudeCode,
+                "claude-sonnet-4-5".to_string(),
+                "alpha".to_string(),
+                user.to_string(),
+            )
+        };
+        assert_eq!(series.len(), 1);
+        assert_eq!(series[0].0, key(""));
+        assert_eq!(series[0].1.tokens, [10, 5, 0, 0, 0]);
+        assert_eq!(series[0].1.requests, 1);
+        // New usage is stored per user, beside the old series; more usage of the old request
+        // stays with its old user.
+        let (deltas, outcomes) = store
+            .commit_batch(None, "ada", &[record("new"), record("old")], [0; 4])
+            .unwrap();
+        assert_eq!(outcomes[COUNTED], 2);
+        assert_eq!(deltas[0].user, "ada");
+        assert_eq!(deltas[1].user, "");
+        let (series, _, _) = store.load_totals().unwrap();
+        let by: HashMap<_, _> = series.into_iter().collect();
+        assert_eq!(by[&key("")].tokens, [100, 7, 0, 0, 0]);
+        assert_eq!(by[&key("")].requests, 1);
+        assert_eq!(by[&key("ada")].tokens, [100, 7, 0, 0, 0]);
+        assert_eq!(
+            store.last_activity().unwrap(),
+            vec![
+                (("alpha".to_string(), String::new()), 1_795_600_800_000),
+                (("alpha".to_string(), "ada".to_string()), 1_795_600_900_000)
+            ]
+        );
+        drop(store);
+        // Opening it again migrates nothing more.
+        let store = Store::open(&path, Pricing::shipped(), ProjectLabel::Name, 50).unwrap();
+        assert_eq!(store.load_totals().unwrap().0.len(), 2);
+    }
+
+    #[test]
+    fn a_response_keeps_the_user_it_was_first_counted_for() {
+        let conn = Connection::open_in_memory().unwrap();
+        let mut store =
+            Store::with_connection(conn, Pricing::shipped(), ProjectLabel::Name, 50).unwrap();
+        store
+            .commit_batch(None, "ada", &[record("m")], [0; 4])
+            .unwrap();
+        let Item::Transcript(mut r) = record("m") else {
+            unreachable!()
+        };
+        r.usage.output = 9;
+        let (deltas, _) = store
+            .commit_batch(None, "bob", &[Item::Transcript(r)], [0; 4])
+            .unwrap();
+        assert_eq!(deltas[0].user, "ada");
+        assert_eq!(deltas[0].usage.output, 2);
+    }
 }

@@ -50,7 +50,7 @@ fn env() -> Env {
 
 fn ingester(e: &Env, max: usize) -> Ingester {
     let store = Store::open(&e.db, Pricing::shipped(), ProjectLabel::Name, max).unwrap();
-    let live = Live::load(&store, jiff::tz::TimeZone::UTC, now()).unwrap();
+    let live = Live::load(&store, jiff::tz::TimeZone::UTC, false, now()).unwrap();
     Ingester {
         store,
         live: Arc::new(Mutex::new(live)),
@@ -58,6 +58,7 @@ fn ingester(e: &Env, max: usize) -> Ingester {
             config_dirs: vec![e.config.clone()],
             spool_dir: e.spool.clone(),
         },
+        owners: Default::default(),
     }
 }
 
@@ -68,7 +69,12 @@ fn now() -> i64 {
 fn series(ing: &Ingester, source: Source, model: &str, project: &str) -> Counts {
     lock(&ing.live)
         .series
-        .get(&(source, model.to_string(), project.to_string()))
+        .get(&(
+            source,
+            model.to_string(),
+            project.to_string(),
+            String::new(),
+        ))
         .copied()
         .unwrap_or_default()
 }
@@ -143,7 +149,10 @@ fn a_restart_resumes_from_the_database() {
     check_fixture_totals(&ing);
     // Day gauges come back too (event time; the fixture is dated 2026-11-25).
     let live = lock(&ing.live);
-    assert_eq!(live.last_activity.get("beta"), Some(&1_795_604_401_000));
+    assert_eq!(
+        live.last_activity.get(&("beta".to_string(), String::new())),
+        Some(&1_795_604_401_000)
+    );
 }
 
 #[test]
