@@ -83,11 +83,12 @@ impl Sources {
         }
     }
 
-    /// The owners of the sources that exist: each configuration directory and the spool.
+    /// The owners of the configuration directories that exist: whose usage this collector
+    /// sees. The spool is left out: under the system unit it belongs to the service's own
+    /// user, which would make one person's host look shared.
     pub fn owners(&self) -> Vec<String> {
         self.config_dirs
             .iter()
-            .chain(std::iter::once(&self.spool_dir))
             .filter_map(|d| crate::paths::owner_of(d))
             .collect()
     }
