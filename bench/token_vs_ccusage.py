@@ -8,7 +8,8 @@ Three measurements, each reported as ratios against ccusage measured in this run
    lines). token-collector `--once` with a fresh `--storage.path` against `ccusage daily --json
    --offline` (CLAUDE_CONFIG_DIR at the tree), alternately, `--repeats` times each, page cache
    warm for both (the tree is read once before). Each process is waited for with wait4(), so
-   its wall time, CPU (utime+stime, all threads) and peak RSS (ru_maxrss) are its own.
+   its wall time and CPU (utime+stime, all threads) are its own; its peak RSS is the VmHWM of
+   /proc/<pid>/status, polled every 2 ms while it runs (see run_measured on ru_maxrss).
    ccusage is run as its native binary (@ccusage/ccusage-linux-x64/bin/ccusage, the process
    that does the work; the npm launcher `ccusage` is a node script that spawns it, and the
    launcher's own memory is not counted against ccusage).
@@ -60,15 +61,28 @@ MiB = 1 << 20
 # ---------------------------------------------------------------- process measurements
 
 def run_measured(argv, env: dict, cwd: Path, stdout: Path, timeout: float = 300) -> dict:
-    """Runs argv to completion; wall time and the child's own rusage (wait4)."""
+    """Runs argv to completion; wall time and CPU from the child's own rusage (wait4), peak
+    RSS from its VmHWM in /proc/<pid>/status, read every 2 ms while it runs (ru_maxrss is not
+    usable: Linux keeps the high-water mark of the memory image a child had before its
+    execve, and a child of this Python process starts as a copy of it, so ru_maxrss never
+    reads below this script's own RSS, ~60 MiB once the tree is generated)."""
     with open(stdout, "wb") as out, open(str(stdout) + ".err", "wb") as err:
         t0 = time.perf_counter()
         p = subprocess.Popen([str(a) for a in argv], env=env, cwd=cwd, stdout=out, stderr=err)
         deadline = time.time() + timeout
+        hwm = 0
+        status_file = f"/proc/{p.pid}/status"
         while True:
             pid, status, ru = os.wait4(p.pid, os.WNOHANG)
             if pid:
                 break
+            try:  # the process's own high-water mark, while it lives
+                for line in open(status_file):
+                    if line.startswith("VmHWM:"):
+                        hwm = max(hwm, int(line.split()[1]))
+                        break
+            except OSError:
+                pass
             if time.time() > deadline:
                 p.kill()
                 pid, status, ru = os.wait4(p.pid, 0)
@@ -77,7 +91,7 @@ def run_measured(argv, env: dict, cwd: Path, stdout: Path, timeout: float = 300)
         wall = time.perf_counter() - t0
     p.returncode = os.waitstatus_to_exitcode(status)
     return {"wall": wall, "cpu": ru.ru_utime + ru.ru_stime, "user": ru.ru_utime,
-            "sys": ru.ru_stime, "maxrss_kib": ru.ru_maxrss, "rc": p.returncode,
+            "sys": ru.ru_stime, "maxrss_kib": hwm, "ru_maxrss_kib": ru.ru_maxrss, "rc": p.returncode,
             "vcsw": ru.ru_nvcsw, "ivcsw": ru.ru_nivcsw, "minflt": ru.ru_minflt,
             "stderr": Path(str(stdout) + ".err").read_text(errors="replace")[-2000:]}
 
@@ -332,7 +346,8 @@ def main() -> int:
                 runs[name].append(m)
                 print(f"  import {r + 1} {name}: {m['wall']:.2f} s wall, {m['cpu']:.2f} s CPU "
                       f"(user {m['user']:.2f}, sys {m['sys']:.2f}), peak RSS "
-                      f"{m['maxrss_kib'] / 1024:.1f} MiB; context switches {m['vcsw']} voluntary, "
+                      f"{m['maxrss_kib'] / 1024:.1f} MiB (ru_maxrss {m['ru_maxrss_kib'] / 1024:.1f}); "
+                      f"context switches {m['vcsw']} voluntary, "
                       f"{m['ivcsw']} involuntary", flush=True)
         # sanity: both read the tree
         expo = (work / "token-collector-0.out").read_text()
