@@ -801,6 +801,35 @@ fn take_credit(
     Ok(())
 }
 
+/// A capture with no id: once per occurrence (`<spool file>:<line>`).
+fn count_anonymous(
+    tx: &Transaction,
+    pricing: &Pricing,
+    c: &Captured,
+    user: &str,
+    project: &str,
+    model: &str,
+    occurrence: &str,
+) -> anyhow::Result<Option<Delta>> {
+    let key = format!("anon:{occurrence}");
+    if get_existing(tx, &key)?.is_some() {
+        return Ok(None);
+    }
+    count_message(
+        tx,
+        pricing,
+        Source::Terminal,
+        user,
+        &key,
+        None,
+        c.seen_at_ms,
+        model,
+        project,
+        &c.usage,
+        c.speed,
+    )
+}
+
 fn count_captured(
     tx: &Transaction,
     pricing: &Pricing,
@@ -823,24 +852,17 @@ fn count_captured(
             &c.usage,
             c.speed,
         ),
-        CapturedIdentity::Anonymous { occurrence } => {
-            let key = format!("anon:{occurrence}");
-            if get_existing(tx, &key)?.is_some() {
+        CapturedIdentity::ClaudeCodeUnnamed { occurrence } => {
+            let any_transcript: bool = tx
+                .prepare_cached("SELECT 1 FROM transcript_sessions LIMIT 1")?
+                .exists([])?;
+            if any_transcript {
                 return Ok(None);
             }
-            count_message(
-                tx,
-                pricing,
-                Source::Terminal,
-                user,
-                &key,
-                None,
-                c.seen_at_ms,
-                model,
-                project,
-                &c.usage,
-                c.speed,
-            )
+            count_anonymous(tx, pricing, c, user, project, model, occurrence)
+        }
+        CapturedIdentity::Anonymous { occurrence } => {
+            count_anonymous(tx, pricing, c, user, project, model, occurrence)
         }
         CapturedIdentity::ClaudeCodeSession { session_id } => {
             let known: bool = tx

@@ -76,6 +76,10 @@ pub enum CapturedIdentity {
     ClaudeCodeSession { session_id: String },
     /// An Anthropic Messages API response printed as JSON.
     ApiMessage { message_id: String },
+    /// Claude Code output that names no session (its `/cost` block): the transcripts are
+    /// authoritative, so it counts (once, by `occurrence`) only while the collector knows no
+    /// transcript at all.
+    ClaudeCodeUnnamed { occurrence: String },
     /// No id at all (the Python SDK's `Usage(...)` repr, a `/cost` block without a session):
     /// `occurrence` is unique per capture (`<spool file>:<line>`), so it counts once.
     Anonymous { occurrence: String },

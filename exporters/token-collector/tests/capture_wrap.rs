@@ -306,6 +306,9 @@ fn spool_records_every_shape_and_nothing_else() {
             CapturedIdentity::ClaudeCodeSession { session_id } => format!("session {session_id}"),
             CapturedIdentity::ApiMessage { message_id } => format!("message {message_id}"),
             CapturedIdentity::Anonymous { occurrence } => format!("anonymous {occurrence}"),
+            CapturedIdentity::ClaudeCodeUnnamed { occurrence } => {
+                format!("claude code, no session {occurrence}")
+            }
         })
         .collect();
     assert_eq!(
@@ -316,8 +319,9 @@ fn spool_records_every_shape_and_nothing_else() {
             "message msg_01XFDUDYJgAACzvnptvVoYEL".to_string(),
             format!("anonymous {name}:4"),
             format!("anonymous {name}:5"),
-            format!("anonymous {name}:6"),
-            format!("anonymous {name}:7"),
+            // The /cost block's model lines: Claude Code output naming no session.
+            format!("claude code, no session {name}:6"),
+            format!("claude code, no session {name}:7"),
         ]
     );
     for c in records {

@@ -375,3 +375,43 @@ fn the_database_holds_no_message_text() {
         assert!(!hay.contains("please help"));
     }
 }
+
+#[test]
+fn claude_code_output_naming_no_session_counts_only_without_transcripts() {
+    let unnamed = |occurrence: &str| {
+        captured(
+            CapturedIdentity::ClaudeCodeUnnamed {
+                occurrence: occurrence.into(),
+            },
+            S45,
+            40,
+            4,
+        )
+    };
+    // With transcripts (the fixture tree): they are authoritative, the /cost lines add nothing.
+    let e = env();
+    let mut ing = ingester(&e, 50);
+    ing.scan_all();
+    write_spool(&e, "cost.jsonl", &[unnamed("cost.jsonl:1")]);
+    ing.scan_all();
+    assert_eq!(
+        series(&ing, Source::Terminal, S45, "gamma"),
+        Counts::default()
+    );
+    check_fixture_totals_but_lines(&ing);
+
+    // Without any transcript (a host whose Claude Code keeps them elsewhere): once per line.
+    let e = env();
+    std::fs::remove_dir_all(e.config.join("projects")).unwrap();
+    let mut ing = ingester(&e, 50);
+    write_spool(
+        &e,
+        "cost.jsonl",
+        &[unnamed("cost.jsonl:1"), unnamed("cost.jsonl:2")],
+    );
+    ing.scan_all();
+    ing.scan_all();
+    let t = series(&ing, Source::Terminal, S45, "gamma");
+    assert_eq!(t.tokens[..2], [80, 8]);
+    assert_eq!(t.requests, 2);
+}

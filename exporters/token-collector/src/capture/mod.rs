@@ -64,10 +64,13 @@ impl Recognised {
         seen_at_ms: i64,
         cwd: Option<String>,
     ) -> Captured {
+        let identity = match (self.identity, self.shape) {
+            (Some(identity), _) => identity,
+            (None, Shape::CostBlock) => CapturedIdentity::ClaudeCodeUnnamed { occurrence },
+            (None, _) => CapturedIdentity::Anonymous { occurrence },
+        };
         Captured {
-            identity: self
-                .identity
-                .unwrap_or(CapturedIdentity::Anonymous { occurrence }),
+            identity,
             model: self.model,
             usage: self.usage,
             speed: self.speed,
