@@ -42,6 +42,9 @@ impl Ingest {
             match notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
                 let mut d = lock(&sink);
                 match res {
+                    // Opening or reading a file changes nothing to ingest; counting those
+                    // events would make the collector's own reads schedule its next pass.
+                    Ok(ev) if is_read_only_access(&ev.kind) => {}
                     Ok(ev) => d.extend(ev.paths),
                     // Lost events (queue overflow): the empty path asks for a full scan.
                     Err(_) => {
@@ -67,6 +70,12 @@ impl Ingest {
             rescan,
         }
     }
+}
+
+/// An event that says a file was opened or read, not changed (a closed writer still counts).
+fn is_read_only_access(kind: &notify::EventKind) -> bool {
+    use notify::event::{AccessKind, AccessMode};
+    matches!(kind, notify::EventKind::Access(a) if *a != AccessKind::Close(AccessMode::Write))
 }
 
 impl IngestState {

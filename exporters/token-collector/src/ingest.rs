@@ -275,9 +275,18 @@ impl Ingester {
         f.seek(SeekFrom::Start(offset))?;
         let mut buf: Vec<u8> = Vec::new();
         let mut eof = false;
+        // A chunk of up to CHUNK bytes; for the usual small append, just what is there (and a
+        // little room for what arrives meanwhile) instead of zeroing 4 MiB per file.
+        let pending = usize::try_from(size - offset).unwrap_or(CHUNK);
+        let first = CHUNK.min(pending.saturating_add(4096));
         while !eof {
             let start = buf.len();
-            buf.resize(start + CHUNK, 0);
+            let grow = if start == 0 && buf.capacity() == 0 {
+                first
+            } else {
+                CHUNK
+            };
+            buf.resize(start + grow, 0);
             let mut filled = start;
             while filled < buf.len() {
                 let n = f.read(&mut buf[filled..])?;

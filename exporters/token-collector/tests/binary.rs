@@ -480,3 +480,55 @@ fn a_projects_directory_created_after_start_is_followed_at_once() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// utime + stime of a process, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+#[test]
+fn an_idle_collector_does_not_reread_its_files() {
+    // The collector's own reads of the tree must not count as changes (inotify reports every
+    // open): on a tree of 4,000 files nothing may be read again while nothing changes.
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("claude");
+    for i in 0..4000 {
+        let dir = config.join(format!("projects/-p{}", i % 20));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join(format!("s{i}.jsonl")),
+            format!(
+                "{{\"type\":\"assistant\",\"cwd\":\"/p{}\",\"sessionId\":\"s{i}\",\"message\":{{\"id\":\"msg_{i}\",\"model\":\"claude-sonnet-4-5-20250929\",\"usage\":{{\"input_tokens\":1,\"output_tokens\":1}}}},\"requestId\":\"r{i}\",\"timestamp\":\"2026-11-25T12:00:00.000Z\"}}\n",
+                i % 20
+            ),
+        )
+        .unwrap();
+    }
+    let x = EXPORTER.start(
+        &[
+            format!("--claude.config-dir={}", config.display()),
+            format!("--storage.path={}", tmp.path().join("state.db").display()),
+            "--timezone=UTC".into(),
+            "--ingest.rescan-interval=1h".into(),
+        ],
+        &[("HOME", tmp.path().to_str().unwrap())],
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while x.get("/ready").status != 200 {
+        assert!(Instant::now() < deadline, "never ready");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_secs(2)); // let the events of the first scan drain
+    let before = cpu_ticks(x.child.id());
+    std::thread::sleep(Duration::from_secs(3));
+    let used = cpu_ticks(x.child.id()) - before;
+    // A re-read of 4,000 files a second costs far more than 10 ticks (0.1 s) in 3 s.
+    assert!(used <= 10, "idle collector used {used} clock ticks in 3 s");
+}
