@@ -1,6 +1,7 @@
 //! Reading transcript and spool files: only appended bytes, complete lines only (a last line
 //! without `\n` waits until it is complete), one transaction per chunk committing the file's
-//! new offset with what its lines counted. A file that shrank or was replaced (another inode)
+//! new offset with what its lines counted (a full scan reads small files ahead on worker
+//! threads and commits several of them, in walk order, per transaction, each with its offset). A file that shrank or was replaced (another inode)
 //! is read again from the start; the dedup makes that safe. A deleted file changes nothing.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -8,7 +9,7 @@ use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::SystemTime;
 
 use crate::live::Live;
@@ -18,6 +19,16 @@ use crate::usage::Captured;
 
 /// Bytes read per transaction (more when one line is longer).
 const CHUNK: usize = 4 << 20;
+
+/// Files with at most this many bytes to read are read and parsed ahead by worker threads.
+const PARALLEL_MAX: u64 = 8 << 20;
+/// How far (in files) the workers may read ahead of the commits.
+const AHEAD_FILES: usize = 1024;
+/// How many bytes read ahead may wait for their commit (more when one file is larger).
+const AHEAD_BYTES: u64 = 32 << 20;
+/// At most this many files, or about this many items, per transaction of a full scan.
+const GROUP_FILES: usize = 256;
+const GROUP_ITEMS: usize = 8192;
 
 /// What kind of file a path is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -162,7 +173,11 @@ fn now_ms() -> i64 {
 }
 
 impl Ingester {
-    /// Every file of the tree and the spool.
+    /// Every file of the tree and the spool. Files with at most [`PARALLEL_MAX`] bytes to read
+    /// are read and parsed ahead by worker threads; the calling thread commits them in the
+    /// order of the walk (which decides which file a response is counted from), several files
+    /// of one owner per transaction, each with its new offset. Larger files are read here,
+    /// in chunks, as [`Ingester::ingest_file`] does.
     pub fn scan_all(&mut self) -> Pass {
         let files = self.sources.walk();
         let mut pass = Pass {
@@ -173,27 +188,53 @@ impl Ingester {
             .iter()
             .map(|(p, _)| p.to_string_lossy().into_owned())
             .collect();
-        // While this pass reads, the lag is that of the newest file with unread bytes.
+        let mut stored = match self.store.file_offsets() {
+            Ok(m) => m,
+            Err(e) => {
+                pass.errors.push(format!("read file offsets: {e:#}"));
+                pass.attempted = 1; // every file fails: so does the pass
+                return pass;
+            }
+        };
+        // One stat per file: what is left to read, and while this pass reads, the lag is that
+        // of the newest file with unread bytes.
         let mut pending: Option<SystemTime> = None;
-        for (p, _) in &files {
-            let key = p.to_string_lossy();
-            let Ok(meta) = std::fs::metadata(p) else {
-                continue;
+        let mut plan: Vec<Planned> = Vec::with_capacity(files.len());
+        for (p, kind) in files {
+            pass.attempted += 1;
+            let key = p.to_string_lossy().into_owned();
+            let meta = match std::fs::metadata(&p) {
+                Ok(m) => m,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => {
+                    self.file_error(&p, e.into(), &mut pass);
+                    continue;
+                }
             };
-            let offset = match self.store.file_offset(&key) {
-                Ok(Some((ino, off))) if ino == meta.ino() => off,
+            let known = stored.remove(&key);
+            let offset = match known {
+                Some((ino, off)) if ino == meta.ino() && off <= meta.len() => off,
                 _ => 0,
             };
+            if meta.len() == offset {
+                continue;
+            }
             if meta.len() > offset {
                 pending = pending.max(meta.modified().ok());
             }
+            plan.push(Planned {
+                path: p,
+                key,
+                kind,
+                known,
+                parallel: meta.len() - offset <= PARALLEL_MAX,
+                bytes: meta.len() - offset,
+            });
         }
         if let Some(t) = pending {
             lock(&self.live).lag_seconds = lag_since(t);
         }
-        for (p, kind) in &files {
-            self.ingest_into(p, *kind, &mut pass);
-        }
+        self.ingest_planned(&plan, &mut pass);
         // Forget files that are gone (what they counted stays counted).
         if let Ok(known) = self.store.files() {
             let gone: Vec<String> = known.into_iter().filter(|k| !present.contains(k)).collect();
@@ -203,9 +244,116 @@ impl Ingester {
         }
         let now = now_ms();
         let mut live = lock(&self.live);
-        live.files_followed = files.len() as u64;
+        live.files_followed = pass.files as u64;
         live.prune(now);
         pass
+    }
+
+    /// Read and commit the planned files, in their order.
+    fn ingest_planned(&mut self, plan: &[Planned], pass: &mut Pass) {
+        let threads = std::thread::available_parallelism()
+            .map_or(2, |n| n.get())
+            .max(2);
+        let window = Window {
+            state: Mutex::new(WindowState {
+                next: 0,
+                wanted: 0,
+                in_flight: 0,
+                done: false,
+                results: HashMap::new(),
+            }),
+            cv: Condvar::new(),
+        };
+        std::thread::scope(|scope| {
+            if plan.iter().any(|f| f.parallel) {
+                for _ in 0..threads {
+                    scope.spawn(|| read_ahead(plan, &window));
+                }
+            }
+            let mut group = Group::default();
+            for (i, f) in plan.iter().enumerate() {
+                if !f.parallel {
+                    self.flush(&mut group, pass);
+                    {
+                        let mut w = lock(&window.state);
+                        w.wanted = i;
+                        window.cv.notify_all();
+                    }
+                    self.ingest_into(&f.path, f.kind, pass);
+                    continue;
+                }
+                let read = {
+                    let mut w = lock(&window.state);
+                    w.wanted = i;
+                    window.cv.notify_all();
+                    loop {
+                        if let Some(r) = w.results.remove(&i) {
+                            w.in_flight -= f.bytes;
+                            window.cv.notify_all();
+                            break r;
+                        }
+                        w = window.cv.wait(w).unwrap_or_else(|e| e.into_inner());
+                    }
+                };
+                match read {
+                    Err(e) => self.file_error(&f.path, e, pass),
+                    Ok(None) => {}
+                    Ok(Some(r)) => {
+                        let user = self.user_of(&f.path, f.kind);
+                        if group.user.as_deref() != Some(user.as_str())
+                            || group.files.len() >= GROUP_FILES
+                            || group.items.len() >= GROUP_ITEMS
+                        {
+                            self.flush(&mut group, pass);
+                            group.user = Some(user);
+                        }
+                        group
+                            .files
+                            .push((f.key.clone(), r.inode, r.offset, f.path.clone()));
+                        group.items.extend(r.items);
+                        for (a, b) in group.extra.iter_mut().zip(r.extra) {
+                            *a += b;
+                        }
+                    }
+                }
+            }
+            self.flush(&mut group, pass);
+            let mut w = lock(&window.state);
+            w.done = true;
+            window.cv.notify_all();
+        });
+    }
+
+    /// Commit what the group holds (one transaction) and count it live.
+    fn flush(&mut self, group: &mut Group, pass: &mut Pass) {
+        let g = std::mem::take(group);
+        let Some(user) = g.user else { return };
+        if g.files.is_empty() {
+            return;
+        }
+        let files: Vec<(&str, u64, u64)> = g
+            .files
+            .iter()
+            .map(|(k, ino, off, _)| (k.as_str(), *ino, *off))
+            .collect();
+        match self.store.commit_files(&files, &user, &g.items, g.extra) {
+            Ok((deltas, outcomes)) => lock(&self.live).apply(&deltas, outcomes, now_ms()),
+            Err(e) => {
+                for (_, _, _, p) in &g.files {
+                    self.file_error(p, anyhow::anyhow!("{e:#}"), pass);
+                }
+            }
+        }
+    }
+
+    fn file_error(&self, p: &Path, e: anyhow::Error, pass: &mut Pass) {
+        // The path is the user's own file name; never its content.
+        pass.errors.push(format!("{}: {e:#}", p.display()));
+        if let Ok(m) = std::fs::metadata(p) {
+            if let Ok(t) = m.modified() {
+                pass.lagging_mtime = pass.lagging_mtime.max(Some(t));
+            }
+        }
     }
 
     /// Only the given paths (from file events); directories are walked.
@@ -220,10 +368,12 @@ impl Ingester {
                 walk_jsonl(&p, true, &mut found, Kind::Transcript);
                 for (f, _) in found {
                     if let Some(kind) = self.sources.kind_of(&f) {
+                        pass.attempted += 1;
                         self.ingest_into(&f, kind, &mut pass);
                     }
                 }
             } else if let Some(kind) = self.sources.kind_of(&p) {
+                pass.attempted += 1;
                 self.ingest_into(&p, kind, &mut pass);
             }
         }
@@ -231,15 +381,8 @@ impl Ingester {
     }
 
     fn ingest_into(&mut self, p: &Path, kind: Kind, pass: &mut Pass) {
-        pass.attempted += 1;
         if let Err(e) = self.ingest_file(p, kind) {
-            // The path is the user's own file name; never its content.
-            pass.errors.push(format!("{}: {e:#}", p.display()));
-            if let Ok(m) = std::fs::metadata(p) {
-                if let Ok(t) = m.modified() {
-                    pass.lagging_mtime = pass.lagging_mtime.max(Some(t));
-                }
-            }
+            self.file_error(p, e, pass);
         }
     }
 
@@ -311,6 +454,118 @@ impl Ingester {
         }
         Ok(())
     }
+}
+
+/// A file of a full scan with bytes to read.
+struct Planned {
+    path: PathBuf,
+    key: String,
+    kind: Kind,
+    /// Its stored inode and offset.
+    known: Option<(u64, u64)>,
+    /// Read ahead by the workers (at most [`PARALLEL_MAX`] bytes to read).
+    parallel: bool,
+    bytes: u64,
+}
+
+/// The complete lines of a file read ahead: its inode, its new offset, what they hold.
+struct ReadAhead {
+    inode: u64,
+    offset: u64,
+    items: Vec<Item>,
+    extra: Outcomes,
+}
+
+/// Files read ahead, by index in the plan, waiting for their commit.
+struct Window {
+    state: Mutex<WindowState>,
+    cv: Condvar,
+}
+
+struct WindowState {
+    /// The next file a worker takes.
+    next: usize,
+    /// The file the committing thread is at.
+    wanted: usize,
+    /// Bytes of the files taken and not yet handed to the committing thread.
+    in_flight: u64,
+    done: bool,
+    /// `None`: nothing to commit (gone, or no complete line).
+    results: HashMap<usize, anyhow::Result<Option<ReadAhead>>>,
+}
+
+/// Files of one owner read ahead, to commit in one transaction.
+#[derive(Default)]
+struct Group {
+    user: Option<String>,
+    /// Key, inode, new offset, path.
+    files: Vec<(String, u64, u64, PathBuf)>,
+    items: Vec<Item>,
+    extra: Outcomes,
+}
+
+/// A worker: take the next file to read ahead (within the window), read and parse it.
+fn read_ahead(plan: &[Planned], window: &Window) {
+    let mut w = lock(&window.state);
+    loop {
+        while w.next < plan.len() && !plan[w.next].parallel {
+            w.next += 1;
+        }
+        if w.done || w.next >= plan.len() {
+            return;
+        }
+        let i = w.next;
+        let bytes = plan[i].bytes;
+        // The file the committer waits for is always taken; others within the window.
+        if i != w.wanted && (i >= w.wanted + AHEAD_FILES || w.in_flight + bytes > AHEAD_BYTES) {
+            w = window.cv.wait(w).unwrap_or_else(|e| e.into_inner());
+            continue;
+        }
+        w.next += 1;
+        w.in_flight += bytes;
+        drop(w);
+        let f = &plan[i];
+        let r = read_file(&f.path, f.kind, f.known);
+        w = lock(&window.state);
+        w.results.insert(i, r);
+        window.cv.notify_all();
+    }
+}
+
+/// The complete lines after the stored offset of a file (to its end), parsed.
+fn read_file(
+    path: &Path,
+    kind: Kind,
+    known: Option<(u64, u64)>,
+) -> anyhow::Result<Option<ReadAhead>> {
+    let mut f = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let meta = f.metadata()?;
+    let (inode, size) = (meta.ino(), meta.len());
+    let offset = match known {
+        Some((ino, off)) if ino == inode && off <= size => off,
+        _ => 0,
+    };
+    if offset == size {
+        return Ok(None);
+    }
+    f.seek(SeekFrom::Start(offset))?;
+    let mut buf = Vec::with_capacity(usize::try_from(size - offset).unwrap_or(0) + 4096);
+    f.read_to_end(&mut buf)?;
+    let Some(last_nl) = buf.iter().rposition(|&b| b == b'\n') else {
+        return Ok(None);
+    };
+    let complete = &buf[..=last_nl];
+    let (items, extra) = parse_chunk(complete, kind);
+    Ok(Some(ReadAhead {
+        inode,
+        offset: offset + complete.len() as u64,
+        items,
+        extra,
+    }))
 }
 
 /// The items of complete lines, and the count of lines without usage and of malformed ones.

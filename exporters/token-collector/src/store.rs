@@ -14,7 +14,7 @@
 //!   `claude_code` only past the credit (per token type, cost in USD, one request), so totals
 //!   equal the larger of the two and no counter goes down.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use anyhow::Context as _;
@@ -344,6 +344,15 @@ impl Store {
             .optional()?)
     }
 
+    /// Every stored file with its inode and offset.
+    pub fn file_offsets(&self) -> anyhow::Result<HashMap<String, (u64, u64)>> {
+        let mut st = self.conn.prepare("SELECT path, inode, offset FROM files")?;
+        let rows = st.query_map([], |r| {
+            Ok((r.get::<_, String>(0)?, (u(r.get(1)?), u(r.get(2)?))))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     /// Forget files that are gone (their counted usage stays).
     pub fn forget_files(&self, paths: &[String]) -> anyhow::Result<()> {
         for p in paths {
@@ -370,9 +379,22 @@ impl Store {
         items: &[Item],
         extra: Outcomes,
     ) -> anyhow::Result<(Vec<Delta>, Outcomes)> {
+        self.commit_files(file.as_slice(), user, items, extra)
+    }
+
+    /// [`Store::commit_batch`] for the lines of several files of one owner, in one
+    /// transaction: `items` in file order, then each file's new (path, inode, offset).
+    pub fn commit_files(
+        &mut self,
+        files: &[(&str, u64, u64)],
+        user: &str,
+        items: &[Item],
+        extra: Outcomes,
+    ) -> anyhow::Result<(Vec<Delta>, Outcomes)> {
         let mut outcomes = extra;
         let mut deltas = Vec::new();
         let mut new_projects = Vec::new();
+        let mut sessions: HashSet<&str> = HashSet::new();
         let tx = self.conn.transaction()?;
         for item in items {
             let d = match item {
@@ -385,7 +407,8 @@ impl Store {
                         self.project_max,
                         r.cwd.as_deref(),
                     );
-                    if let Some(sid) = &r.session_id {
+                    // Once per session and transaction (most lines of a file share one).
+                    if let Some(sid) = r.session_id.as_deref().filter(|s| sessions.insert(*s)) {
                         tx.prepare_cached(
                             "INSERT OR IGNORE INTO transcript_sessions (session_id) VALUES (?1)",
                         )?
@@ -442,7 +465,7 @@ impl Store {
                 .execute(params![k, i(n)])?;
             }
         }
-        if let Some((path, inode, offset)) = file {
+        for &(path, inode, offset) in files {
             tx.prepare_cached(
                 "INSERT INTO files (path, inode, offset) VALUES (?1, ?2, ?3)
                  ON CONFLICT (path) DO UPDATE SET inode = excluded.inode, offset = excluded.offset",

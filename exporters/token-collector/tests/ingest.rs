@@ -415,3 +415,73 @@ fn claude_code_output_naming_no_session_counts_only_without_transcripts() {
     assert_eq!(t.tokens[..2], [80, 8]);
     assert_eq!(t.requests, 2);
 }
+
+fn assistant_line(id: &str, cwd: &str, model: &str, output: u64) -> String {
+    format!(
+        r#"{{"type":"assistant","cwd":"{cwd}","sessionId":"many","message":{{"id":"{id}","model":"{model}","usage":{{"input_tokens":1,"output_tokens":{output}}}}},"requestId":"r_{id}","timestamp":"2026-11-25T10:00:00Z"}}"#
+    )
+}
+
+#[test]
+fn a_full_scan_of_many_files_counts_in_walk_order() {
+    // Enough files for several transactions, files read ahead in parallel, one file too large
+    // to read ahead in the middle, and a response repeated across files: the file first in
+    // path order counts it, as when the files are read one after the other.
+    const OPUS: &str = "claude-opus-4-1-20250805";
+    let e = env();
+    let dir = e.config.join("projects/-many");
+    std::fs::create_dir_all(&dir).unwrap();
+    for k in 0..700 {
+        let mut text = assistant_line(&format!("msg_many_{k}"), "/p/many", S45, 1);
+        text.push('\n');
+        if k == 5 {
+            text.push_str(&assistant_line("msg_x", "/p/first", OPUS, 7));
+            text.push('\n');
+        }
+        if k == 600 {
+            text.push_str(&assistant_line("msg_x", "/p/later", OPUS, 7));
+            text.push('\n');
+        }
+        if k == 300 {
+            let pad = r#"{"type":"user","message":{"role":"user","content":"padding padding padding padding padding padding"}}"#;
+            while text.len() < 9 << 20 {
+                text.push_str(pad);
+                text.push('\n');
+            }
+            text.push_str(&assistant_line("msg_big", "/p/many", S45, 1));
+            text.push('\n');
+        }
+        // A last line still being written waits.
+        if k == 650 {
+            text.push_str(r#"{"type":"assistant","cwd":"/p/many""#);
+        }
+        std::fs::write(dir.join(format!("{k:04}.jsonl")), text).unwrap();
+    }
+    let mut ing = ingester(&e, 50);
+    let pass = ing.scan_all();
+    assert!(pass.errors.is_empty(), "{:?}", pass.errors);
+    assert_eq!(pass.files, 703);
+    let many = series(&ing, Source::ClaudeCode, S45, "many");
+    assert_eq!((many.requests, many.tokens[1]), (701, 701));
+    assert_eq!(series(&ing, Source::ClaudeCode, OPUS, "first").requests, 1);
+    assert_eq!(
+        series(&ing, Source::ClaudeCode, OPUS, "later"),
+        Counts::default()
+    );
+    let lines = lock(&ing.live).lines;
+    // A second pass reads nothing new; completing the partial line counts it.
+    ing.scan_all();
+    assert_eq!(lock(&ing.live).lines, lines);
+    let f = dir.join("0650.jsonl");
+    let mut text = std::fs::read_to_string(&f).unwrap();
+    text.truncate(text.rfind('\n').unwrap() + 1);
+    text.push_str(&assistant_line("msg_late", "/p/many", S45, 1));
+    text.push('\n');
+    std::fs::write(&f, text).unwrap();
+    ing.scan_all();
+    assert_eq!(series(&ing, Source::ClaudeCode, S45, "many").requests, 702);
+    // After a restart, the same.
+    drop(ing);
+    let ing = ingester(&e, 50);
+    assert_eq!(series(&ing, Source::ClaudeCode, S45, "many").requests, 702);
+}
