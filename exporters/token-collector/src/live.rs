@@ -36,6 +36,11 @@ pub struct Live {
     pub last_activity: BTreeMap<(String, String), i64>,
     pub files_followed: u64,
     pub lag_seconds: f64,
+    /// The last block of `events`, worked out again only after `events` changed, so that a
+    /// scrape's cost does not grow with the number of recent requests.
+    last_block: std::sync::Mutex<Option<(u64, Option<Block>)>>,
+    /// Changes to `events` so far (the key of `last_block`).
+    events_version: u64,
 }
 
 /// The active block.
@@ -105,6 +110,8 @@ impl Live {
             last_activity: BTreeMap::new(),
             files_followed: 0,
             lag_seconds: 0.0,
+            last_block: std::sync::Mutex::new(None),
+            events_version: 0,
         }
     }
 
@@ -138,9 +145,9 @@ impl Live {
             *la = (*la).max(ts);
         }
         let since = now_ms - i64::from(DAYS_KEEP) * 86_400_000;
-        for (ts, model, project, user, tokens, cost) in store.recent(since)? {
+        store.for_each_recent(since, |(ts, model, project, user, tokens, cost)| {
             live.add_event(ts, &model, &project, &user, tokens, cost, now_ms);
-        }
+        })?;
         Ok(live)
     }
 
@@ -184,6 +191,7 @@ impl Live {
             let e = self.events.entry(ts_ms).or_default();
             e.0 += tokens;
             e.1 += cost;
+            self.events_version += 1;
         }
     }
 
@@ -233,7 +241,12 @@ impl Live {
 
     /// Drop days and events too old to matter.
     pub fn prune(&mut self, now_ms: i64) {
-        self.events = self.events.split_off(&(now_ms - EVENTS_KEEP_MS));
+        let kept = self.events.split_off(&(now_ms - EVENTS_KEEP_MS));
+        // What stayed behind in `events` is what was dropped.
+        if !self.events.is_empty() {
+            self.events_version += 1;
+        }
+        self.events = kept;
         if let Some(today) = self.date_of(now_ms) {
             if let Ok(oldest) = today.checked_sub(jiff::Span::new().days(i64::from(DAYS_KEEP))) {
                 self.days.retain(|(d, _, _, _), _| *d >= oldest);
@@ -266,7 +279,20 @@ impl Live {
 
     /// The block `now` is in, if any.
     pub fn active_block(&self, now_ms: i64) -> Option<Block> {
-        let b = *blocks(self.events.iter().map(|(t, (k, c))| (*t, *k, *c))).last()?;
+        let mut cached = self
+            .last_block
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let b = match *cached {
+            Some((version, block)) if version == self.events_version => block,
+            _ => {
+                let block = blocks(self.events.iter().map(|(t, (k, c))| (*t, *k, *c)))
+                    .last()
+                    .copied();
+                *cached = Some((self.events_version, block));
+                block
+            }
+        }?;
         (now_ms < b.end_ms && now_ms - b.last_ms < BLOCK_MS && now_ms >= b.start_ms).then_some(b)
     }
 }
@@ -308,6 +334,24 @@ mod tests {
         };
         // $2 an hour, 3 h left at 2 h: $2 + $6.
         assert!((b.projected_cost(2 * H) - 8.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn the_active_block_is_cached_until_events_change() {
+        let t0 = 1_795_600_800_000; // 10:00
+        let mut live = Live::new(TimeZone::UTC, false);
+        live.add_event(t0, "m", "p", "", 10, 1.0, t0);
+        assert_eq!(live.active_block(t0 + H).unwrap().tokens, 10);
+        // Served again from the cache, and still right when asked at another time.
+        assert_eq!(live.active_block(t0 + 2 * H).unwrap().tokens, 10);
+        live.add_event(t0 + H, "m", "p", "", 5, 0.5, t0 + H);
+        let b = live.active_block(t0 + 2 * H).unwrap();
+        assert_eq!((b.tokens, b.last_ms), (15, t0 + H));
+        // Past its end there is no active block; two days later the events are pruned.
+        assert_eq!(live.active_block(t0 + 6 * H), None);
+        live.prune(t0 + 50 * H);
+        assert!(live.events.is_empty());
+        assert_eq!(live.active_block(t0 + 2 * H), None);
     }
 
     #[test]

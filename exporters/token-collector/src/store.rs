@@ -524,22 +524,28 @@ impl Store {
 
     /// Counted usage per request since `since_ms` (event time): time, model, project, user,
     /// tokens, cost. For the day, month and block gauges after a restart.
-    pub fn recent(&self, since_ms: i64) -> anyhow::Result<Vec<RecentRow>> {
+    pub fn for_each_recent(
+        &self,
+        since_ms: i64,
+        mut each: impl FnMut(RecentRow),
+    ) -> anyhow::Result<()> {
         let mut st = self.conn.prepare(
             "SELECT ts_ms, model, project, user, input + output + cache_read + cw5 + cw1h, cost
              FROM requests WHERE ts_ms >= ?1 ORDER BY ts_ms",
         )?;
-        let rows = st.query_map([since_ms], |r| {
-            Ok((
+        let mut rows = st.query([since_ms])?;
+        // Row by row: a month of a busy history is a million rows, never held at once.
+        while let Some(r) = rows.next()? {
+            each((
                 r.get(0)?,
                 r.get(1)?,
                 r.get(2)?,
                 r.get(3)?,
                 u(r.get(4)?),
                 r.get(5)?,
-            ))
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+            ));
+        }
+        Ok(())
     }
 
     /// The last event time (ms) of each project and user.
