@@ -7,7 +7,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use odin_testkit::{assert_promtool_clean, sample, value, Exe};
+use odin_testkit::{assert_promtool_clean, copy_tree, sample, value, Exe};
 
 const EXPORTER: Exe = Exe {
     bin: env!("CARGO_BIN_EXE_token-collector"),
@@ -16,19 +16,6 @@ const EXPORTER: Exe = Exe {
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tree");
 const SECRET: &str = "SECRET-PROMPT-XYZZY";
 const S45_ALPHA: &str = r#"source="claude_code",provider="anthropic",model="claude-sonnet-4-5-20250929",project="alpha""#;
-
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dst = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_tree(&e.path(), &dst);
-        } else {
-            std::fs::copy(e.path(), dst).unwrap();
-        }
-    }
-}
 
 struct Env {
     tmp: tempfile::TempDir,

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use odin_testkit::copy_tree;
 use token_collector::ingest::{lock, Ingester, Sources};
 use token_collector::live::Live;
 use token_collector::pricing::Pricing;
@@ -12,19 +13,6 @@ use token_collector::usage::{Captured, CapturedIdentity, Source, Speed, Usage};
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tree");
 const S45: &str = "claude-sonnet-4-5-20250929";
-
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dst = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_tree(&e.path(), &dst);
-        } else {
-            std::fs::copy(e.path(), dst).unwrap();
-        }
-    }
-}
 
 struct Env {
     _tmp: tempfile::TempDir,

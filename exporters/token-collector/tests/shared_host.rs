@@ -6,7 +6,7 @@
 use std::os::unix::fs::chown;
 use std::path::{Path, PathBuf};
 
-use odin_testkit::{assert_promtool_clean, sample, value, Exe};
+use odin_testkit::{assert_promtool_clean, copy_tree, sample, value, Exe};
 use token_collector::paths::user_name;
 
 const EXPORTER: Exe = Exe {
@@ -17,19 +17,6 @@ const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tree
 const ADA: u32 = 1000;
 const BOB: u32 = 1001;
 const S45: &str = "claude-sonnet-4-5-20250929";
-
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dst = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_tree(&e.path(), &dst);
-        } else {
-            std::fs::copy(e.path(), dst).unwrap();
-        }
-    }
-}
 
 /// `chown -R uid:uid path`; false when not permitted (not root).
 fn chown_r(path: &Path, uid: u32) -> bool {
