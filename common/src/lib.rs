@@ -108,14 +108,7 @@ where
     }
     let (args, shared) = match cli::parse::<A, _, _, _>(spec, std::env::args_os()) {
         Ok(v) => v,
-        Err(e) => {
-            let _ = e.print();
-            return if e.use_stderr() {
-                ExitCode::from(2)
-            } else {
-                ExitCode::SUCCESS
-            };
-        }
+        Err(e) => return flag_error_exit(&e),
     };
     let target = if shared.once {
         logging::Target::Stderr
@@ -188,6 +181,17 @@ fn build_collectors<S>(
         }
     }
     Ok(out)
+}
+
+/// Print what clap says about the command line and give the exit code for it: 0 after
+/// `--help`/`--version`, 2 for bad flags. For an exporter's subcommands with their own parser.
+pub fn flag_error_exit(e: &clap::Error) -> ExitCode {
+    let _ = e.print();
+    if e.use_stderr() {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    }
 }
 
 /// Report a fatal error on the log and, plainly, on stderr.

@@ -582,14 +582,7 @@ pub fn main(args: &[OsString]) -> ExitCode {
         std::iter::once(OsString::from("token-collector report")).chain(args.iter().cloned());
     let a = match ReportArgs::try_parse_from(argv) {
         Ok(a) => a,
-        Err(e) => {
-            let _ = e.print();
-            return if e.use_stderr() {
-                ExitCode::from(2)
-            } else {
-                ExitCode::SUCCESS
-            };
-        }
+        Err(e) => return odin_common::flag_error_exit(&e),
     };
     match run(&a) {
         Ok(text) => {
