@@ -52,6 +52,22 @@ impl Exe {
             .unwrap_or_else(|e| panic!("run {} --once: {e}", self.bin))
     }
 
+    /// Run with `args` (a subcommand, say) to the end; its stdout, failing the test (with
+    /// stderr) unless it exits 0.
+    pub fn stdout_of(&self, args: &[String]) -> String {
+        let out = self
+            .command(args, &[])
+            .output()
+            .unwrap_or_else(|e| panic!("run {}: {e}", self.bin));
+        assert!(
+            out.status.success(),
+            "{} {args:?}: {}",
+            self.bin,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("UTF-8 output")
+    }
+
     /// Start serving on 127.0.0.1:0; see [`Exporter::spawn`].
     pub fn start(&self, args: &[String], env: &[(&str, &str)]) -> Exporter {
         Exporter::spawn(self, args, env)

@@ -192,17 +192,10 @@ fn report_answers_from_the_database() {
     let e = env();
     once(&e);
     let run = |extra: &[&str]| {
-        let mut c = EXPORTER.command(&[], &[]);
-        c.arg("report")
-            .args(extra)
-            .arg(format!("--storage.path={}", e.db.display()));
-        let out = c.output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        let mut args = vec!["report".to_string()];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        args.push(format!("--storage.path={}", e.db.display()));
+        EXPORTER.stdout_of(&args)
     };
     let j: serde_json::Value =
         serde_json::from_str(&run(&["daily", "--json", "--timezone=UTC"])).unwrap();

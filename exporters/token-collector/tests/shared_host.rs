@@ -234,17 +234,10 @@ fn two_owners_get_a_user_label_with_their_own_totals() {
     check_users(&again);
     // `report`: a `user` column in `session`, and `--user`.
     let report = |extra: &[&str]| {
-        let mut c = EXPORTER.command(&[], &[]);
-        c.arg("report")
-            .args(extra)
-            .arg(format!("--storage.path={}", h.db.display()));
-        let out = c.output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        let mut args = vec!["report".to_string()];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        args.push(format!("--storage.path={}", h.db.display()));
+        EXPORTER.stdout_of(&args)
     };
     let table = report(&["session", "--timezone=UTC"]);
     let header = table.lines().next().unwrap();
