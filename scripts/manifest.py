@@ -39,6 +39,9 @@ def load(path=PATH):
             e["host"].setdefault(key, kind())
             if not isinstance(e["host"][key], kind):
                 raise ValueError(f"{path}: exporter {e['name']}: host.{key} must be a {kind.__name__}")
+        e.setdefault("dashboard", e["short"])
+        if not isinstance(e["dashboard"], str):
+            raise ValueError(f"{path}: exporter {e['name']}: dashboard must be a str")
         unknown = set(e["host"]) - set(HOST_KEYS) - set(OPTIONAL_HOST_KEYS)
         if unknown:
             raise ValueError(f"{path}: exporter {e['name']}: unknown host keys {sorted(unknown)}")

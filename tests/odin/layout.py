@@ -70,7 +70,8 @@ def exporter_problems(root: Path, name: str, entry: dict | None) -> list[str]:
                     if ln.startswith("## ")}
         for a in alerts:
             need(a in headings, f"alert {a} has no section '## {a}' in docs/runbooks.md")
-    need((root / "dashboards" / f"{short}.json").exists(), f"no dashboard dashboards/{short}.json")
+    board = entry.get("dashboard", short)
+    need((root / "dashboards" / f"{board}.json").exists(), f"no dashboard dashboards/{board}.json")
     base = root / "deploy/kubernetes/base"
     need((base / name / "daemonset.yaml").exists(), f"no Kubernetes base deploy/kubernetes/base/{name}/daemonset.yaml")
     if (base / "kustomization.yaml").exists():
