@@ -154,3 +154,63 @@ def ccusage_daily(config: Path, tz: str) -> dict[tuple[str, str], tuple[dict, fl
                  "cache_read": m["cacheReadTokens"], "cache_write": m["cacheCreationTokens"]},
                 m["cost"])
     return out
+
+
+def trust(home: Home, project: Path) -> None:
+    """Mark `project` trusted and the fake key approved in ~/.claude.json, so that an
+    interactive session starts without asking."""
+    cfg = json.loads((home.path / ".claude.json").read_text())
+    cfg["customApiKeyResponses"] = {"approved": [FAKE_KEY[-20:]], "rejected": []}
+    cfg.setdefault("projects", {})[str(project)] = {"hasTrustDialogAccepted": True, "allowedTools": []}
+    (home.path / ".claude.json").write_text(json.dumps(cfg))
+
+
+class Tmux:
+    """A tmux server of the test's own (its socket under the test's directory)."""
+
+    def __init__(self, socket: Path):
+        self.socket = str(socket)
+
+    def run(self, *args: str, check: bool = True) -> str:
+        p = subprocess.run(["tmux", "-S", self.socket, *args], capture_output=True, text=True, timeout=30)
+        if check and p.returncode != 0:
+            raise AssertionError(f"tmux {' '.join(args)}: {p.stderr}")
+        return p.stdout
+
+    def kill(self) -> None:
+        subprocess.run(["tmux", "-S", self.socket, "kill-server"], capture_output=True, timeout=30)
+
+
+class Interactive:
+    """Claude Code interactive in a tmux session (`claude --dangerously-skip-permissions
+    [extra...]` in `cwd`), its pid the pane's (the command is exec'd)."""
+
+    def __init__(self, tmux: Tmux, name: str, home: Home, api: FakeAnthropic, cwd: Path,
+                 extra: list | None = None, env: dict | None = None):
+        self.tmux, self.name = tmux, name
+        environment = {**claude_env(home, api), "TERM": "xterm-256color", **(env or {})}
+        argv = [str(tool(CLAUDE)), "--dangerously-skip-permissions", "--model", MODEL, *(extra or [])]
+        command = "exec env -i " + " ".join(_quote(f"{k}={v}") for k, v in environment.items()) + " " + \
+            " ".join(_quote(str(a)) for a in argv)
+        tmux.run("new-session", "-d", "-s", name, "-x", "200", "-y", "50", "-c", str(cwd), command)
+        self.pid = int(tmux.run("display-message", "-p", "-t", name, "#{pane_pid}").strip())
+
+    def screen(self) -> str:
+        return self.tmux.run("capture-pane", "-p", "-t", self.name, check=False)
+
+    def wait_screen(self, text: str, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if text in self.screen():
+                return
+            time.sleep(0.3)
+        raise AssertionError(f"{text!r} never showed; screen:\n{self.screen()}")
+
+    def send(self, text: str) -> None:
+        self.tmux.run("send-keys", "-t", self.name, "-l", text)
+        time.sleep(0.3)
+        self.tmux.run("send-keys", "-t", self.name, "Enter")
+
+
+def _quote(s: str) -> str:
+    return "'" + s.replace("'", "'\\''") + "'"

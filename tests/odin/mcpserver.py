@@ -3,8 +3,12 @@
 `tools/call` and `ping`; ignores notifications; exits when stdin closes. It stays alive when
 its client dies without closing the pipe (SIGKILL of the client leaves it reparented), which
 is the orphaned MCP server the claude-process-exporter test needs. With `--ignore-eof` it
-keeps running after stdin closes too (an MCP server that outlives its session)."""
+keeps running after stdin closes and ignores the hangup of its terminal too (an MCP server
+that outlives its session); with
+`--listen` it also listens on a TCP port of 127.0.0.1 (a server with a port of its own)."""
 import json
+import signal
+import socket
 import sys
 import time
 
@@ -15,6 +19,13 @@ def reply(msg_id, result):
 
 
 def main() -> None:
+    listener = None
+    if "--ignore-eof" in sys.argv:
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    if "--listen" in sys.argv:
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
     for line in sys.stdin:
         try:
             msg = json.loads(line)
