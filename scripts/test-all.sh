@@ -40,6 +40,7 @@ suite e2e-network pytest_suite tests/test_e2e_network.py
 suite differential-node-exporter pytest_suite tests/test_differential_node.py
 suite e2e-gpu pytest_suite tests/test_e2e_gpu.py
 suite e2e-token pytest_suite tests/test_e2e_token.py
+suite e2e-claude pytest_suite tests/test_e2e_claude.py
 suite images .venv/bin/pytest -q tests/test_images.py
 
 echo
