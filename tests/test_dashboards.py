@@ -58,6 +58,49 @@ def test_lint_catches_broken_panels(capsys, tmp_path):
         assert finding in out, f"lint did not report {finding!r}:\n{out}"
 
 
+def test_select_by_prefix_splits_the_claude_code_dashboard():
+    """dashboards/token.json holds token-collector's panels (llm_) and claude-process-exporter's
+    (claude_): each panel query goes to exactly one exporter's end-to-end run; the $instance
+    variable (a __name__ regex, no exporter's own) to both."""
+    d = dashboards.load([str(REPO / "dashboards/token.json")])[0]
+    llm = {id(q) for q in dashboards.select_by_prefix(d, "llm")}
+    claude = {id(q) for q in dashboards.select_by_prefix(d, "claude")}
+    for q in d.queries:
+        if q.kind == "panel":
+            assert (id(q) in llm) != (id(q) in claude), f"{q.where()} in {'both' if id(q) in llm else 'neither'}"
+    titles = {p: {q.title for q in d.queries if id(q) in ids} for p, ids in (("llm", llm), ("claude", claude))}
+    assert "Cost today" in titles["llm"] and "Cost today" not in titles["claude"]
+    assert "CPU per instance" in titles["claude"] and "CPU per instance" not in titles["llm"]
+    assert "$instance" in titles["llm"] and "$instance" in titles["claude"]
+    assert [q.title for q in dashboards.select_by_prefix(d, "network")] == ["$instance"]
+
+
+def test_query_prefixes_knows_compatibility_names():
+    """DCGM_FI_* names belong to gpu-exporter (its section of docs/metrics.md), Prometheus's own
+    series and __name__ regexes to none."""
+    q = dashboards.Query("x", "t", "A", 'DCGM_FI_DEV_GPU_TEMP{instance=~"$instance"} '
+                                        '+ on () group_left count(up{instance=~"$instance"}) '
+                                        '+ on () group_left count({__name__=~".+_collector_success"})')
+    assert dashboards.query_prefixes(q) == {"nvidia_gpu"}
+
+
+def test_lint_catches_a_query_of_two_exporters(capsys, tmp_path):
+    d = json.loads((REPO / "dashboards/token.json").read_text())
+    p = next(x for x in d["panels"] if x.get("title") == "Cost today")
+    p["targets"][0]["expr"] = ('sum(llm_day_cost_usd{instance=~"$instance"}) '
+                               '/ sum(claude_instances{instance=~"$instance"})')
+    broken = tmp_path / "two.json"
+    broken.write_text(json.dumps(d))
+    rc, out = run(capsys, "--lint", broken)
+    assert rc != 0 and "several exporters (claude, llm)" in out, out
+
+
+def test_prefix_must_be_an_exporters(capsys):
+    with pytest.raises(SystemExit):
+        dashboards.main(["--prefix", "no_such_prefix", str(REPO / "dashboards/token.json")])
+    assert "no exporter of exporters.toml" in capsys.readouterr().err
+
+
 def test_list_metrics(capsys):
     rc, out = run(capsys, "--list-metrics")
     names = out.split()
@@ -107,6 +150,18 @@ scrape_configs:
 def test_every_query_returns_data_from_the_documented_metrics(capsys, doc_prometheus):
     rc, out = run(capsys, "--prometheus", doc_prometheus, "--rate-interval", "5s", "--wait", "30")
     assert rc == 0, "\n".join(ln for ln in out.splitlines() if not ln.startswith("OK"))
+
+
+@pytest.mark.parametrize("prefix", ["llm", "claude"])
+def test_prefix_runs_only_that_exporters_queries(capsys, doc_prometheus, prefix):
+    """What the end-to-end tests call (check_prefix_queries): the Claude Code dashboard's
+    queries of one exporter, every one with data, none of the other's."""
+    rc = dashboards.check_prefix_queries(doc_prometheus, prefix, [REPO / "dashboards/token.json"],
+                                         wait=30, rate_interval="5s")
+    out = capsys.readouterr().out
+    assert rc == 0, "\n".join(ln for ln in out.splitlines() if not ln.startswith("OK"))
+    mine, other = ('"Cost today"', '"CPU per instance"') if prefix == "llm" else ('"CPU per instance"', '"Cost today"')
+    assert mine in out and other not in out, out
 
 
 def test_allow_empty_excuses_exactly_the_listed_panels(capsys, doc_prometheus, tmp_path):

@@ -17,6 +17,11 @@ python3 -m odin.dashboards ...; the tests import it):
                                               with --allow-empty, that each entry names a panel)
   odin.dashboards --prometheus URL            run every query; exit 1 if one errors or returns
                                               nothing, unless listed in --allow-empty FILE
+  ... --prefix PREFIX                         any mode, on the queries that need no exporter but
+                                              the one with that metric prefix (select_by_prefix):
+                                              what an end-to-end run of that exporter alone can
+                                              check (dashboards/token.json holds two exporters'
+                                              panels)
 
 An --allow-empty file has one entry a line, tab-separated: `uid<TAB>panel title<TAB>reason`
 (a template variable's "title" is `$name`); `#` starts a comment.
@@ -247,10 +252,68 @@ def doc_labels(doc, name):
     return None
 
 
+# ------------------------------------------------------------------ queries by exporter
+
+def metric_owners(path=None):
+    """Metric name -> metric prefix of the exporter whose section of docs/metrics.md lists it
+    (histogram series and compatibility names such as DCGM_FI_* included)."""
+    path = path or os.path.join(REPO, "docs", "metrics.md")
+    sections = {metricsdoc.section_of(e["name"], path): e["prefix"] for e in manifest.load()}
+    owners = {}
+    for row in metricsdoc.rows(path):
+        if row.section in sections:
+            for n in metricsdoc.series_names(row):
+                owners[n] = sections[row.section]
+    return owners
+
+
+def query_prefixes(q, owners=None, prefixes=None):
+    """The exporters, by metric prefix (exporters.toml), whose metrics query `q` names: a name
+    belongs to the prefix it starts with (the longest, should two match), else to the exporter
+    whose section of docs/metrics.md lists it (DCGM_* to gpu-exporter). Prometheus's own series
+    (up, ALERTS) and `{__name__=~...}` regexes belong to no exporter."""
+    owners = metric_owners() if owners is None else owners
+    prefixes = sorted(manifest.prefixes() if prefixes is None else prefixes, key=len, reverse=True)
+    names, _ = query_metric_names(q, {})
+    out = set()
+    for name in names:
+        prefix = next((p for p in prefixes if name.startswith(p + "_")), None) or owners.get(name)
+        if prefix:
+            out.add(prefix)
+    return out
+
+
+def select_by_prefix(dashboard, prefix, owners=None):
+    """The queries of `dashboard` that need no exporter but the one whose metric prefix is
+    `prefix` ("llm" for token-collector, "claude" for claude-process-exporter): those whose
+    every exporter metric has that prefix, and those naming none (Prometheus's own series, a
+    `{__name__=~...}` selector: any exporter answers them). These are what an end-to-end run of
+    that exporter alone must see return data; a query reading another exporter's metrics is
+    that exporter's run's to check, not an allow-empty entry of this one."""
+    owners = metric_owners() if owners is None else owners
+    return [q for q in dashboard.queries if query_prefixes(q, owners) <= {prefix}]
+
+
+def check_prefix_queries(prometheus_url, prefix, files, allow_empty=None, wait=60,
+                         rate_interval="1m"):
+    """Run against a live Prometheus the queries of the dashboard `files` that need only the
+    exporter with metric prefix `prefix` (select_by_prefix), retrying empty ones for `wait`
+    seconds; prints one line per query like `--prometheus` and returns its exit status (0: every
+    selected query returned data or is in `allow_empty`). The end-to-end tests call it with
+    their exporter's prefix: test_e2e_token with "llm", the claude-process-exporter one with
+    "claude", both on dashboards/token.json."""
+    argv = ["--prometheus", prometheus_url, "--prefix", prefix, "--rate-interval", rate_interval,
+            "--wait", str(wait)]
+    if allow_empty:
+        argv += ["--allow-empty", str(allow_empty)]
+    return main(argv + [str(f) for f in files])
+
+
 # ------------------------------------------------------------------ lint
 
 def lint(dashboards, doc):
     errors = []
+    owners = metric_owners() if doc is not None else {}
     uids = {}
     for d in dashboards:
         where = os.path.relpath(d.path)
@@ -299,6 +362,10 @@ def lint(dashboards, doc):
                 errors.append(f'{where}: panel "{title}" has no query')
         multi = {v.get("name") for v in d.variables if v.get("multi") or v.get("includeAll")}
         for q in d.queries:
+            mixed = query_prefixes(q, owners)
+            if len(mixed) > 1:
+                errors.append(f"{q.where()}: reads the metrics of several exporters ({', '.join(sorted(mixed))}): "
+                              "no end-to-end run of one exporter checks it (select_by_prefix)")
             if q.kind == "panel" and not re.search(r"\$\{?instance\b", q.expr):
                 errors.append(f"{q.where()}: query does not use $instance: {q.expr}")
             if q.kind == "variable" and q.var_form == "unsupported":
@@ -487,6 +554,9 @@ def parse_args(argv):
     p.add_argument("--interval", default="15s", help="value of $__interval (default 15s)")
     p.add_argument("--range", default="1h", help="value of $__range (default 1h)")
     p.add_argument("--allow-empty", metavar="FILE", help="queries allowed to return nothing")
+    p.add_argument("--prefix", metavar="PREFIX",
+                   help="only the queries that need no exporter but the one with this metric prefix "
+                        "(exporters.toml), e.g. llm or claude")
     p.add_argument("--wait", type=float, default=0, metavar="SECONDS",
                    help="retry queries that return nothing until this many seconds have passed")
     p.add_argument("--timeout", type=float, default=10, help="HTTP timeout per request (s)")
@@ -507,6 +577,9 @@ def parse_args(argv):
     if args.device_regex is not None:
         pairs.append(("device", args.device_regex))
     args.var = pairs
+    if args.prefix is not None and args.prefix not in manifest.prefixes():
+        p.error(f"--prefix {args.prefix}: no exporter of exporters.toml has it "
+                f"(known: {', '.join(manifest.prefixes())})")
     return args
 
 
@@ -549,6 +622,17 @@ def main(argv=None):
     if not files:
         sys.exit("no dashboard files")
     dashboards = load(files)
+    if args.prefix:
+        owners = metric_owners()
+        left_out = 0
+        for d in dashboards:
+            kept = select_by_prefix(d, args.prefix, owners)
+            left_out += len(d.queries) - len(kept)
+            d.queries = kept
+        if not any(d.queries for d in dashboards):
+            sys.exit(f"--prefix {args.prefix}: no query of {', '.join(files)} needs only that exporter")
+        print(f"--prefix {args.prefix}: {left_out} queries that need another exporter left out",
+              file=sys.stderr)
 
     if args.list_metrics:
         names, regexes = metric_names_used(dashboards, args, with_regexes=True)

@@ -34,7 +34,10 @@ VALUES = {"device": "eth0", "family": "ipv4", "state": "established", "cpu": "0"
           "modelName": "NVIDIA GeForce RTX 4080 SUPER", "Hostname": "ws1", "cause": "double_bit_ecc",
           # token-collector
           "source": "claude_code", "provider": "anthropic", "model": "claude-sonnet-4-5",
-          "project": "odin", "outcome": "counted"}
+          "project": "odin", "outcome": "counted",
+          # claude-process-exporter (`mode`: an instance's mode, or a CPU mode; `scope`, `pid`,
+          # `family`, `state` and `version` as above)
+          "install": "native", "mode": ["interactive", "user"], "role": "mcp", "port": "3000"}
 
 
 def documented_families() -> list[tuple[str, str, list[str]]]:
