@@ -10,7 +10,8 @@ import pytest
 import yaml
 
 from odin import REPO, manifest
-from odin.deploychecks import (daemonset_problems, prometheus_problems, servicemonitor_problems,
+from odin.deploychecks import (APPARMOR_ANNOTATION, K8S_CAPABILITIES, SYSTEMD_CAPABILITIES,
+                               daemonset_problems, prometheus_problems, servicemonitor_problems,
                                systemd_problems)
 
 BASE = REPO / "deploy/kubernetes/base"
@@ -83,8 +84,35 @@ def _break(what):
     def add_capability(objs, e):
         pod(objs, e["name"])["containers"][0]["securityContext"]["capabilities"]["add"] = ["NET_ADMIN"]
 
-    def root_user(objs, e):
-        pod(objs, e["name"])["securityContext"]["runAsUser"] = 0
+    def other_user(objs, e):
+        # root where no capability needs it; where one does (K8S_CAPABILITIES), nobody, who
+        # gets none of them
+        pod(objs, e["name"])["securityContext"]["runAsUser"] = 65534 if e["name"] in K8S_CAPABILITIES else 0
+
+    def container_user(objs, e):
+        pod(objs, e["name"])["containers"][0]["securityContext"]["runAsUser"] = 4321
+
+    def extra_capability(objs, e):
+        sc = pod(objs, e["name"])["containers"][0]["securityContext"]["capabilities"]
+        sc["add"] = [*(sc.get("add") or []), "SYS_ADMIN"]
+
+    def missing_capability(objs, e):
+        # one capability fewer; an exporter without any keeps dropping ALL but drops less
+        sc = pod(objs, e["name"])["containers"][0]["securityContext"]["capabilities"]
+        if sc.get("add"):
+            sc["add"] = sc["add"][1:]
+        else:
+            sc["drop"] = ["NET_RAW"]
+
+    def flip_apparmor(objs, e):
+        p = pod(objs, e["name"])
+        meta = next(d for d in objs if d["kind"] == "DaemonSet")["spec"]["template"]["metadata"]
+        key = APPARMOR_ANNOTATION + p["containers"][0]["name"]
+        ann = meta.setdefault("annotations", {})
+        if key in ann:
+            del ann[key]
+        else:
+            ann[key] = "unconfined"
 
     def writable_root(objs, e):
         pod(objs, e["name"])["containers"][0]["securityContext"]["readOnlyRootFilesystem"] = False
@@ -114,7 +142,8 @@ def _break(what):
 
 
 BREAKS = ["flip_network", "flip_pid", "flip_gpu_runtime", "flip_sysfs", "privileged", "add_capability",
-          "root_user", "writable_root", "token", "other_port", "extra_run_arg", "no_probe",
+          "other_user", "container_user", "extra_capability", "missing_capability", "flip_apparmor",
+          "writable_root", "token", "other_port", "extra_run_arg", "no_probe",
           "service_not_headless", "no_service_account", "other_namespace"]
 
 
@@ -127,16 +156,26 @@ def test_daemonset_check_fails_on_a_broken_copy(name, what):
 
 
 @pytest.mark.parametrize("name", NAMES)
-@pytest.mark.parametrize("what", ["pid", "devices", "unit"])
+@pytest.mark.parametrize("what", ["pid", "devices", "unit", "more_capabilities", "no_capabilities",
+                                  "inverted_capabilities"])
 def test_systemd_check_fails_on_a_lie(name, what, tmp_path):
     e = copy.deepcopy(manifest.get(name))
     unit = REPO / "deploy/systemd" / f"{name}.service"
+    text = unit.read_text()
     if what == "pid":
         e["host"]["pid"] = not e["host"]["pid"]
     elif what == "devices":
         e["host"]["devices"] = [] if e["host"]["devices"] else ["/dev/nvidiactl"]
-    else:
+    elif what == "unit":
         unit = tmp_path / "none.service"
+    else:
+        # a later assignment at the end of [Service]: adds to the set, or (empty) resets it
+        line = {"more_capabilities": "CAP_SYS_ADMIN", "inverted_capabilities": "~CAP_SYS_ADMIN",
+                "no_capabilities": ""}[what]
+        if what == "no_capabilities" and not SYSTEMD_CAPABILITIES.get(name):
+            line = "CAP_NET_RAW"  # it has none to lose: give it one instead
+        unit = tmp_path / f"{name}.service"
+        unit.write_text(text.replace("\n[Install]", f"\nAmbientCapabilities={line}\n[Install]", 1))
     assert systemd_problems(unit, e)
 
 

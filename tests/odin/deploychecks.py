@@ -6,6 +6,11 @@ The manifest's optional host keys `home` (users' home directories, read-only) an
 mounts at /host/home and /var/lib/<name> (and the pod's uid: the home owner's instead of
 65534), in the systemd unit as ProtectHome=read-only and StateDirectory=<name>.
 
+Capabilities are this file's tables, exactly: K8S_CAPABILITIES (the container adds those and
+drops every other one, and runs as uid 0, since Kubernetes gives a non-root user none) and
+SYSTEMD_CAPABILITIES (a unit's CapabilityBoundingSet= and AmbientCapabilities=). Every
+exporter not listed has none.
+
 Each check returns a list of problems (empty: fine), so the tests can show that it fails on a
 broken copy. deploy/test.sh runs them from the command line:
 
@@ -30,6 +35,29 @@ DEVICE_CLASSES = {
     "char-nvidia-frontend": {"/dev/nvidiactl", "/dev/nvidia[0-9]*"},
     "char-nvidia-caps": {"/dev/nvidia-caps/*"},
 }
+
+
+# Capabilities a DaemonSet's container adds (Kubernetes names), exactly; every other one is
+# dropped. Kubernetes gives a container running as a non-root user no capabilities (no ambient
+# set), so such a container runs as uid 0 (runAsNonRoot false); every other exporter runs as a
+# non-root user with none. CAP_SYS_PTRACE's read check also goes through AppArmor, whose
+# default container profile refuses it towards processes outside containers, so an exporter
+# adding SYS_PTRACE runs AppArmor-unconfined and no other does.
+K8S_CAPABILITIES = {
+    # Other users' /proc/<pid>/fd, environ, io, exe, cwd, root: modes 0400/0500 (DAC), and the
+    # ptrace read check when the uids differ.
+    "claude-process-exporter": {"SYS_PTRACE", "DAC_READ_SEARCH"},
+}
+# A systemd unit's CapabilityBoundingSet= and AmbientCapabilities= (each exactly this set;
+# empty for the exporters not listed). The units run as a DynamicUser, so ambient capabilities
+# are how they get any.
+SYSTEMD_CAPABILITIES = {
+    # other users' ~/.claude: home directories are 0700 or 0750
+    "token-collector": {"CAP_DAC_READ_SEARCH"},
+    # as K8S_CAPABILITIES
+    "claude-process-exporter": {"CAP_SYS_PTRACE", "CAP_DAC_READ_SEARCH"},
+}
+APPARMOR_ANNOTATION = "container.apparmor.security.beta.kubernetes.io/"
 
 
 def env_prefix(name: str) -> str:
@@ -64,6 +92,11 @@ EXTRA = {
             lambda pod, env: env.get("TOKEN_COLLECTOR_STORAGE_PATH", {}).get("value", "")
             .startswith("/var/lib/token-collector/"),
     },
+    "claude-process-exporter": {
+        # The Claude Code processes of the people working on a node: where they work only.
+        "opt-in nodes only (nodeSelector odin.dev/claude-code=true)":
+            lambda pod, env: pod.get("nodeSelector", {}).get("odin.dev/claude-code") == "true",
+    },
     "gpu-exporter": {
         "NODE_NAME from spec.nodeName":
             lambda pod, env: env.get("NODE_NAME", {}).get("valueFrom", {}).get("fieldRef", {})
@@ -83,6 +116,18 @@ def _host_path_mount(pod: dict, container: dict, mount_path: str, host_path: str
             and vols.get(m["name"], {}).get("hostPath", {}).get("path") == host_path)
 
 
+def apparmor_unconfined(template: dict, container: dict) -> bool:
+    """The container runs without an AppArmor profile: the (pre-1.30, still honoured)
+    annotation or securityContext.appArmorProfile, of the container or the pod."""
+    ann = template.get("metadata", {}).get("annotations", {}) or {}
+    if ann.get(APPARMOR_ANNOTATION + container.get("name", "")) == "unconfined":
+        return True
+    for sc in (container.get("securityContext", {}), template["spec"].get("securityContext", {})):
+        if (sc.get("appArmorProfile") or {}).get("type") == "Unconfined":
+            return True
+    return False
+
+
 def daemonset_problems(objects: list[dict], e: dict) -> list[str]:
     """One exporter's DaemonSet, Service and ServiceAccount (rendered objects) against the
     manifest entry `e` and the security settings every exporter shares."""
@@ -98,22 +143,37 @@ def daemonset_problems(objects: list[dict], e: dict) -> list[str]:
     env = {x["name"]: x for x in c.get("env", [])}
     res = c.get("resources", {})
     no_gpu_taken = not any("nvidia.com/gpu" in res.get(k, {}) for k in ("requests", "limits"))
+    caps = K8S_CAPABILITIES.get(name, set())
+    cap_sc = sc.get("capabilities", {})
+    added = cap_sc.get("add") or []
+    if caps:
+        # Capabilities need uid 0 (see K8S_CAPABILITIES).
+        user = ("uid 0, runAsNonRoot false (its capabilities need it)",
+                psc.get("runAsUser") == 0 and psc.get("runAsNonRoot") is False
+                and sc.get("runAsNonRoot") is not True)
+    elif host.get("home"):
+        # An exporter reading users' home directories runs as the uid owning them (home
+        # directories are 0700 or 0750 on current distributions); every other one as nobody.
+        user = ("runAsNonRoot, the home owner's uid (not 0)",
+                psc.get("runAsNonRoot") is True and isinstance(psc.get("runAsUser"), int) and psc["runAsUser"] > 0)
+    else:
+        user = ("runAsNonRoot 65534", psc.get("runAsNonRoot") is True and psc.get("runAsUser") == 65534)
     want = {
         # shared by every exporter
         f"namespace {NAMESPACE}": all(d["metadata"].get("namespace") == NAMESPACE for d in (ds, svc, sa)),
         "tolerates every taint": {"operator": "Exists"} in pod.get("tolerations", []),
-        # An exporter reading users' home directories runs as the uid owning them (home
-        # directories are 0700 or 0750 on current distributions); every other one as nobody.
-        ("runAsNonRoot, the home owner's uid (not 0)" if host.get("home") else "runAsNonRoot 65534"):
-            psc.get("runAsNonRoot") is True and (
-                isinstance(psc.get("runAsUser"), int) and psc["runAsUser"] > 0 if host.get("home")
-                else psc.get("runAsUser") == 65534),
+        user[0]: user[1],
+        "the container keeps the pod's user and group": all(
+            sc.get(k) in (None, psc.get(k)) for k in ("runAsUser", "runAsGroup")),
         "seccomp RuntimeDefault": psc.get("seccompProfile", {}).get("type") == "RuntimeDefault",
         "readOnlyRootFilesystem": sc.get("readOnlyRootFilesystem") is True,
         "no privilege escalation": sc.get("allowPrivilegeEscalation") is False,
         "not privileged": not sc.get("privileged"),
-        "drop ALL capabilities": sc.get("capabilities", {}).get("drop") == ["ALL"]
-            and not sc.get("capabilities", {}).get("add"),
+        (f"drop ALL capabilities, add exactly {sorted(caps)}" if caps else "drop ALL capabilities"):
+            cap_sc.get("drop") == ["ALL"] and len(added) == len(set(added)) and set(added) == caps,
+        ("AppArmor unconfined (its ptrace read check towards host processes)" if "SYS_PTRACE" in caps
+         else "AppArmor not unconfined"):
+            apparmor_unconfined(ds["spec"]["template"], c) == ("SYS_PTRACE" in caps),
         "command": c.get("command") == [f"/usr/local/bin/{name}"],
         f"args {expected_args(e)}": c.get("args") == expected_args(e),
         f"port metrics {port}": {"name": "metrics", "containerPort": port, "protocol": "TCP"} in c.get("ports", []),
@@ -216,6 +276,36 @@ class _MultiDict(dict):
             super().__setitem__(key, value)
 
 
+def service_assignments(unit: Path, key: str) -> list[str]:
+    """Every value given to `key` in the unit's [Service] section, in order, empty ones
+    included (read_unit's parser drops a trailing empty one, which for capabilities is a
+    reset)."""
+    out, section = [], ""
+    for line in Path(unit).read_text().splitlines():
+        line = line.strip()
+        if line.startswith("[") and line.endswith("]"):
+            section = line
+        elif section == "[Service]" and line.split("=", 1)[0].strip() == key and "=" in line:
+            out.append(line.split("=", 1)[1].strip())
+    return out
+
+
+def unit_capabilities(values: list[str]) -> set[str] | str:
+    """The capability set that repeated CapabilityBoundingSet=/AmbientCapabilities= lines
+    leave (an empty assignment resets it, later ones add), or a string saying why it cannot be
+    told (a `~` inverted list)."""
+    found: set[str] = set()
+    for value in values:
+        words = value.split()
+        if not words:
+            found = set()
+        elif words[0].startswith("~"):
+            return f"an inverted list ({value}), which keeps every capability not named"
+        else:
+            found |= set(words)
+    return found
+
+
 def systemd_problems(unit: Path, e: dict) -> list[str]:
     """An exporter's systemd unit against what the manifest says it needs from the host."""
     name, host = e["name"], e["host"]
@@ -249,6 +339,13 @@ def systemd_problems(unit: Path, e: dict) -> list[str]:
         problems.append(f"{name}: host.state is true, so StateDirectory={name} (found {one.get('StateDirectory')!r})")
     if not host.get("state") and one.get("StateDirectory"):
         problems.append(f"{name}: host.state is false, but StateDirectory={one.get('StateDirectory')}")
+    want_caps = SYSTEMD_CAPABILITIES.get(name, set())
+    for key in ("CapabilityBoundingSet", "AmbientCapabilities"):
+        found = unit_capabilities(service_assignments(unit, key))
+        if found != want_caps:
+            problems.append(f"{name}: {key}={' '.join(sorted(want_caps))} expected "
+                            f"(odin/deploychecks.py SYSTEMD_CAPABILITIES), found "
+                            f"{' '.join(sorted(found)) if isinstance(found, set) else found}")
     want_proc = "default" if host["pid"] else "invisible"
     if one.get("ProtectProc") != want_proc:
         problems.append(f"{name}: host.pid is {str(host['pid']).lower()}, so ProtectProc={want_proc} "
