@@ -29,15 +29,16 @@ serves a snapshot younger than 0.5 s again instead of scanning (so the collector
 scan once), and scrapes back to back would mostly measure that reuse, not a scan; Prometheus
 scrapes every 15 s or more. process-exporter reads /proc on every scrape whatever the interval.
 
-Reported per exporter: CPU seconds per scrape (utime+stime of the server process, all
-threads, from /proc/<pid>/stat: the delta from just before its first measured scrape to 0.5 s
-after the last, over the scrapes; between scrapes every exporter is idle, which the idle
-column checks), scrape latency p50/p99 seen by the client, resident memory (VmRSS after the
-run, VmHWM peak), CPU per second while nobody scrapes, the series and response size; then the
-ratios claude-process-exporter / process-exporter for CPU per scrape and RSS against both peer
-configurations, and the issue's targets (CPU per scrape at most 1/20 of process-exporter with
-default flags, RSS at most half). Each exporter's own view of the host is printed under the
-table (claude instances found, processes scanned) as a check that the fakes were seen.
+Reported per exporter: CPU seconds per scrape, and the system (kernel) part of it (utime and
+stime of the server process, all threads, from /proc/<pid>/stat: the delta from just before its
+first measured scrape to 0.5 s after the last, over the scrapes; between scrapes every exporter
+is idle, which the idle column checks), scrape latency p50/p99 seen by the client, resident
+memory (VmRSS after the run, VmHWM peak), CPU per second while nobody scrapes, the series and
+response size; then the ratios claude-process-exporter / process-exporter for CPU per scrape
+and RSS against both peer configurations, and the issue's targets (CPU per scrape at most 1/20
+of process-exporter with default flags, RSS at most half). Each exporter's own view of the host
+is printed under the table (claude instances found, processes scanned) as a check that the
+fakes were seen.
 
 If target/release/claude-process-exporter cannot be built (or, with --no-build, is missing),
 the peer is measured alone and the script says so.
@@ -217,9 +218,13 @@ class Exporter(Proc):
         self.returncode = None
 
 
-def cpu_seconds(pid: int) -> float:
+def cpu_times(pid: int) -> tuple[float, float]:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime (all threads)
+    return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK  # utime, stime (all threads)
+
+
+def cpu_seconds(pid: int) -> float:
+    return sum(cpu_times(pid))
 
 
 def memory_kib(pid: int) -> tuple[int, int]:
@@ -375,7 +380,7 @@ def main() -> int:
 
         lat = {k: [] for k in procs}
         body = {}
-        cpu0 = {name: cpu_seconds(proc.p.pid) for name, (proc, _) in procs.items()}
+        cpu0 = {name: cpu_times(proc.p.pid) for name, (proc, _) in procs.items()}
         for r in range(args.rounds):
             counts.append(proc_count())
             for _ in range(per_round):
@@ -386,7 +391,8 @@ def main() -> int:
             print(f"round {r + 1}/{args.rounds} done ({time.time() - t_start:.0f} s)",
                   file=sys.stderr)
         time.sleep(0.5)  # work an exporter does after its last response is still counted
-        cpu = {name: cpu_seconds(proc.p.pid) - cpu0[name] for name, (proc, _) in procs.items()}
+        cpu = {name: tuple(b - a for a, b in zip(cpu0[name], cpu_times(proc.p.pid)))
+               for name, (proc, _) in procs.items()}  # (user, system) over the scrapes
         counts.append(proc_count())
         mem = {name: memory_kib(proc.p.pid) for name, (proc, _) in procs.items()}
         idle = {}
@@ -424,7 +430,8 @@ def main() -> int:
     for name in procs:
         xs = sorted(lat[name])
         rows[name] = {
-            "cpu_ms": cpu[name] / n * 1000,
+            "cpu_ms": sum(cpu[name]) / n * 1000,
+            "sys_ms": cpu[name][1] / n * 1000,
             "p50_ms": statistics.median(xs) * 1000,
             "p99_ms": xs[int(0.99 * (len(xs) - 1))] * 1000,
             "rss_mib": mem[name][0] / 1024,
@@ -438,11 +445,11 @@ def main() -> int:
           "kept-alive connection; "
           f"processes in /proc at each round: min {min(counts)}, max {max(counts)}; "
           f"{os.cpu_count()} CPUs\n")
-    print("| exporter | CPU ms / scrape | p50 latency (ms) | p99 latency (ms) | RSS (MiB) | "
+    print("| exporter | CPU ms / scrape | of it system | p50 latency (ms) | p99 latency (ms) | RSS (MiB) | "
           "peak RSS (MiB) | idle CPU (ms/s) | series | response (gzip bytes) |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for name, r in rows.items():
-        print(f"| {name} | {r['cpu_ms']:.2f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
+        print(f"| {name} | {r['cpu_ms']:.2f} | {r['sys_ms']:.2f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
               f"{r['rss_mib']:.1f} | {r['hwm_mib']:.1f} | {r['idle_ms_s']:.1f} | {r['series']} | "
               f"{r['gzip_bytes']} |")
     print("\nwhat each saw: " + "; ".join(
