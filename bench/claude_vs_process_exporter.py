@@ -269,10 +269,8 @@ def _interrupted(signum, frame):
 
 
 def build_ours(no_build: bool, given: str | None) -> Path | None:
-    if given:
-        return Path(given)
-    path = target_dir() / "release" / OURS
-    if not no_build:
+    path = Path(given) if given else target_dir() / "release" / OURS
+    if not no_build and not given:
         if not (REPO / "exporters" / OURS / "Cargo.toml").exists():
             print(f"note: exporters/{OURS} does not exist yet: measuring process-exporter alone",
                   file=sys.stderr)
