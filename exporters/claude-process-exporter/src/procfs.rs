@@ -104,12 +104,35 @@ impl Proc {
     }
 
     /// Read a whole file into the shared buffer.
+    ///
+    /// procfs files report no size, and `read_to_end` would spend an `fstat`, a seek and a
+    /// final empty read on each; a scan reads thousands, so this reads into the buffer's spare
+    /// room and stops at the first short read that ends a line (a procfs file is produced
+    /// whole by one read when the buffer is large enough).
     fn slurp(&mut self, path: &Path) -> ProcResult<&[u8]> {
         self.buf.clear();
         let mut f = fs::File::open(path).map_err(|e| ReadError::from_io(&e))?;
-        f.read_to_end(&mut self.buf)
-            .map_err(|e| ReadError::from_io(&e))?;
-        Ok(&self.buf)
+        loop {
+            if self.buf.capacity() - self.buf.len() < 1024 {
+                self.buf.reserve(self.buf.capacity().max(4096));
+            }
+            let len = self.buf.len();
+            let room = self.buf.capacity() - len;
+            self.buf.resize(len + room, 0);
+            let n = match f.read(&mut self.buf[len..]) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => 0,
+                Err(e) => {
+                    self.buf.truncate(len);
+                    return Err(ReadError::from_io(&e));
+                }
+            };
+            self.buf.truncate(len + n);
+            let ends_line = self.buf.last().map_or(true, |&b| b == b'\n' || b == 0);
+            if n == 0 || (n < room && ends_line) {
+                return Ok(&self.buf);
+            }
+        }
     }
 
     /// Every numeric entry of the procfs root: the processes.
@@ -421,12 +444,12 @@ pub fn tcp_state_name(state: u8) -> &'static str {
     }
 }
 
-/// The sockets of a `net/tcp` or `net/tcp6` table whose inode is in `wanted`. Malformed lines
-/// are counted in `bad`.
+/// The sockets of a `net/tcp` or `net/tcp6` table (those whose inode is in `wanted`, when
+/// given). Malformed lines are counted in `bad`.
 pub fn parse_tcp_table(
     text: &str,
     ipv6: bool,
-    wanted: &HashSet<u64>,
+    wanted: Option<&HashSet<u64>>,
     bad: &mut u64,
 ) -> Vec<TcpSocket> {
     let mut out = Vec::new();
@@ -442,7 +465,7 @@ pub fn parse_tcp_table(
             *bad += 1;
             continue;
         };
-        if !wanted.contains(&inode) {
+        if wanted.is_some_and(|w| !w.contains(&inode)) {
             continue;
         }
         let (Some((addr, port)), Ok(state)) = (f[1].split_once(':'), u8::from_str_radix(f[3], 16))
@@ -555,7 +578,7 @@ mod tests {
    3: broken line\n";
         let wanted: HashSet<u64> = [111, 112, 113].into();
         let mut bad = 0;
-        let socks = parse_tcp_table(v4, false, &wanted, &mut bad);
+        let socks = parse_tcp_table(v4, false, Some(&wanted), &mut bad);
         assert_eq!(bad, 1);
         assert_eq!(socks.len(), 3);
         assert_eq!(
@@ -573,7 +596,7 @@ mod tests {
    2: 0000000000000000FFFF00000100007F:0052 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 213 1 0 100 0 0 10 0\n\
    3: 0000000000000000FFFF00000100007F:0053 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 999 1 0 100 0 0 10 0\n";
         let wanted: HashSet<u64> = [211, 212, 213].into();
-        let socks = parse_tcp_table(v6, true, &wanted, &mut bad);
+        let socks = parse_tcp_table(v6, true, Some(&wanted), &mut bad);
         let scopes: Vec<_> = socks.iter().map(|s| (s.port, s.scope)).collect();
         assert_eq!(
             scopes,

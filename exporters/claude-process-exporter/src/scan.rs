@@ -492,6 +492,8 @@ impl Scanner {
             .filter(|(_, k)| k.denied)
             .map(|(p, _)| *p)
             .collect();
+        // TCP tables of each network namespace, read once per scan when a tree has a socket there.
+        let mut tables: HashMap<u64, HashMap<u64, TcpSocket>> = HashMap::new();
         for (ipid, members) in &trees {
             let meta = match &st.known[ipid].class {
                 Class::Instance(m) => m.clone(),
@@ -519,6 +521,7 @@ impl Scanner {
                 start,
                 &mut snap,
                 &mut denied,
+                &mut tables,
             );
             snap.instances.push(report);
         }
@@ -672,6 +675,7 @@ impl Scanner {
         start: f64,
         snap: &mut Snapshot,
         denied: &mut HashSet<i32>,
+        tables: &mut HashMap<u64, HashMap<u64, TcpSocket>>,
     ) -> InstanceReport {
         let ipid = key.0;
         let mut report = InstanceReport {
@@ -794,38 +798,20 @@ impl Scanner {
 
         // TCP: one read of net/tcp{,6} per network namespace of the tree.
         if !sockets_of.is_empty() {
-            let mut by_ns: BTreeMap<u64, (i32, HashSet<u64>)> = BTreeMap::new();
             let mut ns_of: HashMap<i32, u64> = HashMap::new();
-            for (pid, inodes) in &sockets_of {
+            for (pid, _) in &sockets_of {
                 let Ok(ns) = proc.net_ns(*pid) else { continue };
                 ns_of.insert(*pid, ns);
-                by_ns
-                    .entry(ns)
-                    .or_insert((*pid, HashSet::new()))
-                    .1
-                    .extend(inodes.iter().copied());
-            }
-            // Inode numbers are per namespace: a socket is (namespace, inode).
-            let mut found: HashMap<(u64, u64), TcpSocket> = HashMap::new();
-            for (ns, (pid, wanted)) in &by_ns {
-                for (file, v6) in [("tcp", false), ("tcp6", true)] {
-                    let mut bad = 0;
-                    if let Ok(text) = proc.net_file(*pid, file) {
-                        for s in procfs::parse_tcp_table(&text, v6, wanted, &mut bad) {
-                            found.insert((*ns, s.inode), s);
-                        }
-                    }
-                    if bad > 0 {
-                        snap.errors
-                            .push(format!("/proc/{pid}/net/{file}: {bad} malformed lines"));
-                    }
+                if let std::collections::hash_map::Entry::Vacant(e) = tables.entry(ns) {
+                    e.insert(self.tcp_table(proc, *pid, snap));
                 }
             }
+            // Inode numbers are per namespace: a socket is (namespace, inode).
             let mut tree_seen = HashSet::new();
             for (pid, inodes) in &sockets_of {
                 let Some(ns) = ns_of.get(pid) else { continue };
                 for inode in inodes {
-                    let Some(s) = found.get(&(*ns, *inode)) else {
+                    let Some(s) = tables.get(ns).and_then(|t| t.get(inode)) else {
                         continue;
                     };
                     if s.state == procfs::TCP_LISTEN {
@@ -843,6 +829,25 @@ impl Scanner {
             }
         }
         report
+    }
+
+    /// Every TCP socket of the network namespace `pid` is in, by inode (`net/tcp` and
+    /// `net/tcp6` as that process sees them).
+    fn tcp_table(&self, proc: &mut Proc, pid: i32, snap: &mut Snapshot) -> HashMap<u64, TcpSocket> {
+        let mut out = HashMap::new();
+        for (file, v6) in [("tcp", false), ("tcp6", true)] {
+            let mut bad = 0;
+            if let Ok(text) = proc.net_file(pid, file) {
+                for s in procfs::parse_tcp_table(&text, v6, None, &mut bad) {
+                    out.insert(s.inode, s);
+                }
+            }
+            if bad > 0 {
+                snap.errors
+                    .push(format!("/proc/{pid}/net/{file}: {bad} malformed lines"));
+            }
+        }
+        out
     }
 
     fn note(&self, e: ReadError, pid: i32, snap: &mut Snapshot, denied: &mut HashSet<i32>) {
