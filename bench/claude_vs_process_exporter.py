@@ -5,7 +5,9 @@ in the same run, on the same host state.
 The host: the script brings the number of processes in /proc to --processes (2,000) with
 cheap long-lived children (`sleep 3600`), of which a handful are fake Claude Code instances
 (/bin/sleep copied to a temporary directory as an executable named `claude`, so their comm is
-`claude`); the first of them has a few children of its own. All of them belong to one process
+`claude`); each has a child holding a loopback TCP listener and a connection (as a real
+session holds its API connections, so the exporter reads the TCP tables), and the first has
+a few `sleep` children too. All of them belong to one process
 group, started by a small launcher process; the group is killed (SIGKILL) at the end, on
 Ctrl-C, SIGTERM or an error, and if this script itself is killed the launcher and every child
 die with it (PR_SET_PDEATHSIG at each level, and the launcher kills its group when its stdin
@@ -84,7 +86,8 @@ LIFETIME_S = 3600       # how long every child sleeps if nothing kills it first
 # with this script (PR_SET_PDEATHSIG), and so does each child it forks (and each grandchild,
 # with its own parent). Protocol on stdin/stdout: first line "CLAUDE_EXE LIFETIME"; then each
 # line "N" forks N more `sleep` children and answers "ok"; "claude N K" forks N fake claudes,
-# the first with K children, and answers their pids; EOF kills the whole group.
+# each with a socket-holding child, the first also with K `sleep` children, and answers their
+# pids; EOF kills the whole group.
 LAUNCHER = r"""
 import ctypes, os, signal, sys
 libc = ctypes.CDLL(None, use_errno=True)
@@ -92,7 +95,18 @@ def die_with_parent(parent):
     libc.prctl(1, signal.SIGKILL, 0, 0, 0)   # PR_SET_PDEATHSIG
     if os.getppid() != parent:               # the parent died before prctl
         os._exit(0)
-def spawn(path, argv, children=0):
+def hold_sockets():
+    # A Claude Code session holds TCP connections (to the API); this child of a fake claude
+    # holds a loopback listener and one connection to it, so that the exporter reads the
+    # namespace's TCP tables as it does for a real session.
+    import socket
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    client = socket.create_connection(listener.getsockname())
+    server, _ = listener.accept()
+    signal.pause()
+def spawn(path, argv, children=0, sockets=False):
     me = os.getpid()
     pid = os.fork()
     if pid:
@@ -100,6 +114,12 @@ def spawn(path, argv, children=0):
     try:
         die_with_parent(me)
         child = os.getpid()
+        if sockets and os.fork() == 0:
+            try:
+                die_with_parent(child)
+                hold_sockets()
+            finally:
+                os._exit(127)
         for _ in range(children):
             if os.fork() == 0:
                 try:
@@ -116,7 +136,7 @@ claude_exe, lifetime = sys.stdin.readline().split()
 for line in sys.stdin:
     w = line.split()
     if w and w[0] == "claude":
-        pids = [spawn(claude_exe, ["claude", lifetime], int(w[2]) if i == 0 else 0)
+        pids = [spawn(claude_exe, ["claude", lifetime], int(w[2]) if i == 0 else 0, sockets=True)
                 for i in range(int(w[1]))]
         print(" ".join(map(str, pids)), flush=True)
     elif w:
@@ -170,7 +190,7 @@ class Fleet:
     def claudes(self, n: int, children: int) -> None:
         self._send(f"claude {n} {children}")
         self.claude_pids = [int(x) for x in self._answer().split()]
-        self.spawned += n + children
+        self.spawned += n + children + n  # each fake claude also has a socket-holding child
 
     def sleepers(self, n: int) -> None:
         if n > 0:
