@@ -54,7 +54,6 @@ from __future__ import annotations
 import argparse
 import ctypes
 import gzip
-import http.client
 import os
 import shutil
 import signal
@@ -67,9 +66,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from odin import REPO, target_dir  # noqa: E402
+from odin import measure  # noqa: E402
 from odin.exporters import Proc, free_port, wait_http  # noqa: E402
+from odin.measure import cpu_seconds, cpu_times, memory_kib  # noqa: E402
 
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 PEER_BIN = "/usr/bin/prometheus-process-exporter"
 OURS = "claude-process-exporter"
 PEER_CONFIG = """\
@@ -238,38 +238,9 @@ class Exporter(Proc):
         self.returncode = None
 
 
-def cpu_times(pid: int) -> tuple[float, float]:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK  # utime, stime (all threads)
-
-
-def cpu_seconds(pid: int) -> float:
-    return sum(cpu_times(pid))
-
-
-def memory_kib(pid: int) -> tuple[int, int]:
-    vals = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        k, _, v = line.partition(":")
-        if k in ("VmRSS", "VmHWM"):
-            vals[k] = int(v.split()[0])
-    return vals["VmRSS"], vals["VmHWM"]
-
-
-_conns: dict[int, http.client.HTTPConnection] = {}
-
-
 def scrape_once(port: int) -> tuple[float, bytes]:
-    conn = _conns.get(port) or _conns.setdefault(
-        port, http.client.HTTPConnection("127.0.0.1", port, timeout=60))
-    t0 = time.perf_counter()
-    conn.request("GET", "/metrics", headers={"Accept-Encoding": "gzip"})
-    resp = conn.getresponse()
-    body = resp.read()
-    dt = time.perf_counter() - t0
-    if resp.status != 200:
-        raise RuntimeError(f"port {port}: HTTP {resp.status}")
-    if resp.getheader("Content-Encoding") == "gzip":
+    dt, body, encoding = measure.scrape(port)
+    if encoding == "gzip":
         return dt, body
     return dt, gzip.compress(body)  # not expected: both compress when asked
 
@@ -437,8 +408,7 @@ def main() -> int:
     finally:
         for proc, _ in procs.values():
             proc.stop()
-        for c in _conns.values():
-            c.close()
+        measure.close_all()
         if fleet:
             fleet.kill()
         shutil.rmtree(work, ignore_errors=True)

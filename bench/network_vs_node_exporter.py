@@ -16,49 +16,22 @@ Usage: python3 bench/network_vs_node_exporter.py [--scrapes 1000] [--rounds 10]
 from __future__ import annotations
 
 import argparse
-import http.client
-import os
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from odin import REPO, target_dir  # noqa: E402
+from odin import measure  # noqa: E402
 from odin.exporters import Proc, free_port, wait_http  # noqa: E402
+from odin.measure import cpu_seconds, memory_kib  # noqa: E402
 
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime
-
-
-def memory_kib(pid: int) -> tuple[int, int]:
-    vals = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        k, _, v = line.partition(":")
-        if k in ("VmRSS", "VmHWM"):
-            vals[k] = int(v.split()[0])
-    return vals["VmRSS"], vals["VmHWM"]
-
-
-_conns: dict[int, http.client.HTTPConnection] = {}
 
 
 def scrape_once(port: int) -> tuple[float, int]:
-    conn = _conns.get(port) or _conns.setdefault(
-        port, http.client.HTTPConnection("127.0.0.1", port, timeout=10))
-    t0 = time.perf_counter()
-    conn.request("GET", "/metrics", headers={"Accept-Encoding": "gzip"})
-    resp = conn.getresponse()
-    body = resp.read()
-    dt = time.perf_counter() - t0
-    if resp.status != 200:
-        raise RuntimeError(f"port {port}: HTTP {resp.status}")
+    dt, body, _ = measure.scrape(port, timeout=10)
     return dt, len(body)
 
 
