@@ -10,9 +10,9 @@ import pytest
 import yaml
 
 from odin import REPO, manifest
-from odin.deploychecks import (APPARMOR_ANNOTATION, K8S_CAPABILITIES, SYSTEMD_CAPABILITIES,
-                               daemonset_problems, prometheus_problems, servicemonitor_problems,
-                               systemd_problems)
+from odin.deploychecks import (APPARMOR_ANNOTATION, K8S_CAPABILITIES, SUPPLEMENTARY_GROUPS,
+                               SYSTEMD_CAPABILITIES, daemonset_problems, prometheus_problems,
+                               servicemonitor_problems, systemd_problems)
 
 BASE = REPO / "deploy/kubernetes/base"
 NAMES = manifest.names()
@@ -114,6 +114,19 @@ def _break(what):
         else:
             ann[key] = "unconfined"
 
+    def flip_supplemental_groups(objs, e):
+        # a group where none is due (SUPPLEMENTARY_GROUPS); none where one is
+        psc = pod(objs, e["name"])["securityContext"]
+        psc["supplementalGroups"] = [] if psc.get("supplementalGroups") else [19101]
+
+    def group_by_name(objs, e):
+        # a pod names groups by number only
+        pod(objs, e["name"])["securityContext"]["supplementalGroups"] = ["odin-power"]
+
+    def extra_supplemental_group(objs, e):
+        psc = pod(objs, e["name"])["securityContext"]
+        psc["supplementalGroups"] = [*(psc.get("supplementalGroups") or []), 44]
+
     def writable_root(objs, e):
         pod(objs, e["name"])["containers"][0]["securityContext"]["readOnlyRootFilesystem"] = False
 
@@ -143,6 +156,7 @@ def _break(what):
 
 BREAKS = ["flip_network", "flip_pid", "flip_gpu_runtime", "flip_sysfs", "privileged", "add_capability",
           "other_user", "container_user", "extra_capability", "missing_capability", "flip_apparmor",
+          "flip_supplemental_groups", "extra_supplemental_group", "group_by_name",
           "writable_root", "token", "other_port", "extra_run_arg", "no_probe",
           "service_not_headless", "no_service_account", "other_namespace"]
 
@@ -157,7 +171,7 @@ def test_daemonset_check_fails_on_a_broken_copy(name, what):
 
 @pytest.mark.parametrize("name", NAMES)
 @pytest.mark.parametrize("what", ["pid", "devices", "unit", "more_capabilities", "no_capabilities",
-                                  "inverted_capabilities"])
+                                  "inverted_capabilities", "group"])
 def test_systemd_check_fails_on_a_lie(name, what, tmp_path):
     e = copy.deepcopy(manifest.get(name))
     unit = REPO / "deploy/systemd" / f"{name}.service"
@@ -168,6 +182,12 @@ def test_systemd_check_fails_on_a_lie(name, what, tmp_path):
         e["host"]["devices"] = [] if e["host"]["devices"] else ["/dev/nvidiactl"]
     elif what == "unit":
         unit = tmp_path / "none.service"
+    elif what == "group":
+        # a supplementary group where none is due; another one where one is
+        # (SUPPLEMENTARY_GROUPS)
+        unit = tmp_path / f"{name}.service"
+        group = "video" if SUPPLEMENTARY_GROUPS.get(name) else "odin-power"
+        unit.write_text(text.replace("\n[Install]", f"\nSupplementaryGroups={group}\n[Install]", 1))
     else:
         # a later assignment at the end of [Service]: adds to the set, or (empty) resets it
         line = {"more_capabilities": "CAP_SYS_ADMIN", "inverted_capabilities": "~CAP_SYS_ADMIN",

@@ -6,6 +6,10 @@ The manifest's optional host keys `home` (users' home directories, read-only) an
 mounts at /host/home and /var/lib/<name> (and the pod's uid: the home owner's instead of
 65534), in the systemd unit as ProtectHome=read-only and StateDirectory=<name>.
 
+Supplementary groups are SUPPLEMENTARY_GROUPS, exactly: the listed exporters' pods join one
+group of the node by its numeric gid (supplementalGroups), their units by name
+(SupplementaryGroups=); no other exporter joins any.
+
 Capabilities are this file's tables, exactly: K8S_CAPABILITIES (the container adds those and
 drops every other one, and runs as uid 0, since Kubernetes gives a non-root user none) and
 SYSTEMD_CAPABILITIES (a unit's CapabilityBoundingSet= and AmbientCapabilities=). Every
@@ -58,6 +62,16 @@ SYSTEMD_CAPABILITIES = {
     "claude-process-exporter": {"CAP_SYS_PTRACE", "CAP_DAC_READ_SEARCH"},
 }
 APPARMOR_ANNOTATION = "container.apparmor.security.beta.kubernetes.io/"
+# The node group an exporter reads files through instead of a capability: the systemd unit's
+# SupplementaryGroups= (exactly this group), the DaemonSet pod's supplementalGroups (exactly
+# one gid: a pod knows groups by number only, and the number is the node's, so the check asks
+# for one positive gid, not a particular one). Exporters not listed join no group.
+SUPPLEMENTARY_GROUPS = {
+    # RAPL's energy_uj is root-only since CVE-2020-8694 (PLATYPUS);
+    # deploy/udev/70-odin-power-rapl.rules or deploy/tmpfiles/odin-power-rapl.conf make it
+    # readable by this group, so the exporter needs no capability.
+    "power-exporter": "odin-power",
+}
 
 
 def env_prefix(name: str) -> str:
@@ -158,11 +172,19 @@ def daemonset_problems(objects: list[dict], e: dict) -> list[str]:
                 psc.get("runAsNonRoot") is True and isinstance(psc.get("runAsUser"), int) and psc["runAsUser"] > 0)
     else:
         user = ("runAsNonRoot 65534", psc.get("runAsNonRoot") is True and psc.get("runAsUser") == 65534)
+    groups = psc.get("supplementalGroups")
+    if name in SUPPLEMENTARY_GROUPS:
+        group = (f"supplementalGroups: one gid, the node's {SUPPLEMENTARY_GROUPS[name]} (SUPPLEMENTARY_GROUPS)",
+                 isinstance(groups, list) and len(groups) == 1 and isinstance(groups[0], int)
+                 and not isinstance(groups[0], bool) and groups[0] > 0)
+    else:
+        group = ("no supplementalGroups", not groups)
     want = {
         # shared by every exporter
         f"namespace {NAMESPACE}": all(d["metadata"].get("namespace") == NAMESPACE for d in (ds, svc, sa)),
         "tolerates every taint": {"operator": "Exists"} in pod.get("tolerations", []),
         user[0]: user[1],
+        group[0]: group[1],
         "the container keeps the pod's user and group": all(
             sc.get(k) in (None, psc.get(k)) for k in ("runAsUser", "runAsGroup")),
         "seccomp RuntimeDefault": psc.get("seccompProfile", {}).get("type") == "RuntimeDefault",
@@ -346,6 +368,11 @@ def systemd_problems(unit: Path, e: dict) -> list[str]:
             problems.append(f"{name}: {key}={' '.join(sorted(want_caps))} expected "
                             f"(odin/deploychecks.py SYSTEMD_CAPABILITIES), found "
                             f"{' '.join(sorted(found)) if isinstance(found, set) else found}")
+    want_group = SUPPLEMENTARY_GROUPS.get(name)
+    found_groups = [g for v in svc.get("SupplementaryGroups", []) for g in v.split()]
+    if found_groups != ([want_group] if want_group else []):
+        problems.append(f"{name}: SupplementaryGroups={want_group or ''} expected "
+                        f"(odin/deploychecks.py SUPPLEMENTARY_GROUPS), found {' '.join(found_groups) or 'none'}")
     want_proc = "default" if host["pid"] else "invisible"
     if one.get("ProtectProc") != want_proc:
         problems.append(f"{name}: host.pid is {str(host['pid']).lower()}, so ProtectProc={want_proc} "
