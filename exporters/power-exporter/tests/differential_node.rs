@@ -7,8 +7,9 @@
 //! series of each compared family, apart from the differences listed in [`ONE_SIDED`].
 //! Skipped, with a message, when node_exporter is not installed.
 //!
-//! Compared: thermal zones and cooling devices (node_exporter's `thermal_zone` collector) and
-//! hwmon sensors. RAPL and batteries: see [`RAPL_PAIRS`] and [`BATTERY_PAIRS`].
+//! Compared: thermal zones and cooling devices (node_exporter's `thermal_zone` collector),
+//! hwmon sensors, and batteries (`powersupplyclass`, values only: [`BATTERY_PAIRS`]). RAPL is
+//! not compared yet: see [`RAPL_PAIRS`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
@@ -35,17 +36,24 @@ const FIXTURES: &[&str] = &[
     "host-vm",
     "hwmon-malformed",
     "thermal-malformed",
+    "battery-laptop",
+    "battery-charge",
+    "battery-legacy",
+    "battery-desktop",
+    "battery-broken",
 ];
 
 /// One compared family: ours, node_exporter's, how our labels become node_exporter's
 /// (`(ours, theirs)`; our labels not named are dropped), node_exporter's collector, and the
-/// factor that turns node_exporter's value into ours.
+/// factor that turns node_exporter's value into ours. `same_series`: where node_exporter's
+/// collector succeeded, both must export the same series (not only equal values).
 struct Pair {
     ours: &'static str,
     node: &'static str,
     labels: &'static [(&'static str, &'static str)],
     collector: &'static str,
     factor: f64,
+    same_series: bool,
 }
 
 const HWMON_LABELS: &[(&str, &str)] = &[("chip", "chip"), ("sensor", "sensor")];
@@ -57,6 +65,7 @@ const fn hwmon(ours: &'static str, node: &'static str) -> Pair {
         labels: HWMON_LABELS,
         collector: "hwmon",
         factor: 1.0,
+        same_series: true,
     }
 }
 
@@ -67,6 +76,7 @@ const THERMAL_PAIRS: &[Pair] = &[
         labels: &[("zone", "zone"), ("type", "type")],
         collector: "thermal_zone",
         factor: 1.0,
+        same_series: true,
     },
     Pair {
         ours: "power_cooling_device_state",
@@ -74,6 +84,7 @@ const THERMAL_PAIRS: &[Pair] = &[
         labels: &[("device", "name"), ("type", "type")],
         collector: "thermal_zone",
         factor: 1.0,
+        same_series: true,
     },
     Pair {
         ours: "power_cooling_device_max_state",
@@ -81,6 +92,7 @@ const THERMAL_PAIRS: &[Pair] = &[
         labels: &[("device", "name"), ("type", "type")],
         collector: "thermal_zone",
         factor: 1.0,
+        same_series: true,
     },
 ];
 
@@ -116,14 +128,67 @@ const HWMON_PAIRS: &[Pair] = &[
 // this test was.
 const RAPL_PAIRS: &[Pair] = &[];
 
-// TO DO (battery): pairs for the battery collector against node_exporter's
-// `powersupplyclass` collector (`node_power_supply_*{power_supply}`), with "powersupplyclass"
-// added to `NODE_COLLECTORS` and fixtures holding `class/power_supply`. Left empty: the
-// battery collector was being written when this test was.
-const BATTERY_PAIRS: &[Pair] = &[];
+/// The battery collector against node_exporter's `powersupplyclass` collector, values only:
+/// ours also computes what a driver leaves out (charge ratio from energies, times to empty and
+/// full) and splits power and current by direction, so the series sets differ by design.
+const BATTERY_PAIRS: &[Pair] = &[
+    battery(
+        "power_battery_energy_joules",
+        "node_power_supply_energy_watthour",
+        3600.0,
+    ),
+    battery(
+        "power_battery_energy_full_joules",
+        "node_power_supply_energy_full",
+        3600.0,
+    ),
+    battery(
+        "power_battery_energy_full_design_joules",
+        "node_power_supply_energy_full_design",
+        3600.0,
+    ),
+    battery(
+        "power_battery_charge_ratio",
+        "node_power_supply_capacity",
+        0.01,
+    ),
+    battery(
+        "power_battery_voltage_volts",
+        "node_power_supply_voltage_volt",
+        1.0,
+    ),
+    battery("power_battery_cycles", "node_power_supply_cyclecount", 1.0),
+    battery(
+        "power_battery_temperature_celsius",
+        "node_power_supply_temp_celsius",
+        1.0,
+    ),
+    battery("power_battery_present", "node_power_supply_present", 1.0),
+    battery(
+        "power_battery_time_to_empty_seconds",
+        "node_power_supply_time_to_empty_seconds",
+        1.0,
+    ),
+    battery(
+        "power_battery_time_to_full_seconds",
+        "node_power_supply_time_to_full_seconds",
+        1.0,
+    ),
+];
+
+const fn battery(ours: &'static str, node: &'static str, factor: f64) -> Pair {
+    Pair {
+        ours,
+        node,
+        labels: &[("supply", "power_supply")],
+        collector: "powersupplyclass",
+        factor,
+        same_series: false,
+    }
+}
 
 /// node_exporter's collectors switched on for the comparison.
-const NODE_COLLECTORS: &[&str] = &["hwmon", "thermal_zone"];
+const NODE_COLLECTORS: &[&str] = &["hwmon", "thermal_zone", "powersupplyclass"];
 
 /// Series one side exports and the other does not, on purpose: (fixture, our family or
 /// node_exporter's, a label value the series carries, why).
@@ -267,8 +332,8 @@ fn ours(sys: &Path) -> String {
     let out = EXE.once(
         &[
             format!("--path.sysfs={}", sys.display()),
+            // TO DO (RAPL): compare it too once RAPL_PAIRS is filled in.
             "--no-collector.rapl".into(),
-            "--no-collector.battery".into(),
         ],
         &[],
     );
@@ -363,7 +428,10 @@ fn compare(fixture: &str, problems: &mut Vec<String>) -> usize {
                         ));
                     }
                 }
-                None if succeeded(pair.collector) && !one_sided(fixture, pair.ours, labels) => {
+                None if pair.same_series
+                    && succeeded(pair.collector)
+                    && !one_sided(fixture, pair.ours, labels) =>
+                {
                     problems.push(format!(
                         "{fixture}: {}{labels:?} has no {} in node_exporter",
                         pair.ours, pair.node
@@ -372,7 +440,7 @@ fn compare(fixture: &str, problems: &mut Vec<String>) -> usize {
                 None => {}
             }
         }
-        if succeeded(pair.collector) {
+        if pair.same_series && succeeded(pair.collector) {
             for labels in node.keys().filter(|l| !ours.contains_key(*l)) {
                 if !one_sided(fixture, pair.node, labels) {
                     problems.push(format!(
@@ -475,6 +543,11 @@ fn agrees_with_node_exporter_on_the_fixture_trees() {
     let mut problems = Vec::new();
     let mut counts = Vec::new();
     for fixture in FIXTURES {
+        // The battery trees belong to the battery collector's tests: skip one that went away.
+        if fixture.starts_with("battery-") && !fixture_root(fixture).exists() {
+            eprintln!("{fixture}: not there, skipped");
+            continue;
+        }
         let n = compare(fixture, &mut problems);
         eprintln!("{fixture}: {n} values compared with node_exporter");
         counts.push((*fixture, n));
@@ -491,6 +564,7 @@ fn agrees_with_node_exporter_on_the_fixture_trees() {
             "host-desktop" => 50,
             "host-laptop" => 15,
             "host-amd" | "hwmon-malformed" => 4,
+            "battery-laptop" | "battery-charge" => 5,
             _ => 0,
         };
         assert!(
