@@ -8,6 +8,8 @@
 //! - [`backend_select`], `--backend=auto|nvml|nvidia-smi`.
 //! - [`metrics`] and [`dcgm`], a snapshot to metric families (`docs/metrics.md`).
 //! - [`suspend`], runtime-suspend state of a GPU from sysfs.
+//! - [`power`], a power-only reader (NVML or nvidia-smi, suspend rule included) for
+//!   power-exporter's `gpu` collector.
 //! - [`collectors`], the `backend` and `gpu` collectors handed to odin-common.
 //! - `testing` (feature `test-support`), the fake NVML and the real captures for this crate's
 //!   tests, benches and examples.
@@ -18,6 +20,7 @@ pub mod dcgm;
 pub mod metrics;
 pub mod nvidia_smi;
 pub mod nvml;
+pub mod power;
 pub mod reading;
 pub mod suspend;
 #[cfg(feature = "test-support")]

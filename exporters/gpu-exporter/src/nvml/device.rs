@@ -25,7 +25,7 @@ const FI_POWER_INSTANT: u32 = 186;
 const HERTZ_PER_MHZ: f64 = 1e6;
 
 /// Milliwatts to watts.
-fn watts(milliwatts: u32) -> f64 {
+pub(crate) fn watts(milliwatts: u32) -> f64 {
     f64::from(milliwatts) / 1000.0
 }
 

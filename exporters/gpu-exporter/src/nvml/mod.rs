@@ -15,10 +15,10 @@
 //!   margin temperature, JPEG/OFA utilization, retired page counts, events), called through
 //!   the library table it loaded (`Nvml::lib`), with the same error mapping.
 
-mod device;
-mod errors;
+pub(crate) mod device;
+pub(crate) mod errors;
 mod events;
-mod library;
+pub(crate) mod library;
 mod mig;
 mod processes;
 mod raw;

@@ -15,6 +15,9 @@
  *   FAKE_NVML_FAIL=<rule>,...    rule = <function>[@<gpu>]:<code>; that device entry point
  *                                (or every one, for function "*") returns <code>, for every
  *                                GPU or only GPU <gpu>
+ *   FAKE_NVML_CALL_LOG=<file>    append `<function> <gpu>` (gpu -1: no device) for every entry
+ *                                point that takes a device or lists them, so a test can see
+ *                                what was asked (and what was not)
  *   FAKE_NVML_XID_AT_START=<gpu>:<xid>,...
  *                                critical XID errors that happened "at start": each is queued
  *                                once, into the first event set in which GPU <gpu> registers
@@ -26,7 +29,10 @@
  * capture): `count=N`, `driver_version=...`, `cuda_version=13010`, `proc.<pid>.name=...`, and
  * per GPU `gpu<i>.<key>=<value>` (MIG devices: `gpu<i>.mig<j>.<key>`), values in NVML's own
  * units (mW, mJ, MHz, bytes, KB/s). A key that is absent makes its entry point return
- * NVML_ERROR_NOT_SUPPORTED, the way a driver answers for a field the board lacks.
+ * NVML_ERROR_NOT_SUPPORTED, the way a driver answers for a field the board lacks. With
+ * `energy_follows_power=1` each GPU's energy counter grows from `gpu<i>.energy` at the rate of
+ * its `gpu<i>.power_usage` since nvmlInit_v2 (a GPU drawing steady power); without it the
+ * counter stands still.
  *
  * Test hook: fakeNvmlInjectXid(gpu, xid) queues a critical XID event for GPU <gpu> (callable
  * only from inside the process that loaded the library; FAKE_NVML_XID_AT_START above is the
@@ -37,6 +43,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 typedef int nvmlReturn_t;
 enum {
@@ -125,8 +132,22 @@ struct rule {
 static struct rule rules[MAX_RULES];
 static int rule_count;
 
+static FILE *call_log; /* FAKE_NVML_CALL_LOG */
+static pthread_mutex_t call_log_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct timespec started; /* nvmlInit_v2, for energy_follows_power */
+
+static void log_call(const char *function, nvmlDevice_t dev) {
+    if (call_log == NULL)
+        return;
+    pthread_mutex_lock(&call_log_lock);
+    fprintf(call_log, "%s %d\n", function, dev ? dev->gpu : -1);
+    fflush(call_log);
+    pthread_mutex_unlock(&call_log_lock);
+}
+
 /* The configured failure of `function` on `dev`, or OK. */
 static nvmlReturn_t failure(const char *function, nvmlDevice_t dev) {
+    log_call(function, dev);
     for (int i = 0; i < rule_count; i++) {
         if (strcmp(rules[i].function, function) != 0 && strcmp(rules[i].function, "*") != 0)
             continue;
@@ -323,6 +344,10 @@ nvmlReturn_t nvmlInit_v2(void) {
         const char *fail = getenv("FAKE_NVML_FAIL");
         if (fail)
             load_rules(fail);
+        const char *log = getenv("FAKE_NVML_CALL_LOG");
+        if (log && *log)
+            call_log = fopen(log, "a");
+        clock_gettime(CLOCK_MONOTONIC, &started);
         const char *xids = getenv("FAKE_NVML_XID_AT_START");
         if (xids)
             load_start_xids(xids);
@@ -612,7 +637,15 @@ nvmlReturn_t nvmlDeviceGetPowerManagementLimitConstraints(nvmlDevice_t dev, unsi
 
 nvmlReturn_t nvmlDeviceGetTotalEnergyConsumption(nvmlDevice_t dev, unsigned long long *mj) {
     ENTER(dev);
-    return dev_u64(dev, "energy", mj);
+    nvmlReturn_t r = dev_u64(dev, "energy", mj);
+    unsigned long long mw;
+    if (r == OK && get("energy_follows_power") && dev_u64(dev, "power_usage", &mw) == OK) {
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        double secs = (double)(now.tv_sec - started.tv_sec) + (now.tv_nsec - started.tv_nsec) / 1e9;
+        *mj += (unsigned long long)((double)mw * secs); /* mW x s = mJ */
+    }
+    return r;
 }
 
 /* ---- memory ---- */

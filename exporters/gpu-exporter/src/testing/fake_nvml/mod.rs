@@ -102,6 +102,8 @@ pub struct FakeNvml {
     dir: tempfile::TempDir,
     pub lib: PathBuf,
     pub data: PathBuf,
+    /// Where the fake logs every device call, after [`FakeNvml::log_calls`].
+    call_log: Option<PathBuf>,
 }
 
 impl FakeNvml {
@@ -116,7 +118,65 @@ impl FakeNvml {
             dir,
             lib,
             data: data_path,
+            call_log: None,
         }
+    }
+
+    /// Make the fake log every call that names a device (`FAKE_NVML_CALL_LOG`), read back
+    /// with [`FakeNvml::calls`]. Takes effect at the next open.
+    pub fn log_calls(mut self) -> FakeNvml {
+        self.call_log = Some(self.dir.path().join("calls.log"));
+        self
+    }
+
+    /// The calls logged so far, `<function> <gpu>` each (`-1`: no device).
+    pub fn calls(&self) -> Vec<String> {
+        let path = self.call_log.as_ref().expect("log_calls() first");
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Forget the calls logged so far.
+    pub fn clear_calls(&self) {
+        if let Some(p) = &self.call_log {
+            std::fs::write(p, "").expect("clear the fake NVML call log");
+        }
+    }
+
+    /// Run `open` (given this copy's library path) with the environment `nvmlInit_v2` reads
+    /// set for this copy: for readers other than the NVML backend, such as
+    /// [`crate::power::PowerReader`]. `fail` and `init_fail` as in [`FakeNvml::open_with`].
+    pub fn with_env<T>(
+        &self,
+        fail: Option<&str>,
+        init_fail: Option<i32>,
+        open: impl FnOnce(&Path) -> T,
+    ) -> T {
+        let _guard = ENV_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        std::env::set_var("FAKE_NVML_DATA", &self.data);
+        let vars = [
+            ("FAKE_NVML_FAIL", fail.map(str::to_owned)),
+            ("FAKE_NVML_INIT_FAIL", init_fail.map(|c| c.to_string())),
+            (
+                "FAKE_NVML_CALL_LOG",
+                self.call_log.as_ref().map(|p| p.display().to_string()),
+            ),
+        ];
+        for (var, value) in &vars {
+            match value {
+                Some(v) => std::env::set_var(var, v),
+                None => std::env::remove_var(var),
+            }
+        }
+        let opened = open(&self.lib);
+        std::env::remove_var("FAKE_NVML_DATA");
+        for (var, _) in vars {
+            std::env::remove_var(var);
+        }
+        opened
     }
 
     /// Open the NVML backend on this copy. `fail`: `FAKE_NVML_FAIL` rules
@@ -126,21 +186,7 @@ impl FakeNvml {
         fail: Option<&str>,
         init_fail: Option<i32>,
     ) -> anyhow::Result<Box<dyn Backend>> {
-        let _guard = ENV_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-        std::env::set_var("FAKE_NVML_DATA", &self.data);
-        match fail {
-            Some(f) => std::env::set_var("FAKE_NVML_FAIL", f),
-            None => std::env::remove_var("FAKE_NVML_FAIL"),
-        }
-        match init_fail {
-            Some(c) => std::env::set_var("FAKE_NVML_INIT_FAIL", c.to_string()),
-            None => std::env::remove_var("FAKE_NVML_INIT_FAIL"),
-        }
-        let backend = crate::nvml::open(Some(&self.lib));
-        for var in ["FAKE_NVML_DATA", "FAKE_NVML_FAIL", "FAKE_NVML_INIT_FAIL"] {
-            std::env::remove_var(var);
-        }
-        backend
+        self.with_env(fail, init_fail, |lib| crate::nvml::open(Some(lib)))
     }
 
     pub fn open(&self) -> Box<dyn Backend> {
