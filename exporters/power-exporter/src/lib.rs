@@ -8,7 +8,10 @@ pub mod sysfs;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use collectors::{battery, hwmon, rapl, thermal};
+use collectors::{battery, gpu, hwmon, rapl, thermal};
+use gpu_exporter::backend_select::Choice;
+use gpu_exporter::nvidia_smi::runner::split_command;
+use gpu_exporter::power::PowerConfig;
 use odin_common::{built, CollectorDef, ExporterSpec, Settings};
 use regex::Regex;
 
@@ -22,12 +25,40 @@ pub struct Args {
     /// Power supplies (names under /sys/class/power_supply) to leave out.
     #[arg(long = "collector.battery.ignored-supplies", value_name = "REGEX")]
     pub battery_ignored: Option<String>,
+    /// Where GPU power comes from: `auto` (NVML, else nvidia-smi), `nvml`, `nvidia-smi`
+    /// (gpu-exporter's `--backend`).
+    #[arg(long = "gpu.backend", value_name = "BACKEND", value_enum, default_value_t = Choice::Auto)]
+    pub gpu_backend: Choice,
+    /// Path of libnvidia-ml.so to load instead of the system's `libnvidia-ml.so.1`
+    /// (gpu-exporter's `--nvml.library`).
+    #[arg(long = "gpu.nvml-library", value_name = "PATH")]
+    pub gpu_nvml_library: Option<std::path::PathBuf>,
+    /// How to run nvidia-smi: a program and leading words, split like a shell would split them
+    /// (no shell runs) (gpu-exporter's `--nvidia-smi.command`).
+    #[arg(
+        long = "gpu.nvidia-smi-command",
+        value_name = "COMMAND",
+        default_value = "nvidia-smi"
+    )]
+    pub gpu_smi_command: String,
+    /// Time between GPU power reads.
+    #[arg(long = "gpu.interval", value_name = "DURATION", default_value = "10s",
+          value_parser = odin_common::parse_duration)]
+    pub gpu_interval: Duration,
+    /// Time one GPU power read (NVML loading, or an nvidia-smi run) may take; nvidia-smi is
+    /// killed past it.
+    #[arg(long = "gpu.timeout", value_name = "DURATION", default_value = "5s",
+          value_parser = odin_common::parse_duration)]
+    pub gpu_timeout: Duration,
 }
 
 /// What the collectors are built from.
 pub struct Setup {
     pub rapl_window: Duration,
     pub battery_ignored: Option<Regex>,
+    pub gpu: PowerConfig,
+    pub gpu_interval: Duration,
+    pub gpu_timeout: Duration,
 }
 
 /// Turn the flags into the [`Setup`]; fails on an invalid regex, naming its flag.
@@ -37,9 +68,18 @@ pub fn setup(args: Args, _settings: &Settings) -> anyhow::Result<Setup> {
         .as_deref()
         .map(|r| Regex::new(r).context("--collector.battery.ignored-supplies: invalid regex"))
         .transpose()?;
+    let smi_command = split_command(&args.gpu_smi_command)
+        .map_err(|e| anyhow::anyhow!("--gpu.nvidia-smi-command: {e}"))?;
     Ok(Setup {
         rapl_window: args.rapl_window,
         battery_ignored,
+        gpu: PowerConfig {
+            backend: args.gpu_backend,
+            nvml_library: args.gpu_nvml_library,
+            smi_command,
+        },
+        gpu_interval: args.gpu_interval,
+        gpu_timeout: args.gpu_timeout,
     })
 }
 
@@ -61,6 +101,13 @@ pub const SPEC: ExporterSpec<Setup> = ExporterSpec {
             built(thermal::Thermal::new())
         }),
         CollectorDef::on("hwmon", "hwmon sensors from /sys/class/hwmon", |_| built(hwmon::Hwmon::new())),
+        CollectorDef::on(
+            "gpu",
+            "NVIDIA GPU power and energy through gpu-exporter's reader (NVML or nvidia-smi, in the \
+             background); on a host that also runs gpu-exporter, --no-collector.gpu avoids polling \
+             the GPUs twice",
+            |s| built(gpu::Gpu::new(s.gpu.clone(), s.gpu_interval, s.gpu_timeout)),
+        ),
     ],
 };
 

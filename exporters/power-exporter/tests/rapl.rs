@@ -32,7 +32,7 @@ fn fixture(name: &str) -> PathBuf {
 /// The tree's flags, only the rapl collector, a one-second window (a sample every 100 ms).
 fn args(root: &Path) -> Vec<String> {
     let mut a = tree_args(root);
-    for other in ["battery", "thermal", "hwmon"] {
+    for other in ["battery", "thermal", "hwmon", "gpu"] {
         a.push(format!("--no-collector.{other}"));
     }
     a.push("--rapl.window=1s".into());
