@@ -37,7 +37,13 @@ VALUES = {"device": "eth0", "family": "ipv4", "state": "established", "cpu": "0"
           "project": "odin", "outcome": "counted",
           # claude-process-exporter (`mode`: an instance's mode, or a CPU mode; `scope`, `pid`,
           # `family`, `state` and `version` as above)
-          "install": "native", "mode": ["interactive", "user"], "role": "mcp", "port": "3000"}
+          "install": "native", "mode": ["interactive", "user"], "role": "mcp", "port": "3000",
+          # power-exporter (`device`, `type`, `scope`, `state` and `model` as above; `label`
+          # is a CPU package sensor's, as the dashboards select them)
+          "package": "0", "domain": "package", "constraint": "long_term", "supply": "BAT0",
+          "technology": "Li-ion", "manufacturer": "SMP", "converted": "none", "zone": "0",
+          "trip": "0", "trip_type": ["passive", "critical"], "chip": "platform_coretemp_0",
+          "sensor": "temp1", "label": "Package id 0", "chip_name": "coretemp"}
 
 
 def documented_families() -> list[tuple[str, str, list[str]]]:
