@@ -20,20 +20,17 @@ that NVML cannot read).
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 
 import pytest
 
 from odin import REPO, checks, dashboards, manifest, metricsdoc, promql, rules, shared_dir
-from odin.exporters import binary, example
+from odin.exporters import binary
+from odin.gpufakes import FAKE_SMI, build_fake_nvml, fake_nvml_data
 from odin.exposition import close, family_of, parse, promtool_findings, sample
 from odin.prometheus import Stack, Target
 
 EXPORTER = manifest.get("gpu-exporter")
 PREFIX = EXPORTER["prefix"]
-FAKE_SMI = REPO / "exporters/gpu-exporter/tests/fake-nvidia-smi"
-FAKE_NVML_C = REPO / "exporters/gpu-exporter/tests/fake-nvml/fake_nvml.c"
 DASHBOARD_12239 = "dashboards-upstream/dcgm-exporter-dashboard-12239.json"
 # Panels of 12239 whose metric NVML cannot provide (named in the gpu-exporter docs).
 OUT_OF_NVML_REACH = {
@@ -132,24 +129,6 @@ def test_docs_name_nvml_only_metrics(nvml_only):
 
 
 # ------------------------------------------------------------------ the scenario
-
-def build_fake_nvml(out):
-    """fake_nvml.c compiled into `out`/libnvidia-ml.so.1 with $CC (else cc)."""
-    lib = out / "libnvidia-ml.so.1"
-    cc = os.environ.get("CC", "cc")
-    p = subprocess.run([cc, "-shared", "-fPIC", "-O2", "-Wall", "-Werror", "-o", str(lib),
-                        str(FAKE_NVML_C), "-lpthread"], capture_output=True, text=True)
-    assert p.returncode == 0, f"building the fake NVML with {cc} failed:\n{p.stderr}"
-    return lib
-
-
-def fake_nvml_data(capture, section: str, gpus: str) -> str:
-    """The fake NVML's data file for a capture, from the example `fake-nvml-data`."""
-    p = subprocess.run([str(example("fake-nvml-data")), str(capture), section, gpus],
-                       capture_output=True, text=True)
-    assert p.returncode == 0, f"fake-nvml-data {capture.name} {section} {gpus} failed: {p.stderr}"
-    return p.stdout
-
 
 def sysfs_name(bus_id: str) -> str:
     """`00000000:0C:00.0` -> `0000:0c:00.0`, the device's directory in sysfs."""

@@ -1,0 +1,117 @@
+#!/usr/bin/env python3
+"""Benchmark: power-exporter against node_exporter on the same sysfs tree, in the same run.
+
+Both read the same fixture tree (the end-to-end test's merged workstation-and-laptop tree:
+RAPL on two packages, batteries and AC, thermal zones and cooling devices, hwmon chips):
+node_exporter restricted to its `rapl`, `powersupplyclass`, `thermal_zone` and `hwmon`
+collectors, power-exporter with its `rapl`, `battery`, `thermal` and `hwmon` collectors. They
+are scraped in alternating rounds, each scrape as Prometheus does it (Accept-Encoding: gzip,
+kept-alive connection). Reported per exporter: CPU seconds per 1,000 scrapes (utime+stime of
+the server process), scrape latency p50/p99, resident memory; then the ratios
+power-exporter / node_exporter (targets: CPU and RSS at most 0.5). Then power-exporter's
+background RAPL sampler alone: CPU used over --idle seconds without scrapes, as a share of
+one core (target: under 0.1%).
+
+Usage: python3 bench/power_vs_node_exporter.py [--scrapes 2000] [--rounds 10] [--idle 60]
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from odin import REPO, measure, target_dir  # noqa: E402
+from odin.exporters import Proc, free_port, wait_http  # noqa: E402
+from odin.measure import cpu_seconds, memory_kib  # noqa: E402
+
+FIXTURES = REPO / "exporters/power-exporter/tests/fixtures"
+TREES = ["rapl-desktop", "battery-laptop", "host-laptop", "host-desktop"]
+NODE_COLLECTORS = ["rapl", "powersupplyclass", "thermal_zone", "hwmon"]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--scrapes", type=int, default=2000, help="scrapes per exporter")
+    ap.add_argument("--rounds", type=int, default=10, help="alternations between the two")
+    ap.add_argument("--idle", type=float, default=60, help="seconds to measure the RAPL sampler alone")
+    args = ap.parse_args()
+
+    subprocess.run(["cargo", "build", "--release", "--locked", "-q", "-p", "power-exporter"],
+                   cwd=REPO, check=True)
+    ours_bin = target_dir() / "release" / "power-exporter"
+    work = Path(tempfile.mkdtemp(prefix="odin-bench-power-"))
+    for name in TREES:
+        shutil.copytree(FIXTURES / name / "sys", work / "sys", dirs_exist_ok=True, symlinks=True)
+    sysfs = work / "sys"
+    ports = {"power-exporter": free_port(), "node_exporter": free_port()}
+    ours = Proc([ours_bin, f"--web.listen-address=127.0.0.1:{ports['power-exporter']}",
+                 f"--path.sysfs={sysfs}", "--log.level=warn"], work / "ours.log")
+    node = Proc(["prometheus-node-exporter", f"--web.listen-address=127.0.0.1:{ports['node_exporter']}",
+                 f"--path.sysfs={sysfs}", "--collector.disable-defaults",
+                 *[f"--collector.{c}" for c in NODE_COLLECTORS]], work / "node.log")
+    targets = {"power-exporter": (ours, ports["power-exporter"]), "node_exporter": (node, ports["node_exporter"])}
+    try:
+        for name, (_, port) in targets.items():
+            wait_http(f"http://127.0.0.1:{port}/metrics")
+            for _ in range(20):
+                measure.scrape(port)
+        lat = {k: [] for k in targets}
+        cpu = {k: 0.0 for k in targets}
+        size = {}
+        per_round = args.scrapes // args.rounds
+        for _ in range(args.rounds):
+            for name, (proc, port) in targets.items():
+                c0 = cpu_seconds(proc.p.pid)
+                for _ in range(per_round):
+                    dt, body, _ = measure.scrape(port)
+                    lat[name].append(dt)
+                    size[name] = len(body)
+                cpu[name] += cpu_seconds(proc.p.pid) - c0
+        mem = {name: memory_kib(proc.p.pid) for name, (proc, _) in targets.items()}
+        measure.close_all()
+        c0, t0 = cpu_seconds(ours.p.pid), time.monotonic()
+        time.sleep(args.idle)
+        idle_share = (cpu_seconds(ours.p.pid) - c0) / (time.monotonic() - t0)
+    finally:
+        ours.stop()
+        node.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+    n = per_round * args.rounds
+    rows = {}
+    for name in targets:
+        xs = sorted(lat[name])
+        rows[name] = {
+            "cpu_per_1000": cpu[name] / n * 1000,
+            "p50_ms": statistics.median(xs) * 1000,
+            "p99_ms": xs[int(0.99 * (len(xs) - 1))] * 1000,
+            "rss_mib": mem[name][0] / 1024,
+            "hwm_mib": mem[name][1] / 1024,
+            "gzip_bytes": size[name],
+        }
+    print(f"\n{n} scrapes each, {args.rounds} alternating rounds, gzip, kept-alive connection, "
+          f"tree: {' + '.join(TREES)}\n")
+    print("| exporter | CPU s / 1,000 scrapes | p50 latency (ms) | p99 latency (ms) | RSS (MiB) | peak RSS (MiB) | response (gzip bytes) |")
+    print("|---|---|---|---|---|---|---|")
+    for name, r in rows.items():
+        print(f"| {name} | {r['cpu_per_1000']:.3f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
+              f"{r['rss_mib']:.1f} | {r['hwm_mib']:.1f} | {r['gzip_bytes']} |")
+    a, b = rows["power-exporter"], rows["node_exporter"]
+    ratio = lambda k: a[k] / b[k] if b[k] else float("nan")  # noqa: E731
+    print(f"| **ratio** power/node | {ratio('cpu_per_1000'):.2f} | {ratio('p50_ms'):.2f} | "
+          f"{ratio('p99_ms'):.2f} | {ratio('rss_mib'):.2f} | {ratio('hwm_mib'):.2f} | {ratio('gzip_bytes'):.2f} |")
+    print(f"\nRAPL sampler alone, {args.idle:.0f} s without scrapes: {idle_share * 100:.4f}% of one core")
+    print(f"\ntargets: CPU ratio <= 0.5 ({'met' if ratio('cpu_per_1000') <= 0.5 else 'NOT met'}), "
+          f"RSS ratio <= 0.5 ({'met' if ratio('rss_mib') <= 0.5 else 'NOT met'}), "
+          f"sampler < 0.1% of a core ({'met' if idle_share < 0.001 else 'NOT met'})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
