@@ -113,8 +113,8 @@ def test_prometheus_metrics_doc_matches_live_output(stack):
 
 def test_prometheus_every_power_query_returns_data(stack, capsys):
     rc = dashboards.main(["--prometheus", stack.url, "--rate-interval", "1m", "--wait", "60",
-                          "--prefix", EXPORTER["prefix"],
-                          str(REPO / "dashboards/power.json")])
+                          "--prefix", EXPORTER["prefix"], "--allow-empty", str(REPO / "dashboards/e2e-allow-empty.tsv"),
+                          str(REPO / "dashboards/power.json"), str(REPO / "dashboards/overview.json")])
     out = capsys.readouterr()
     assert rc == 0, "\n".join(ln for ln in out.out.splitlines() if not ln.startswith("OK")) + out.err[-2000:]
 
