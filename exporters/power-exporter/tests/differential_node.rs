@@ -8,8 +8,9 @@
 //! Skipped, with a message, when node_exporter is not installed.
 //!
 //! Compared: thermal zones and cooling devices (node_exporter's `thermal_zone` collector),
-//! hwmon sensors, and batteries (`powersupplyclass`, values only: [`BATTERY_PAIRS`]). RAPL is
-//! not compared yet: see [`RAPL_PAIRS`].
+//! hwmon sensors, batteries (`powersupplyclass`, values only: [`BATTERY_PAIRS`]), and RAPL's
+//! energy counters ([`rapl_energy_agrees_with_node_exporter`]: with no wrap seen yet, our
+//! monotonic total equals the raw counter node_exporter exports).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
@@ -122,11 +123,10 @@ const HWMON_PAIRS: &[Pair] = &[
     ),
 ];
 
-// TO DO (RAPL): pairs for the rapl collector against node_exporter's `rapl` collector
-// (`node_rapl_<zone>_joules_total{index,path}`), with "rapl" added to `NODE_COLLECTORS` and
-// fixtures holding `class/powercap`. Left empty: the rapl collector was being written when
-// this test was.
-const RAPL_PAIRS: &[Pair] = &[];
+/// RAPL is compared by its own test, [`rapl_energy_agrees_with_node_exporter`]: node_exporter
+/// names the domain in the family (`node_rapl_<domain>_joules_total{index,path}`), which a
+/// [`Pair`]'s label mapping cannot express.
+const RAPL_FIXTURES: &[&str] = &["rapl-desktop", "rapl-amd", "rapl-psys"];
 
 /// The battery collector against node_exporter's `powersupplyclass` collector, values only:
 /// ours also computes what a driver leaves out (charge ratio from energies, times to empty and
@@ -188,7 +188,7 @@ const fn battery(ours: &'static str, node: &'static str, factor: f64) -> Pair {
 }
 
 /// node_exporter's collectors switched on for the comparison.
-const NODE_COLLECTORS: &[&str] = &["hwmon", "thermal_zone", "powersupplyclass"];
+const NODE_COLLECTORS: &[&str] = &["hwmon", "thermal_zone", "powersupplyclass", "rapl"];
 
 /// Series one side exports and the other does not, on purpose: (fixture, our family or
 /// node_exporter's, a label value the series carries, why).
@@ -332,8 +332,7 @@ fn ours(sys: &Path) -> String {
     let out = EXE.once(
         &[
             format!("--path.sysfs={}", sys.display()),
-            // TO DO (RAPL): compare it too once RAPL_PAIRS is filled in.
-            "--no-collector.rapl".into(),
+            "--no-collector.gpu".into(),
         ],
         &[],
     );
@@ -404,12 +403,7 @@ fn compare(fixture: &str, problems: &mut Vec<String>) -> usize {
         theirs.get(&key) == Some(&1.0)
     };
     let mut compared = 0;
-    for pair in THERMAL_PAIRS
-        .iter()
-        .chain(HWMON_PAIRS)
-        .chain(RAPL_PAIRS)
-        .chain(BATTERY_PAIRS)
-    {
+    for pair in THERMAL_PAIRS.iter().chain(HWMON_PAIRS).chain(BATTERY_PAIRS) {
         let ours = mapped(pair, &ours);
         let node: BTreeMap<_, _> = theirs
             .iter()
@@ -570,6 +564,64 @@ fn agrees_with_node_exporter_on_the_fixture_trees() {
         assert!(
             n >= least,
             "{fixture}: only {n} values compared (want {least})"
+        );
+    }
+}
+
+#[test]
+fn rapl_energy_agrees_with_node_exporter() {
+    if !node_installed() {
+        eprintln!("skipping: {NODE_EXPORTER} is not installed (Debian prometheus-node-exporter)");
+        return;
+    }
+    for fixture in RAPL_FIXTURES {
+        let sys = fixture_root(fixture).join("sys");
+        let ours = parse(&ours(&sys));
+        let node = start_node(&sys);
+        let theirs = parse(&scrape(node.addr));
+        drop(node);
+        let mut compared = 0;
+        for ((name, labels), v) in &ours {
+            if name != "power_rapl_energy_joules_total" {
+                continue;
+            }
+            let label = |k: &str| {
+                labels
+                    .iter()
+                    .find(|(n, _)| n == k)
+                    .map(|(_, v)| v.as_str())
+                    .unwrap_or("")
+            };
+            let (package, domain) = (label("package"), label("domain"));
+            let family = format!("node_rapl_{domain}_joules_total");
+            // node_exporter also reads the intel-rapl-mmio duplicates; ours does not. psys has
+            // package="platform" here, its zone number there.
+            let matches: Vec<f64> = theirs
+                .iter()
+                .filter(|((n, l), _)| {
+                    n == &family
+                        && l.iter()
+                            .any(|(k, p)| k == "path" && !p.contains("intel-rapl-mmio"))
+                        && (domain == "psys" || l.iter().any(|(k, i)| k == "index" && i == package))
+                })
+                .map(|(_, v)| *v)
+                .collect();
+            assert_eq!(
+                matches.len(),
+                1,
+                "{fixture}: {package}/{domain}: node_exporter has {matches:?}"
+            );
+            assert!(
+                (matches[0] - v).abs() <= 1e-6 * v.abs().max(1.0),
+                "{fixture}: {package}/{domain}: ours {v}, node_exporter {}",
+                matches[0]
+            );
+            compared += 1;
+        }
+        eprintln!("{fixture}: {compared} RAPL counters compared with node_exporter");
+        assert!(
+            compared >= 2,
+            "{fixture}: only {compared} RAPL counters compared"
         );
     }
 }
