@@ -27,8 +27,12 @@ pub type Attr<T> = Result<T, Missing>;
 
 fn classify(path: &Path, e: &io::Error) -> Missing {
     match e.raw_os_error() {
-        Some(libc::ENOENT) | Some(libc::ENODEV) | Some(libc::ENXIO) | Some(libc::EINVAL)
-        | Some(libc::ENODATA) | Some(libc::EOPNOTSUPP) => Missing::Absent,
+        Some(libc::ENOENT)
+        | Some(libc::ENODEV)
+        | Some(libc::ENXIO)
+        | Some(libc::EINVAL)
+        | Some(libc::ENODATA)
+        | Some(libc::EOPNOTSUPP) => Missing::Absent,
         Some(libc::EACCES) | Some(libc::EPERM) => Missing::Denied,
         _ => Missing::Failed(format!("{}: {e}", path.display())),
     }
