@@ -4,6 +4,8 @@
 
 pub mod collectors;
 pub mod sysfs;
+#[cfg(test)]
+mod test_support;
 
 use std::time::Duration;
 

@@ -465,14 +465,8 @@ impl Collector for Battery {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::fixture;
     use odin_testkit::{fixture_context, sink_label_values, sink_value};
-    use std::path::PathBuf;
-
-    fn fixture(name: &str) -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures")
-            .join(name)
-    }
 
     fn scrape(name: &str, ignored: Option<&str>) -> Sink {
         let c = Battery::new(ignored.map(|r| Regex::new(r).unwrap()));

@@ -396,20 +396,9 @@ impl Collector for Hwmon {
 mod tests {
     use super::*;
     use odin_testkit::{fixture_context, sink_label_values, sink_value};
-    use std::path::PathBuf;
-
-    fn fixture(name: &str) -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures")
-            .join(name)
-    }
 
     fn run(name: &str) -> Sink {
-        let mut out = Sink::new("power");
-        Hwmon::new()
-            .collect(&fixture_context(&fixture(name)), &mut out)
-            .expect("hwmon collect");
-        out
+        crate::test_support::collect(&Hwmon::new(), name)
     }
 
     fn v(out: &Sink, name: &str, chip: &str, sensor: &str, label: &str) -> Option<f64> {

@@ -510,15 +510,10 @@ fn limits(zone: &Path, out: &mut Sink) -> Vec<Limit> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::fixture;
     use odin_testkit::{copy_tree, fixture_context, sink_label_values, sink_value};
 
     const R: u64 = 262_143_328_850;
-
-    fn fixture(name: &str) -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures")
-            .join(name)
-    }
 
     fn sample(rapl: &Rapl, root: &Path, now: Instant) -> (Sink, anyhow::Result<()>) {
         let mut sink = Sink::new("power");

@@ -258,20 +258,9 @@ impl Collector for Thermal {
 mod tests {
     use super::*;
     use odin_testkit::{fixture_context, sink_label_values, sink_value};
-    use std::path::PathBuf;
-
-    fn fixture(name: &str) -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures")
-            .join(name)
-    }
 
     fn run(name: &str) -> Sink {
-        let mut out = Sink::new("power");
-        Thermal::new()
-            .collect(&fixture_context(&fixture(name)), &mut out)
-            .expect("thermal collect");
-        out
+        crate::test_support::collect(&Thermal::new(), name)
     }
 
     #[test]
