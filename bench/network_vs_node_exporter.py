@@ -16,7 +16,6 @@ Usage: python3 bench/network_vs_node_exporter.py [--scrapes 1000] [--rounds 10]
 from __future__ import annotations
 
 import argparse
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -26,13 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from odin import REPO, target_dir  # noqa: E402
 from odin import measure  # noqa: E402
 from odin.exporters import Proc, free_port, wait_http  # noqa: E402
-from odin.measure import cpu_seconds, memory_kib  # noqa: E402
 
-
-
-def scrape_once(port: int) -> tuple[float, int]:
-    dt, body, _ = measure.scrape(port, timeout=10)
-    return dt, len(body)
 
 
 def main() -> int:
@@ -56,52 +49,18 @@ def main() -> int:
                  "--collector.sockstat", "--collector.tcpstat", "--log.level=warn"], work / "node.log")
     targets = {"network-exporter": (ours, p_ours), "node_exporter": (node, p_node)}
     try:
-        for _, (_, port) in targets.items():
+        for _, port in targets.values():
             wait_http(f"http://127.0.0.1:{port}/metrics")
-            for _ in range(20):  # warm up both before measuring
-                scrape_once(port)
-        lat = {k: [] for k in targets}
-        cpu = {k: 0.0 for k in targets}
-        size = {}
-        per_round = args.scrapes // args.rounds
-        for _ in range(args.rounds):
-            for name, (proc, port) in targets.items():
-                c0 = cpu_seconds(proc.p.pid)
-                for _ in range(per_round):
-                    dt, n = scrape_once(port)
-                    lat[name].append(dt)
-                    size[name] = n
-                cpu[name] += cpu_seconds(proc.p.pid) - c0
-        mem = {name: memory_kib(proc.p.pid) for name, (proc, _) in targets.items()}
+        rows, n = measure.head_to_head(targets, args.scrapes, args.rounds)
     finally:
         ours.stop()
         node.stop()
 
-    n = per_round * args.rounds
-    rows = {}
-    for name in targets:
-        xs = sorted(lat[name])
-        rows[name] = {
-            "cpu_per_1000": cpu[name] / n * 1000,
-            "p50_ms": statistics.median(xs) * 1000,
-            "p99_ms": xs[int(0.99 * (len(xs) - 1))] * 1000,
-            "rss_mib": mem[name][0] / 1024,
-            "hwm_mib": mem[name][1] / 1024,
-            "gzip_bytes": size[name],
-        }
     print(f"\n{n} scrapes each, {args.rounds} alternating rounds, gzip, kept-alive connection"
           f"{'; network-exporter ' + ' '.join(args.ours_arg) if args.ours_arg else ''}\n")
-    print("| exporter | CPU s / 1,000 scrapes | p50 latency (ms) | p99 latency (ms) | RSS (MiB) | peak RSS (MiB) | response (gzip bytes) |")
-    print("|---|---|---|---|---|---|---|")
-    for name, r in rows.items():
-        print(f"| {name} | {r['cpu_per_1000']:.3f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
-              f"{r['rss_mib']:.1f} | {r['hwm_mib']:.1f} | {r['gzip_bytes']} |")
-    a, b = rows["network-exporter"], rows["node_exporter"]
-    ratio = lambda k: a[k] / b[k] if b[k] else float("nan")  # noqa: E731
-    print(f"| **ratio** network/node | {ratio('cpu_per_1000'):.2f} | {ratio('p50_ms'):.2f} | "
-          f"{ratio('p99_ms'):.2f} | {ratio('rss_mib'):.2f} | {ratio('hwm_mib'):.2f} | {ratio('gzip_bytes'):.2f} |")
-    print(f"\ntargets: CPU ratio <= 0.5 ({'met' if ratio('cpu_per_1000') <= 0.5 else 'NOT met'}), "
-          f"RSS ratio <= 0.5 ({'met' if ratio('rss_mib') <= 0.5 else 'NOT met'})")
+    ratio = measure.print_head_to_head(rows, "network-exporter", "node_exporter", "network/node")
+    print(f"\ntargets: CPU ratio <= 0.5 ({'met' if ratio['cpu_per_1000'] <= 0.5 else 'NOT met'}), "
+          f"RSS ratio <= 0.5 ({'met' if ratio['rss_mib'] <= 0.5 else 'NOT met'})")
     return 0
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -28,7 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from odin import REPO, measure, target_dir  # noqa: E402
 from odin.exporters import Proc, free_port, wait_http  # noqa: E402
-from odin.measure import cpu_seconds, memory_kib  # noqa: E402
+from odin.measure import cpu_seconds  # noqa: E402
 
 FIXTURES = REPO / "exporters/power-exporter/tests/fixtures"
 TREES = ["rapl-desktop", "host-desktop", "battery-laptop"]
@@ -57,23 +56,9 @@ def main() -> int:
                  *[f"--collector.{c}" for c in NODE_COLLECTORS]], work / "node.log")
     targets = {"power-exporter": (ours, ports["power-exporter"]), "node_exporter": (node, ports["node_exporter"])}
     try:
-        for name, (_, port) in targets.items():
+        for _, port in targets.values():
             wait_http(f"http://127.0.0.1:{port}/metrics")
-            for _ in range(20):
-                measure.scrape(port)
-        lat = {k: [] for k in targets}
-        cpu = {k: 0.0 for k in targets}
-        size = {}
-        per_round = args.scrapes // args.rounds
-        for _ in range(args.rounds):
-            for name, (proc, port) in targets.items():
-                c0 = cpu_seconds(proc.p.pid)
-                for _ in range(per_round):
-                    dt, body, _ = measure.scrape(port)
-                    lat[name].append(dt)
-                    size[name] = len(body)
-                cpu[name] += cpu_seconds(proc.p.pid) - c0
-        mem = {name: memory_kib(proc.p.pid) for name, (proc, _) in targets.items()}
+        rows, n = measure.head_to_head(targets, args.scrapes, args.rounds)
         measure.close_all()
         c0, t0 = cpu_seconds(ours.p.pid), time.monotonic()
         time.sleep(args.idle)
@@ -83,32 +68,12 @@ def main() -> int:
         node.stop()
         shutil.rmtree(work, ignore_errors=True)
 
-    n = per_round * args.rounds
-    rows = {}
-    for name in targets:
-        xs = sorted(lat[name])
-        rows[name] = {
-            "cpu_per_1000": cpu[name] / n * 1000,
-            "p50_ms": statistics.median(xs) * 1000,
-            "p99_ms": xs[int(0.99 * (len(xs) - 1))] * 1000,
-            "rss_mib": mem[name][0] / 1024,
-            "hwm_mib": mem[name][1] / 1024,
-            "gzip_bytes": size[name],
-        }
     print(f"\n{n} scrapes each, {args.rounds} alternating rounds, gzip, kept-alive connection, "
           f"tree: {' + '.join(TREES)}\n")
-    print("| exporter | CPU s / 1,000 scrapes | p50 latency (ms) | p99 latency (ms) | RSS (MiB) | peak RSS (MiB) | response (gzip bytes) |")
-    print("|---|---|---|---|---|---|---|")
-    for name, r in rows.items():
-        print(f"| {name} | {r['cpu_per_1000']:.3f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
-              f"{r['rss_mib']:.1f} | {r['hwm_mib']:.1f} | {r['gzip_bytes']} |")
-    a, b = rows["power-exporter"], rows["node_exporter"]
-    ratio = lambda k: a[k] / b[k] if b[k] else float("nan")  # noqa: E731
-    print(f"| **ratio** power/node | {ratio('cpu_per_1000'):.2f} | {ratio('p50_ms'):.2f} | "
-          f"{ratio('p99_ms'):.2f} | {ratio('rss_mib'):.2f} | {ratio('hwm_mib'):.2f} | {ratio('gzip_bytes'):.2f} |")
+    ratio = measure.print_head_to_head(rows, "power-exporter", "node_exporter", "power/node")
     print(f"\nRAPL sampler alone, {args.idle:.0f} s without scrapes: {idle_share * 100:.4f}% of one core")
-    print(f"\ntargets: CPU ratio <= 0.5 ({'met' if ratio('cpu_per_1000') <= 0.5 else 'NOT met'}), "
-          f"RSS ratio <= 0.5 ({'met' if ratio('rss_mib') <= 0.5 else 'NOT met'}), "
+    print(f"\ntargets: CPU ratio <= 0.5 ({'met' if ratio['cpu_per_1000'] <= 0.5 else 'NOT met'}), "
+          f"RSS ratio <= 0.5 ({'met' if ratio['rss_mib'] <= 0.5 else 'NOT met'}), "
           f"sampler < 0.1% of a core ({'met' if idle_share < 0.001 else 'NOT met'})")
     return 0
 

@@ -5,11 +5,14 @@
     memory_kib(pid)     (VmRSS, VmHWM) in KiB from /proc/<pid>/status
     scrape(port)        one GET /metrics as Prometheus does it (Accept-Encoding: gzip, over a
                         kept-alive connection per port): (seconds, body as sent)
+    head_to_head(...)   exporters scraped in alternating rounds: CPU, latency, memory per name
+    print_head_to_head  its Markdown table with the ratio row
 """
 from __future__ import annotations
 
 import http.client
 import os
+import statistics
 import time
 from pathlib import Path
 
@@ -56,3 +59,54 @@ def close_all() -> None:
     for c in _conns.values():
         c.close()
     _conns.clear()
+
+
+def head_to_head(targets: dict, scrapes: int, rounds: int, warmup: int = 20) -> tuple[dict, int]:
+    """Two (or more) serving exporters, `targets` = {name: (Proc, port)}, scraped in
+    alternating rounds (each sees the same host state and the same machine noise): per name
+    its row (CPU s per 1,000 scrapes, p50/p99 latency in ms, RSS and peak RSS in MiB, gzip
+    body bytes), and the number of scrapes each."""
+    for _, port in targets.values():
+        for _ in range(warmup):
+            scrape(port)
+    lat = {k: [] for k in targets}
+    cpu = {k: 0.0 for k in targets}
+    size = {}
+    per_round = scrapes // rounds
+    for _ in range(rounds):
+        for name, (proc, port) in targets.items():
+            c0 = cpu_seconds(proc.p.pid)
+            for _ in range(per_round):
+                dt, body, _ = scrape(port)
+                lat[name].append(dt)
+                size[name] = len(body)
+            cpu[name] += cpu_seconds(proc.p.pid) - c0
+    mem = {name: memory_kib(proc.p.pid) for name, (proc, _) in targets.items()}
+    n = per_round * rounds
+    rows = {}
+    for name in targets:
+        xs = sorted(lat[name])
+        rows[name] = {
+            "cpu_per_1000": cpu[name] / n * 1000,
+            "p50_ms": statistics.median(xs) * 1000,
+            "p99_ms": xs[int(0.99 * (len(xs) - 1))] * 1000,
+            "rss_mib": mem[name][0] / 1024,
+            "hwm_mib": mem[name][1] / 1024,
+            "gzip_bytes": size[name],
+        }
+    return rows, n
+
+
+def print_head_to_head(rows: dict, ours: str, peer: str, label: str) -> dict:
+    """The Markdown table of head_to_head's rows and the ratio row ours/peer; returns the
+    ratios by column."""
+    print("| exporter | CPU s / 1,000 scrapes | p50 latency (ms) | p99 latency (ms) | RSS (MiB) | peak RSS (MiB) | response (gzip bytes) |")
+    print("|---|---|---|---|---|---|---|")
+    for name, r in rows.items():
+        print(f"| {name} | {r['cpu_per_1000']:.3f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
+              f"{r['rss_mib']:.1f} | {r['hwm_mib']:.1f} | {r['gzip_bytes']} |")
+    a, b = rows[ours], rows[peer]
+    ratio = {k: (a[k] / b[k] if b[k] else float("nan")) for k in a}
+    print(f"| **ratio** {label} | {ratio['cpu_per_1000']:.2f} | {ratio['p50_ms']:.2f} | "
+          f"{ratio['p99_ms']:.2f} | {ratio['rss_mib']:.2f} | {ratio['hwm_mib']:.2f} | {ratio['gzip_bytes']:.2f} |")
+    return ratio
