@@ -5,7 +5,8 @@ its client dies without closing the pipe (SIGKILL of the client leaves it repare
 is the orphaned MCP server the claude-process-exporter test needs. With `--ignore-eof` it
 keeps running after stdin closes and ignores the hangup of its terminal too (an MCP server
 that outlives its session); with
-`--listen` it also listens on a TCP port of 127.0.0.1 (a server with a port of its own)."""
+`--listen` it also listens on a TCP port of 127.0.0.1 and holds one connection to it open
+(a server with a port of its own and an established connection, both loopback)."""
 import json
 import signal
 import socket
@@ -19,13 +20,15 @@ def reply(msg_id, result):
 
 
 def main() -> None:
-    listener = None
+    listener, held = None, []
     if "--ignore-eof" in sys.argv:
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
     if "--listen" in sys.argv:
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         listener.bind(("127.0.0.1", 0))
         listener.listen(1)
+        held = [socket.create_connection(listener.getsockname())]
+        held.append(listener.accept()[0])
     for line in sys.stdin:
         try:
             msg = json.loads(line)

@@ -106,10 +106,21 @@ impl Proc {
     /// Read a whole file into the shared buffer.
     ///
     /// procfs files report no size, and `read_to_end` would spend an `fstat`, a seek and a
-    /// final empty read on each; a scan reads thousands, so this reads into the buffer's spare
-    /// room and stops at the first short read that ends a line (a procfs file is produced
-    /// whole by one read when the buffer is large enough).
+    /// final empty read on each; a scan reads thousands. The per-process files read here
+    /// (`stat`, `status`, `io`, `limits`, `smaps_rollup`, `environ`, `cmdline`, `/proc/stat`)
+    /// are produced whole by one read when the buffer is large enough, so [`Self::slurp`]
+    /// stops at the first short read that ends a line. Tables that the kernel hands out a
+    /// page at a time (`net/tcp`) go through [`Self::slurp_to_end`].
     fn slurp(&mut self, path: &Path) -> ProcResult<&[u8]> {
+        self.read_into_buf(path, false)
+    }
+
+    /// Read a file to its end (an empty read), whatever the sizes of the reads before.
+    fn slurp_to_end(&mut self, path: &Path) -> ProcResult<&[u8]> {
+        self.read_into_buf(path, true)
+    }
+
+    fn read_into_buf(&mut self, path: &Path, to_end: bool) -> ProcResult<&[u8]> {
         self.buf.clear();
         let mut f = fs::File::open(path).map_err(|e| ReadError::from_io(&e))?;
         loop {
@@ -121,7 +132,10 @@ impl Proc {
             self.buf.resize(len + room, 0);
             let n = match f.read(&mut self.buf[len..]) {
                 Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => 0,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                    self.buf.truncate(len);
+                    continue;
+                }
                 Err(e) => {
                     self.buf.truncate(len);
                     return Err(ReadError::from_io(&e));
@@ -129,7 +143,7 @@ impl Proc {
             };
             self.buf.truncate(len + n);
             let ends_line = self.buf.last().map_or(true, |&b| b == b'\n' || b == 0);
-            if n == 0 || (n < room && ends_line) {
+            if n == 0 || (!to_end && n < room && ends_line) {
                 return Ok(&self.buf);
             }
         }
@@ -341,7 +355,7 @@ impl Proc {
     /// process's network namespace, which is how a container's sockets are resolved.
     pub fn net_file(&mut self, pid: i32, file: &str) -> ProcResult<String> {
         let path = self.path(pid, &format!("net/{file}"));
-        let raw = self.slurp(&path)?;
+        let raw = self.slurp_to_end(&path)?;
         Ok(String::from_utf8_lossy(raw).into_owned())
     }
 
@@ -567,6 +581,42 @@ mod tests {
     fn truncated_stat_is_malformed() {
         assert_eq!(parse_stat(b"12 (x) S 1 2 3"), None);
         assert_eq!(parse_stat(b"garbage"), None);
+    }
+
+    /// `net/tcp` comes a page at a time: a table longer than a page is read whole.
+    #[test]
+    fn net_table_longer_than_a_page_is_read_whole() {
+        use std::net::{TcpListener, TcpStream};
+        use std::os::unix::fs::MetadataExt;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        // 60 connections, both ends: at least 121 lines of about 150 bytes.
+        let mut held = Vec::new();
+        for _ in 0..60 {
+            held.push(TcpStream::connect(addr).unwrap());
+            held.push(listener.accept().unwrap().0);
+        }
+        let me = std::process::id() as i32;
+        let mut inodes = HashSet::new();
+        for entry in std::fs::read_dir("/proc/self/fd").unwrap().flatten() {
+            if let Ok(t) = std::fs::read_link(entry.path()) {
+                if t.to_string_lossy().starts_with("socket:") {
+                    inodes.insert(std::fs::metadata(entry.path()).unwrap().ino());
+                }
+            }
+        }
+        assert!(inodes.len() > 120, "{} sockets", inodes.len());
+        let mut proc = Proc::new("/proc");
+        let text = proc.net_file(me, "tcp").unwrap();
+        assert!(text.len() > 4096 * 3, "{} bytes", text.len());
+        let mut bad = 0;
+        let found = parse_tcp_table(&text, false, Some(&inodes), &mut bad);
+        assert_eq!(
+            found.len(),
+            inodes.len(),
+            "every socket of this process is in the table"
+        );
+        drop(held);
     }
 
     #[test]
