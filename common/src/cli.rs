@@ -88,6 +88,13 @@ pub fn parse_listen_addr(s: &str) -> Result<ListenAddr, String> {
     }
 }
 
+/// Compile the regex a user gave to the flag `--<flag>`, the one way every exporter does it:
+/// the error names the flag and the pattern.
+pub fn regex_flag(flag: &str, pattern: &str) -> anyhow::Result<regex::Regex> {
+    use anyhow::Context as _;
+    regex::Regex::new(pattern).with_context(|| format!("invalid regex in --{flag}: {pattern:?}"))
+}
+
 /// Parse a duration, the one parser of every duration flag: one or more `<number><unit>`
 /// parts with units `ms`, `s`, `m`, `h`, `d` (`500ms`, `30s`, `1m30s`, `1.5s`, `2h`), or a bare
 /// number of seconds (`1.5`). It must be positive and at most a year.

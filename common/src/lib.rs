@@ -10,7 +10,7 @@ mod http;
 pub mod logging;
 mod runtime;
 
-pub use cli::parse_duration;
+pub use cli::{parse_duration, regex_flag};
 pub use collector::{
     built, Built, Collector, CollectorDef, Context, Family, Field, Kind, Labels, Mode, SampleValue,
     Sink, SplitField,

@@ -14,7 +14,6 @@ pub mod scan;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use odin_common::{built, CollectorDef, ExporterSpec, Settings};
 use regex::Regex;
 
@@ -44,7 +43,7 @@ pub struct Setup {
 fn regex_flag(flag: &str, value: &Option<String>) -> anyhow::Result<Option<Regex>> {
     value
         .as_deref()
-        .map(|v| Regex::new(v).with_context(|| format!("--{flag}: invalid regex")))
+        .map(|v| odin_common::regex_flag(flag, v))
         .transpose()
 }
 

@@ -9,7 +9,6 @@ mod test_support;
 
 use std::time::Duration;
 
-use anyhow::Context as _;
 use collectors::{battery, gpu, hwmon, rapl, thermal};
 use gpu_exporter::backend_select::Choice;
 use gpu_exporter::nvidia_smi::runner::split_command;
@@ -68,7 +67,7 @@ pub fn setup(args: Args, _settings: &Settings) -> anyhow::Result<Setup> {
     let battery_ignored = args
         .battery_ignored
         .as_deref()
-        .map(|r| Regex::new(r).context("--collector.battery.ignored-supplies: invalid regex"))
+        .map(|r| odin_common::regex_flag("collector.battery.ignored-supplies", r))
         .transpose()?;
     let smi_command = split_command(&args.gpu_smi_command)
         .map_err(|e| anyhow::anyhow!("--gpu.nvidia-smi-command: {e}"))?;

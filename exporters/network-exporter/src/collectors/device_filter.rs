@@ -36,7 +36,6 @@
 //! `/proc/net/dev` (which has no sysfs path) and for sysfs, and it is predictable from
 //! `ip link` output alone.
 
-use anyhow::Context as _;
 use regex::Regex;
 
 /// The default exclusion, applied when neither flag is given. See the module documentation.
@@ -90,9 +89,7 @@ impl DeviceFilter {
     /// they combine). An empty pattern means "no restriction" for either; an empty include
     /// still counts as given, so it also switches the default exclusion off.
     pub fn new(include: Option<&str>, exclude: Option<&str>) -> anyhow::Result<Self> {
-        let compile = |flag: &str, pattern: &str| {
-            Regex::new(pattern).with_context(|| format!("invalid regex in --{flag}: {pattern:?}"))
-        };
+        let compile = odin_common::regex_flag;
         let include_given = include.is_some();
         let include = match include {
             Some(p) if !p.is_empty() => Some(compile("collector.netdev.device-include", p)?),
