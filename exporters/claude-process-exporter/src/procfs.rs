@@ -282,22 +282,21 @@ impl Proc {
     /// The names (never the values) of the process's environment variables that are in
     /// `wanted`. The values are read by the kernel into the buffer and overwritten; they are
     /// never copied out, compared or kept.
-    pub fn environ_names(&mut self, pid: i32, wanted: &[&str]) -> ProcResult<Vec<&'static str>> {
+    pub fn environ_names(
+        &mut self,
+        pid: i32,
+        wanted: &[&'static str],
+    ) -> ProcResult<Vec<&'static str>> {
         let path = self.path(pid, "environ");
         let raw = self.slurp(&path)?;
         let mut found: Vec<&'static str> = Vec::new();
         for entry in raw.split(|&b| b == 0) {
-            let name = match entry.iter().position(|&b| b == b'=') {
-                Some(eq) => &entry[..eq],
-                None => continue,
+            let Some(eq) = entry.iter().position(|&b| b == b'=') else {
+                continue;
             };
-            for w in wanted {
-                if name == w.as_bytes() {
-                    if let Some(s) = ENV_NAMES.iter().find(|s| *s == w) {
-                        if !found.contains(s) {
-                            found.push(s);
-                        }
-                    }
+            if let Some(w) = wanted.iter().find(|w| w.as_bytes() == &entry[..eq]) {
+                if !found.contains(w) {
+                    found.push(w);
                 }
             }
         }
