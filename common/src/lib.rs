@@ -12,8 +12,8 @@ mod runtime;
 
 pub use cli::{parse_duration, regex_flag};
 pub use collector::{
-    built, Built, Collector, CollectorDef, Context, Family, Field, Kind, Labels, Mode, SampleValue,
-    Sink, SplitField,
+    built, Built, Collector, CollectorDef, Context, Family, Field, Kind, Labels, Mode, Part,
+    SampleValue, Sink, SplitField,
 };
 
 use std::io::Write;

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use odin_common::{Collector, Context, Field, Sink};
+use odin_common::{Collector, Context, Field, Labels, Part, Sink, SplitField};
 
 use crate::detect::Role;
 use crate::scan::{InstanceReport, Reading, Scanner};
@@ -75,39 +75,54 @@ const TREE: &[Field<Reading>] = &[
     Field::counter("tree_written_bytes_total", "Bytes the instance and its descendants wrote to storage (members that exited included).", |r| o(r.written_bytes)),
 ];
 
-fn readings(out: &mut Sink, what: &str, help_of: &str, list: &[(&InstanceReport, &Reading)]) {
-    let mut cpu = out.counter(
-        &format!("{what}_cpu_seconds_total"),
-        &format!("CPU time of {help_of}, by mode."),
-    );
-    for (i, r) in list {
-        let pid = i.pid.to_string();
-        cpu.sample(&[("pid", &pid), ("mode", "user")], r.cpu_user_seconds);
-        cpu.sample(&[("pid", &pid), ("mode", "system")], r.cpu_system_seconds);
-    }
-    let mut cs = out.counter(
-        &format!("{what}_context_switches_total"),
-        &format!("Context switches of {help_of}, by type."),
-    );
-    for (i, r) in list {
-        let pid = i.pid.to_string();
-        cs.sample(
-            &[("pid", &pid), ("type", "voluntary")],
-            r.voluntary_switches,
-        );
-        cs.sample(
-            &[("pid", &pid), ("type", "involuntary")],
-            r.involuntary_switches,
-        );
-    }
-    let mut tcp = out.gauge(
-        &format!("{what}_tcp_connections"),
-        &format!("TCP connections of {help_of} by state (listening sockets excluded)."),
-    );
-    for (i, r) in list {
-        let pid = i.pid.to_string();
+const CPU_MODES: &[Part<Reading>] = &[
+    ("user", |r| Some(r.cpu_user_seconds)),
+    ("system", |r| Some(r.cpu_system_seconds)),
+];
+
+const SWITCHES: &[Part<Reading>] = &[
+    ("voluntary", |r| o(r.voluntary_switches)),
+    ("involuntary", |r| o(r.involuntary_switches)),
+];
+
+const OWN_SPLIT: &[SplitField<Reading>] = &[
+    SplitField::counter(
+        "instance_cpu_seconds_total",
+        "CPU time of the instance process, by mode.",
+        "mode",
+        CPU_MODES,
+    ),
+    SplitField::counter(
+        "instance_context_switches_total",
+        "Context switches of the instance process, by type.",
+        "type",
+        SWITCHES,
+    ),
+];
+
+const TREE_SPLIT: &[SplitField<Reading>] = &[
+    SplitField::counter(
+        "tree_cpu_seconds_total",
+        "CPU time of the instance and its descendants (members that exited included), by mode.",
+        "mode",
+        CPU_MODES,
+    ),
+    SplitField::counter(
+        "tree_context_switches_total",
+        "Context switches of the instance and its descendants (members that exited included), by type.",
+        "type",
+        SWITCHES,
+    ),
+];
+
+/// TCP connections by state: the states are the readings' own keys, so no fixed table.
+fn tcp_connections(out: &mut Sink, name: &str, help: &str, rows: &[(&Labels<'_>, &Reading)]) {
+    let mut tcp = out.gauge(name, help);
+    for (labels, r) in rows {
         for (state, n) in &r.tcp {
-            tcp.sample(&[("pid", &pid), ("state", state)], *n);
+            let mut with_state = labels.to_vec();
+            with_state.push(("state", state));
+            tcp.sample(&with_state, *n);
         }
     }
 }
@@ -140,28 +155,31 @@ impl Collector for Processes {
                 1,
             );
         }
-        let own_rows: Vec<[(&str, &str); 1]> = pids.iter().map(|p| [("pid", p.as_str())]).collect();
-        let rows: Vec<(&odin_common::Labels<'_>, &Reading)> = own_rows
-            .iter()
-            .zip(&snap.instances)
-            .map(|(l, i)| (&l[..], &i.own))
-            .collect();
-        out.fields(OWN, &rows);
-        let tree_rows: Vec<(&odin_common::Labels<'_>, &Reading)> = own_rows
-            .iter()
-            .zip(&snap.instances)
-            .map(|(l, i)| (&l[..], &i.tree))
-            .collect();
-        out.fields(TREE, &tree_rows);
-
-        let list: Vec<_> = snap.instances.iter().map(|i| (i, &i.own)).collect();
-        readings(out, "instance", "the instance process", &list);
-        let list: Vec<_> = snap.instances.iter().map(|i| (i, &i.tree)).collect();
-        readings(
+        let pid_labels: Vec<[(&str, &str); 1]> =
+            pids.iter().map(|p| [("pid", p.as_str())]).collect();
+        let rows = |of: fn(&InstanceReport) -> &Reading| -> Vec<(&Labels<'_>, &Reading)> {
+            pid_labels
+                .iter()
+                .zip(&snap.instances)
+                .map(|(l, i)| (&l[..], of(i)))
+                .collect()
+        };
+        let (own, tree) = (rows(|i| &i.own), rows(|i| &i.tree));
+        out.fields(OWN, &own);
+        out.split_fields(OWN_SPLIT, &own);
+        tcp_connections(
             out,
-            "tree",
-            "the instance and its descendants (members that exited included)",
-            &list,
+            "instance_tcp_connections",
+            "TCP connections of the instance process by state (listening sockets excluded).",
+            &own,
+        );
+        out.fields(TREE, &tree);
+        out.split_fields(TREE_SPLIT, &tree);
+        tcp_connections(
+            out,
+            "tree_tcp_connections",
+            "TCP connections of the instance and its descendants (members that exited included) by state (listening sockets excluded).",
+            &tree,
         );
 
         let mut limit = out.gauge(
