@@ -31,7 +31,7 @@ import pytest
 from odin import REPO, checks, dashboards, manifest, metricsdoc
 from odin.claude import CLAUDE, NPM, FAKE_KEY, Home, Interactive, Tmux, tool, trust
 from odin.exporters import Proc, binary, free_port, http_get, wait_http
-from odin.exposition import families, parse, promtool_findings
+from odin.exposition import families, parse, promtool_findings, sample
 from odin.fakeapi import FakeAnthropic, tool_then_text
 from odin.prometheus import Stack, Target
 
@@ -170,11 +170,9 @@ def metrics(stack) -> str:
 
 
 def value(text: str, name: str, **labels) -> float | None:
-    samples, _ = parse(text)
-    for (n, lbls), v in samples.items():
-        if n == name and all(dict(lbls).get(k) == str(x) for k, x in labels.items()):
-            return v
-    return None
+    """The first sample of `name` with these labels (values compared as text), or None."""
+    found = sample(parse(text)[0], name, **{k: str(v) for k, v in labels.items()})
+    return found[0][1] if found else None
 
 
 def instance_pids(text: str) -> set[int]:

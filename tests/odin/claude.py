@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import time
 from dataclasses import dataclass
@@ -190,8 +191,8 @@ class Interactive:
         self.tmux, self.name = tmux, name
         environment = {**claude_env(home, api), "TERM": "xterm-256color", **(env or {})}
         argv = [str(tool(CLAUDE)), "--dangerously-skip-permissions", "--model", MODEL, *(extra or [])]
-        command = "exec env -i " + " ".join(_quote(f"{k}={v}") for k, v in environment.items()) + " " + \
-            " ".join(_quote(str(a)) for a in argv)
+        command = "exec env -i " + " ".join(shlex.quote(f"{k}={v}") for k, v in environment.items()) + " " + \
+            " ".join(shlex.quote(str(a)) for a in argv)
         tmux.run("new-session", "-d", "-s", name, "-x", "200", "-y", "50", "-c", str(cwd), command)
         self.pid = int(tmux.run("display-message", "-p", "-t", name, "#{pane_pid}").strip())
 
@@ -210,7 +211,3 @@ class Interactive:
         self.tmux.run("send-keys", "-t", self.name, "-l", text)
         time.sleep(0.3)
         self.tmux.run("send-keys", "-t", self.name, "Enter")
-
-
-def _quote(s: str) -> str:
-    return "'" + s.replace("'", "'\\''") + "'"
