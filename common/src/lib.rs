@@ -9,6 +9,7 @@ mod health;
 mod http;
 pub mod logging;
 mod runtime;
+pub mod sysfs;
 
 pub use cli::{parse_duration, regex_flag};
 pub use collector::{

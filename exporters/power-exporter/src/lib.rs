@@ -3,7 +3,6 @@
 //! does not have is absent, not failing.
 
 pub mod collectors;
-pub mod sysfs;
 #[cfg(test)]
 mod test_support;
 

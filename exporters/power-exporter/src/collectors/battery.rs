@@ -57,7 +57,7 @@ use anyhow::Context as _;
 use odin_common::{Collector, Context, Field, Sink};
 use regex::Regex;
 
-use crate::sysfs::{self, Attr, Missing};
+use odin_common::sysfs::{self, Attr, Missing};
 
 /// The battery and AC collector; see the module documentation.
 pub struct Battery {

@@ -38,7 +38,7 @@ use std::path::Path;
 
 use odin_common::{Collector, Context, Field, Sink};
 
-use crate::sysfs::{self, Missing};
+use odin_common::sysfs::{self, Missing};
 
 /// The hwmon collector.
 pub struct Hwmon;

@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 
 use odin_common::{Collector, Context, Field, Mode, Sink};
 
-use crate::sysfs::{self, Missing};
+use odin_common::sysfs::{self, Missing};
 
 /// Directory prefix of the zones read (under `class/powercap`).
 const ZONE_PREFIX: &str = "intel-rapl:";

@@ -19,7 +19,7 @@ use std::path::Path;
 
 use odin_common::{Collector, Context, Field, Sink};
 
-use crate::sysfs::{self, Missing};
+use odin_common::sysfs::{self, Missing};
 
 /// The thermal zone and cooling device collector.
 pub struct Thermal;

@@ -1,4 +1,5 @@
-//! Reading sysfs attribute files the way hardware drivers answer them.
+//! Reading sysfs attribute files the way hardware drivers answer them (power-exporter and
+//! razer-exporter read every attribute through here).
 //!
 //! A driver may refuse one attribute (`EINVAL`/`ENODATA`/`EOPNOTSUPP`: not supported by this
 //! model; `EAGAIN`/`EIO`/`EBUSY`/`ETIMEDOUT`: the device did not answer this time) while the
