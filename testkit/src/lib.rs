@@ -553,6 +553,7 @@ pub fn sink_label_values(sink: &odin_common::Sink, name: &str, label: &str) -> V
 }
 
 /// Copy the directory tree `from` to `to` (created as needed): a fixture tree a test may change.
+/// Symbolic links are copied as links (sysfs trees are made of them), with the same target.
 pub fn copy_tree(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap_or_else(|e| panic!("create {}: {e}", to.display()));
     let entries =
@@ -560,7 +561,12 @@ pub fn copy_tree(from: &Path, to: &Path) {
     for entry in entries {
         let entry = entry.expect("directory entry");
         let target = to.join(entry.file_name());
-        if entry.file_type().expect("file type").is_dir() {
+        let kind = entry.file_type().expect("file type");
+        if kind.is_symlink() {
+            let link = std::fs::read_link(entry.path()).expect("read link");
+            std::os::unix::fs::symlink(&link, &target)
+                .unwrap_or_else(|e| panic!("link {}: {e}", target.display()));
+        } else if kind.is_dir() {
             copy_tree(&entry.path(), &target);
         } else {
             std::fs::copy(entry.path(), &target)
