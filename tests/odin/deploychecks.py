@@ -10,6 +10,11 @@ Supplementary groups are SUPPLEMENTARY_GROUPS, exactly: the listed exporters' po
 group of the node by its numeric gid (supplementalGroups), their units by name
 (SupplementaryGroups=); no other exporter joins any.
 
+Devices (the manifest's `devices`): a systemd unit allows exactly their DeviceAllow= classes
+(DEVICE_CLASSES); a DaemonSet gets them from the GPU runtime, or, for those listed in
+K8S_DEVICE_COMPONENTS, not at all in the base (no /dev hostPath, no device plugin resource)
+and from an optional component's device plugin resource.
+
 Capabilities are this file's tables, exactly: K8S_CAPABILITIES (the container adds those and
 drops every other one, and runs as uid 0, since Kubernetes gives a non-root user none) and
 SYSTEMD_CAPABILITIES (a unit's CapabilityBoundingSet= and AmbientCapabilities=). Every
@@ -38,7 +43,20 @@ NAMESPACE = "monitoring"
 DEVICE_CLASSES = {
     "char-nvidia-frontend": {"/dev/nvidiactl", "/dev/nvidia[0-9]*"},
     "char-nvidia-caps": {"/dev/nvidia-caps/*"},
+    "char-hidraw": {"/dev/hidraw*"},
 }
+# Devices of the manifest that a DaemonSet without the GPU runtime does not get, and the
+# optional component (deploy/kubernetes/components/<name>) that requests them from a device
+# plugin. Kubernetes lets an unprivileged container open no host device node it was not
+# handed by the runtime or a device plugin: a hostPath mount of /dev or of the node gives the
+# file, and the container's device cgroup refuses to open it. The base takes no device
+# plugin resource either (a node without the plugin would never schedule the pod), so such
+# an exporter runs there without the devices and reports them absent (its /health says so);
+# the DaemonSet must then neither mount anything of /dev nor take an extended resource.
+K8S_DEVICE_COMPONENTS = {
+    "/dev/hidraw*": "razer-hidraw",
+}
+K8S_PLAIN_RESOURCES = {"cpu", "memory", "ephemeral-storage"}
 
 
 # Capabilities a DaemonSet's container adds (Kubernetes names), exactly; every other one is
@@ -71,6 +89,9 @@ SUPPLEMENTARY_GROUPS = {
     # deploy/udev/70-odin-power-rapl.rules or deploy/tmpfiles/odin-power-rapl.conf make it
     # readable by this group, so the exporter needs no capability.
     "power-exporter": "odin-power",
+    # openrazer's sysfs attributes (its own udev setup) and a Blade's hidraw nodes
+    # (deploy/udev/70-odin-razer-hidraw.rules) are root:plugdev, not world-readable.
+    "razer-exporter": "plugdev",
 }
 
 
@@ -110,6 +131,11 @@ EXTRA = {
         # The Claude Code processes of the people working on a node: where they work only.
         "opt-in nodes only (nodeSelector odin.dev/claude-code=true)":
             lambda pod, env: pod.get("nodeSelector", {}).get("odin.dev/claude-code") == "true",
+    },
+    "razer-exporter": {
+        # Razer laptops and peripherals: workstations, not every node.
+        "opt-in nodes only (nodeSelector odin.dev/razer=true)":
+            lambda pod, env: pod.get("nodeSelector", {}).get("odin.dev/razer") == "true",
     },
     "gpu-exporter": {
         "NODE_NAME from spec.nodeName":
@@ -247,7 +273,19 @@ def daemonset_problems(objects: list[dict], e: dict) -> list[str]:
         want["no runtimeClassName"] = "runtimeClassName" not in pod
         want["not limited to GPU nodes"] = not gpu_node
     if host["devices"] and not host["gpu_runtime"]:
-        want["devices come from the GPU runtime (no other way is supported yet)"] = False
+        # Not handed out in the base (K8S_DEVICE_COMPONENTS): no optional component for a
+        # device is a device no pod can ever get.
+        for dev in host["devices"]:
+            comp = K8S_DEVICE_COMPONENTS.get(dev)
+            want[f"device {dev}: an optional component requests it (K8S_DEVICE_COMPONENTS)"] = (
+                comp is not None
+                and (REPO / "deploy/kubernetes/components" / comp / "kustomization.yaml").exists())
+        want["no hostPath under /dev (an unprivileged container may not open host devices)"] = not any(
+            (v.get("hostPath") or {}).get("path", "").rstrip("/") == "/dev"
+            or (v.get("hostPath") or {}).get("path", "").startswith("/dev/")
+            for v in pod.get("volumes", []))
+        want["no device plugin resource in the base (a node without the plugin would not schedule it)"] = all(
+            set(res.get(k, {})) <= K8S_PLAIN_RESOURCES for k in ("requests", "limits"))
     for what, check in EXTRA.get(name, {}).items():
         want[what] = check(pod, env)
     return [f"{name}: {what}" for what, ok in want.items() if not ok]
