@@ -91,7 +91,7 @@ pub(crate) struct Help {
 }
 
 pub(crate) const HELP: Help = Help {
-    devices: "Razer devices found, by source (openrazer: devices the driver lists; hid: laptops with a controller).",
+    devices: "Razer devices found, by source (openrazer: devices the drivers list; hid: Razer laptops with an embedded controller).",
     device_info: "Always 1: what the device is (type, marketing name, firmware, driver).",
     brightness: "Lighting brightness per zone, 0 to 1.",
     battery_ratio: "Charge of the device's battery, 0 to 1.",
