@@ -272,7 +272,7 @@ fn read_it(dev: &Path, node: &str) {
         0.0
     );
     assert!(
-        body.contains(&format!(r#"firmware="v1.3",driver="hidraw""#)),
+        body.contains(r#"firmware="v1.3",driver="hidraw""#),
         "{body}"
     );
 }
