@@ -43,7 +43,10 @@ VALUES = {"device": "eth0", "family": "ipv4", "state": "established", "cpu": "0"
           "package": "0", "domain": "package", "constraint": "long_term", "supply": "BAT0",
           "technology": "Li-ion", "manufacturer": "SMP", "converted": "none", "zone": "0",
           "trip": "0", "trip_type": ["passive", "critical"], "chip": "platform_coretemp_0",
-          "sensor": "temp1", "label": "Package id 0", "chip_name": "coretemp"}
+          "sensor": "temp1", "label": "Package id 0", "chip_name": "coretemp",
+          # razer-exporter (`device`, `type`, `name`, `zone`, `mode`, `kind`, `source` as above)
+          "axis": "x", "component": "cpu", "level": "high", "firmware": "v1.2",
+          "driver": "razermouse"}
 
 
 def documented_families() -> list[tuple[str, str, list[str]]]:
