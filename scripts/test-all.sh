@@ -42,6 +42,7 @@ suite e2e-gpu pytest_suite tests/test_e2e_gpu.py
 suite e2e-token pytest_suite tests/test_e2e_token.py
 suite e2e-claude pytest_suite tests/test_e2e_claude.py
 suite e2e-power pytest_suite tests/test_e2e_power.py
+suite e2e-razer pytest_suite tests/test_e2e_razer.py
 suite images .venv/bin/pytest -q tests/test_images.py
 
 echo
