@@ -128,7 +128,7 @@ def test_prometheus_metrics_doc_matches_live_output(stack):
 
 def test_prometheus_every_razer_query_returns_data(stack, capsys):
     rc = dashboards.main(["--prometheus", stack.url, "--rate-interval", "1m", "--wait", "60",
-                          "--prefix", EXPORTER["prefix"], "--allow-empty", str(REPO / "dashboards/e2e-allow-empty.tsv"),
+                          "--prefix", EXPORTER["prefix"], "--allow-empty", str(REPO / "dashboards/e2e-allow-empty-razer.tsv"),
                           str(REPO / "dashboards/razer.json"), str(REPO / "dashboards/overview.json")])
     out = capsys.readouterr()
     assert rc == 0, "\n".join(ln for ln in out.out.splitlines() if not ln.startswith("OK")) + out.err[-2000:]
