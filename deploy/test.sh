@@ -115,10 +115,10 @@ check "kubernetes-validate --strict rejects an unknown field" strict_catches_typ
 check "DaemonSet, Service and ServiceAccount of every exporter (exporters.toml)" \
   "$VENV/python" tests/odin/deploychecks.py daemonsets "$TMP/base.yaml"
 
-# The optional GPU components, each rendered on top of the base and validated.
-gpu_components() {
+# The optional components, each rendered on top of the base and validated.
+optional_components() {
   local comp dir out
-  for comp in gpu-runtimeclass gpu-default-runtime; do
+  for comp in gpu-runtimeclass gpu-default-runtime razer-hidraw; do
     dir="$TMP/comp-$comp"
     mkdir -p "$dir"
     # kustomize refuses absolute paths; relative ones may leave the kustomization's root.
@@ -145,11 +145,16 @@ EOF
         # Every exporter that needs the GPU runtime (exporters.toml) loses runtimeClassName.
         "$VENV/python" -c 'import sys, yaml; sys.path.insert(0, "tests"); from odin import manifest; gpu = {e["name"] for e in manifest.load() if e["host"]["gpu_runtime"]}; d = [x for x in yaml.safe_load_all(open(sys.argv[1])) if x and x["kind"] == "DaemonSet" and x["metadata"]["name"] in gpu]; sys.exit(0 if gpu and len(d) == len(gpu) and all("runtimeClassName" not in x["spec"]["template"]["spec"] for x in d) else 1)' "$out" ||
           { echo "$comp: runtimeClassName still set"; return 1; } ;;
+      razer-hidraw)
+        # razer-exporter takes the hidraw nodes from the device plugin and looks for them
+        # where the plugin puts them; nothing else changes.
+        "$VENV/python" -c 'import sys, yaml; d = [x for x in yaml.safe_load_all(open(sys.argv[1])) if x and x["kind"] == "DaemonSet" and x["metadata"]["name"] == "razer-exporter"]; c = d[0]["spec"]["template"]["spec"]["containers"][0] if len(d) == 1 else {}; env = {e["name"]: e.get("value") for e in c.get("env", [])}; lim = c.get("resources", {}).get("limits", {}); sys.exit(0 if int(lim.get("squat.ai/razer-hidraw", 0)) > 0 and env.get("RAZER_EXPORTER_PATH_DEV") == "/dev/odin-razer" and not c.get("securityContext", {}).get("privileged") else 1)' "$out" ||
+          { echo "$comp: no device plugin resource or RAZER_EXPORTER_PATH_DEV"; return 1; } ;;
     esac
     echo "$comp: renders and validates"
   done
 }
-check "optional GPU components (gpu-runtimeclass, gpu-default-runtime)" gpu_components
+check "optional components (gpu-runtimeclass, gpu-default-runtime, razer-hidraw)" optional_components
 
 dashboard_configmaps() {
   "$VENV/python" - "$TMP/overlays_default.yaml" <<'EOF'

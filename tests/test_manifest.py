@@ -169,6 +169,30 @@ def test_daemonset_check_fails_on_a_broken_copy(name, what):
     assert daemonset_problems(objs, e), f"{what} went unnoticed"
 
 
+# Exporters with devices that no runtime hands out (razer-exporter's hidraw nodes): the base
+# must neither mount /dev nor take a device plugin resource.
+PLUGIN_DEVICES = [e["name"] for e in manifest.load() if e["host"]["devices"] and not e["host"]["gpu_runtime"]]
+
+
+@pytest.mark.parametrize("name", PLUGIN_DEVICES)
+@pytest.mark.parametrize("what", ["dev_hostpath", "plugin_resource", "unknown_device"])
+def test_device_check_fails_on_a_broken_copy(name, what):
+    objs, e = objects(name), copy.deepcopy(manifest.get(name))
+    p = pod(objs, name)
+    if what == "dev_hostpath":
+        p.setdefault("volumes", []).append({"name": "dev", "hostPath": {"path": "/dev"}})
+    elif what == "plugin_resource":
+        c = p["containers"][0]
+        c.setdefault("resources", {}).setdefault("limits", {})["squat.ai/razer-hidraw"] = "3"
+    else:
+        e["host"]["devices"] = [*e["host"]["devices"], "/dev/bus/usb/*"]
+    assert daemonset_problems(objs, e), f"{what} went unnoticed"
+
+
+def test_some_exporter_has_plugin_devices():
+    assert PLUGIN_DEVICES, "the device checks above would test nothing"
+
+
 @pytest.mark.parametrize("name", NAMES)
 @pytest.mark.parametrize("what", ["pid", "devices", "unit", "more_capabilities", "no_capabilities",
                                   "inverted_capabilities", "group"])
