@@ -492,13 +492,10 @@ def test_metrics_used_by_gpu_and_overview_dashboards_exist(served):
     assert not sorted(dash - set(served[0]) - excused())
 
 
-def test_every_query_of_gpu_and_overview_dashboards_returns_data(stack, capsys):
-    rc = dashboards.main(["--prometheus", stack.url, "--rate-interval", "1m", "--wait", "60",
-                          "--allow-empty", str(REPO / "dashboards/e2e-allow-empty-gpu.tsv"),
-                          str(REPO / f"dashboards/{EXPORTER['short']}.json"),
-                          str(REPO / "dashboards/overview.json")])
-    out = capsys.readouterr()
-    assert rc == 0, "\n".join(ln for ln in out.out.splitlines() if not ln.startswith("OK")) + out.err[-2000:]
+def test_every_query_of_gpu_and_overview_dashboards_returns_data(stack):
+    rc, report = checks.query_dashboards(stack.url, [f"dashboards/{EXPORTER['short']}.json", "dashboards/overview.json"],
+                                         allow_empty="dashboards/e2e-allow-empty-gpu.tsv")
+    assert rc == 0, report
 
 
 # ------------------------------------------------------------------ Grafana dashboard 12239
@@ -528,12 +525,10 @@ def test_12239_panels_out_of_nvml_reach_are_found(allow_12239):
     assert len(allow_12239[1]) == len(OUT_OF_NVML_REACH), allow_12239[1]
 
 
-def test_12239_every_query_and_variable_returns_data(stack, dashboard_12239, allow_12239, capsys):
+def test_12239_every_query_and_variable_returns_data(stack, dashboard_12239, allow_12239):
     """Every query and template variable, DCGM_FI_PROF_PIPE_TENSOR_ACTIVE excepted."""
-    rc = dashboards.main(["--prometheus", stack.url, "--rate-interval", "1m", "--wait", "30",
-                          "--allow-empty", str(allow_12239[0]), str(dashboard_12239[0])])
-    out = capsys.readouterr()
-    assert rc == 0, "\n".join(ln for ln in out.out.splitlines() if not ln.startswith("OK")) + out.err[-2000:]
+    rc, report = checks.query_dashboards(stack.url, [dashboard_12239[0]], allow_empty=allow_12239[0], wait=30)
+    assert rc == 0, report
 
 
 @pytest.mark.parametrize("label", ["instance", "gpu"])
