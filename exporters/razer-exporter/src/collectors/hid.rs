@@ -383,39 +383,9 @@ fn write(out: &mut Sink, laptops: &BTreeMap<String, Laptop>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hid::replay::parse;
+    use crate::hid::replay::load;
     use crate::test_support::fixture;
     use odin_testkit::sink_value;
-
-    const REPLAY: &str = r#"
-        [[laptop]]
-        product = 0x028A
-        device = "1532:028A@1-8"
-        [[laptop.answer]]
-        request = "firmware"
-        data = [1, 2]
-        [[laptop.answer]]
-        request = "power_mode"
-        status = "busy"
-        [[laptop.answer]]
-        request = "power_mode"
-        data = [0, 1, 1, 0]
-        [[laptop.answer]]
-        request = "boost_cpu"
-        data = [0, 1, 2]
-        [[laptop.answer]]
-        request = "boost_gpu"
-        data = [0, 2, 1]
-        [[laptop.answer]]
-        request = "fan_1"
-        data = [0, 1, 42]
-        [[laptop.answer]]
-        request = "fan_2"
-        data = [0, 2, 0]
-        [[laptop.answer]]
-        request = "keyboard_brightness"
-        data = [1, 51]
-    "#;
 
     fn run(hid: &Hid, root: &Path) -> Sink {
         let mut out = Sink::new("razer");
@@ -427,7 +397,9 @@ mod tests {
     #[test]
     fn replayed_laptop() {
         let hid = Hid::new(
-            Source::Replay(parse(REPLAY).unwrap()),
+            Source::Replay(
+                load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("demo/blade-15.toml")).unwrap(),
+            ),
             Duration::from_secs(30),
             Duration::from_secs(10),
         );
@@ -480,13 +452,13 @@ mod tests {
         assert_eq!(v("razer_fan_automatic", &[("zone", "2")]), Some(1.0));
         assert_eq!(
             v("razer_brightness_ratio", &[("zone", "keyboard")]),
-            Some(0.2)
+            Some(128.0 / 255.0)
         );
-        // not in the file: not supported, asked once
-        assert_eq!(v("razer_battery_optimizer_enabled", &[]), None);
+        assert_eq!(v("razer_battery_optimizer_enabled", &[]), Some(1.0));
+        assert_eq!(v("razer_battery_optimizer_threshold_ratio", &[]), Some(0.8));
         assert_eq!(
             v("razer_hid_errors_total", &[("kind", "not_supported")]),
-            Some(1.0)
+            Some(0.0)
         );
         assert_eq!(v("razer_hid_errors_total", &[("kind", "busy")]), Some(1.0));
         assert_eq!(
@@ -498,12 +470,10 @@ mod tests {
         let out = run(&hid, dir.path());
         assert_eq!(
             sink_value(&out, "razer_hid_requests_total", &[d]),
-            Some(9.0 + 7.0)
+            Some(9.0 + 8.0),
+            "the busy answer came once"
         );
-        assert!(hid
-            .detail()
-            .unwrap()
-            .contains("not supported: battery_optimizer"));
+        assert_eq!(hid.detail().as_deref(), Some("1532:028A@1-8 via replay"));
     }
 
     #[test]
