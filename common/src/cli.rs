@@ -161,6 +161,7 @@ pub struct SharedArgs {
     pub listen: Vec<ListenAddr>,
     pub telemetry_path: String,
     pub max_connections: usize,
+    pub max_requests: usize,
     pub read_header_timeout: Duration,
     pub max_connection_age: Duration,
     pub procfs: PathBuf,
@@ -211,12 +212,19 @@ fn shared_args<S>(spec: &ExporterSpec<S>) -> Vec<Arg> {
             .default_value("/metrics")
             .help("Path under which metrics are served")
             .help_heading(H_WEB),
+        Arg::new("web.max-requests")
+            .long("web.max-requests")
+            .value_name("N")
+            .value_parser(clap::value_parser!(u32))
+            .default_value("40")
+            .help("Most scrapes served at once; more wait their turn up to their scrape timeout, then get 503. 0: no limit")
+            .help_heading(H_WEB),
         Arg::new("web.max-connections")
             .long("web.max-connections")
             .value_name("N")
-            .value_parser(clap::value_parser!(u32).range(1..=65_536))
-            .default_value("64")
-            .help("Most HTTP connections served at once; more wait in the listen backlog")
+            .value_parser(clap::value_parser!(u32).range(1..=1_048_576))
+            .default_value("1024")
+            .help("Most HTTP connections open at once (bounds memory); a new one beyond it closes the connection idle longest")
             .help_heading(H_WEB),
         Arg::new("web.read-header-timeout")
             .long("web.read-header-timeout")
@@ -380,7 +388,8 @@ fn shared_from_matches<S>(spec: &ExporterSpec<S>, m: &ArgMatches) -> SharedArgs 
         max_connections: m
             .get_one::<u32>("web.max-connections")
             .copied()
-            .unwrap_or(64) as usize,
+            .unwrap_or(1024) as usize,
+        max_requests: m.get_one::<u32>("web.max-requests").copied().unwrap_or(40) as usize,
         read_header_timeout: m
             .get_one::<Duration>("web.read-header-timeout")
             .copied()
@@ -559,7 +568,8 @@ mod tests {
         let (own, s) = parse::<Own, _, _, _>(&spec, ["x"]).unwrap();
         assert_eq!(s.listen, vec![ListenAddr::AnyInterface(19999)]);
         assert_eq!(s.telemetry_path, "/metrics");
-        assert_eq!(s.max_connections, 64);
+        assert_eq!(s.max_connections, 1024);
+        assert_eq!(s.max_requests, 40);
         assert_eq!(s.procfs, PathBuf::from("/proc"));
         assert_eq!(s.sysfs, PathBuf::from("/sys"));
         assert_eq!(s.log_level, LevelFilter::Info);

@@ -1,17 +1,26 @@
-//! The HTTP side: listeners, the connection limits, routing, and graceful shutdown.
+//! The HTTP side: listeners, the connection and request limits, routing, and graceful
+//! shutdown.
 //!
 //! Hardening: request headers must fit `MAX_BUF` and arrive within `--web.read-header-timeout`
 //! (a slow-loris client is dropped then; hyper also arms that timer while a keep-alive
-//! connection waits for its next request, so idle connections give their slot back); at most `--web.max-connections` connections are
-//! served at once (more wait in the kernel's listen backlog, so an idle flood costs no file
-//! descriptors); a connection is closed after `--web.max-connection-age` once its request is
-//! answered; request bodies are never read (a request announcing one gets 413 and the
-//! connection is closed).
+//! connection waits for its next request); request bodies are never read (a request
+//! announcing one gets 413 and the connection is closed); a connection is closed after
+//! `--web.max-connection-age` once its request is answered.
+//!
+//! Idle connections are cheap and never delay a scrape: every connection is accepted at once
+//! (none waits in the listen backlog behind idle ones), at most `--web.max-connections` stay
+//! open (a new one beyond that closes the connection that has been open longest without a
+//! request in progress, which bounds memory), and what is limited is the work:
+//! `--web.max-requests` scrapes are served at once, more wait their turn (FIFO) for up to their
+//! scrape timeout and then get 503. The process's open-file limit is raised to its hard limit
+//! at start, as Go programs do, and a connection limit above it is lowered to fit.
 
+use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::io::Write;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -21,7 +30,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use log::Level;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::{mpsc, watch, Notify, Semaphore};
 
 use crate::cli::ListenAddr;
 use crate::health;
@@ -34,15 +43,141 @@ pub const MAX_BUF: usize = 16 * 1024;
 const MAX_HEADERS: usize = 64;
 /// How long a connection gets to finish its request after shutdown or its age limit.
 const CONNECTION_GRACE: Duration = Duration::from_secs(15);
+/// How long a scrape waits for its turn under `--web.max-requests` when the scraper does not
+/// say its timeout (`X-Prometheus-Scrape-Timeout-Seconds`).
+const DEFAULT_SCRAPE_WAIT: Duration = Duration::from_secs(10);
+/// File descriptors kept free of connections: collectors open files too.
+const FD_RESERVE: u64 = 128;
 
 pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub telemetry_path: String,
+    /// Most connections open at once; a new one beyond this closes the one open longest
+    /// without a request in progress.
     pub max_connections: usize,
+    /// Most scrapes served at once; 0 for no limit.
+    pub max_requests: usize,
     pub read_header_timeout: Duration,
     pub max_connection_age: Duration,
+}
+
+/// Raise the soft open-file limit to the hard one (as the Go runtime does for node_exporter),
+/// and return the soft limit now in force (`None` if it cannot be read).
+pub fn raise_fd_limit() -> Option<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is a valid, writable rlimit.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return None;
+    }
+    if lim.rlim_cur < lim.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: lim.rlim_max,
+            rlim_max: lim.rlim_max,
+        };
+        // SAFETY: a valid rlimit no higher than the hard limit.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            lim = raised;
+        }
+    }
+    Some(lim.rlim_cur)
+}
+
+/// The connection limit that fits under an open-file limit of `fds`.
+pub fn fit_connections(wanted: usize, fds: Option<u64>) -> usize {
+    match fds {
+        Some(fds) => wanted.min(fds.saturating_sub(FD_RESERVE).max(1) as usize),
+        None => wanted,
+    }
+}
+
+/// One open connection, as the limit sees it.
+#[derive(Default)]
+struct Conn {
+    /// Requests of this connection being handled now.
+    busy: AtomicUsize,
+    /// Told to close (the limit needs its slot).
+    close: Notify,
+}
+
+/// The open connections, oldest first.
+#[derive(Default)]
+struct Connections {
+    next: AtomicU64,
+    open: Mutex<BTreeMap<u64, Arc<Conn>>>,
+}
+
+impl Connections {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Arc<Conn>>> {
+        self.open.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Close the connection open longest without a request in progress; whether there was
+    /// one.
+    fn evict_idle(open: &mut BTreeMap<u64, Arc<Conn>>) -> bool {
+        let victim = open
+            .iter()
+            .find(|(_, c)| c.busy.load(Ordering::Acquire) == 0)
+            .map(|(id, _)| *id);
+        match victim.and_then(|id| open.remove(&id)) {
+            Some(c) => {
+                c.close.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Register a new connection, closing idle ones to stay within `max`; `None` when every
+    /// open connection has a request in progress.
+    fn admit(&self, max: usize) -> Option<(u64, Arc<Conn>)> {
+        let mut open = self.lock();
+        while open.len() >= max {
+            if !Self::evict_idle(&mut open) {
+                return None;
+            }
+        }
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let c = Arc::new(Conn::default());
+        open.insert(id, Arc::clone(&c));
+        Some((id, c))
+    }
+
+    fn evict_one(&self) -> bool {
+        Self::evict_idle(&mut self.lock())
+    }
+
+    fn remove(&self, id: u64) {
+        self.lock().remove(&id);
+    }
+}
+
+/// What every connection task shares.
+struct Shared {
+    cfg: ServerConfig,
+    conns: Connections,
+    /// `--web.max-requests` permits; `None` without a limit.
+    scrapes: Option<Semaphore>,
+}
+
+/// Marks a connection busy while one of its requests is handled.
+struct Busy(Arc<Conn>);
+
+impl Busy {
+    fn new(c: &Arc<Conn>) -> Busy {
+        c.busy.fetch_add(1, Ordering::AcqRel);
+        Busy(Arc::clone(c))
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.busy.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// Bind every listen address; the first failure is an error naming the address.
@@ -85,15 +220,17 @@ pub async fn serve(
 ) {
     let (stop_tx, stop_rx) = watch::channel(false);
     let (conn_tx, mut conn_rx) = mpsc::channel::<()>(1);
-    let sem = Arc::new(Semaphore::new(cfg.max_connections));
-    let cfg = Arc::new(cfg);
+    let shared = Arc::new(Shared {
+        scrapes: (cfg.max_requests > 0).then(|| Semaphore::new(cfg.max_requests)),
+        cfg,
+        conns: Connections::default(),
+    });
     let mut accept_tasks = Vec::new();
     for listener in listeners {
         accept_tasks.push(tokio::spawn(accept_loop(
             listener,
             Arc::clone(&rt),
-            Arc::clone(&cfg),
-            Arc::clone(&sem),
+            Arc::clone(&shared),
             stop_rx.clone(),
             conn_tx.clone(),
         )));
@@ -125,16 +262,11 @@ async fn stopped(rx: &mut watch::Receiver<bool>) {
 async fn accept_loop(
     listener: TcpListener,
     rt: Arc<Runtime>,
-    cfg: Arc<ServerConfig>,
-    sem: Arc<Semaphore>,
+    shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
     conn_tx: mpsc::Sender<()>,
 ) {
     loop {
-        let permit = tokio::select! {
-            p = Arc::clone(&sem).acquire_owned() => match p { Ok(p) => p, Err(_) => return },
-            _ = stopped(&mut stop) => return,
-        };
         let accepted = tokio::select! {
             a = listener.accept() => a,
             _ = stopped(&mut stop) => return,
@@ -142,22 +274,38 @@ async fn accept_loop(
         let (stream, peer) = match accepted {
             Ok(a) => a,
             Err(e) => {
-                // EMFILE and friends: back off instead of spinning.
-                event(Level::Warn, "accept failed", &[("err", &e.to_string())]);
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                // Out of file descriptors: make room by closing an idle connection; otherwise
+                // back off instead of spinning.
+                let fds = matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE));
+                if fds && shared.conns.evict_one() {
+                    tokio::task::yield_now().await;
+                } else {
+                    event(Level::Warn, "accept failed", &[("err", &e.to_string())]);
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
                 continue;
             }
         };
+        let Some((id, ctl)) = shared.conns.admit(shared.cfg.max_connections) else {
+            // Every open connection has a request in progress: the request limit is the
+            // bottleneck, not idle sockets. Refuse this one.
+            event(
+                Level::Debug,
+                "connection refused: every connection is busy",
+                &[("peer", &peer.to_string())],
+            );
+            continue;
+        };
         let _ = stream.set_nodelay(true);
-        let (rt, cfg, stop, tx) = (
+        let (rt, shared, stop, tx) = (
             Arc::clone(&rt),
-            Arc::clone(&cfg),
+            Arc::clone(&shared),
             stop.clone(),
             conn_tx.clone(),
         );
         tokio::spawn(async move {
-            serve_connection(stream, peer, rt, cfg, stop).await;
-            drop(permit);
+            serve_connection(stream, peer, rt, Arc::clone(&shared), ctl, stop).await;
+            shared.conns.remove(id);
             drop(tx);
         });
     }
@@ -167,26 +315,33 @@ async fn serve_connection(
     stream: tokio::net::TcpStream,
     peer: SocketAddr,
     rt: Arc<Runtime>,
-    cfg: Arc<ServerConfig>,
+    shared: Arc<Shared>,
+    ctl: Arc<Conn>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(cfg.read_header_timeout)
+        .header_read_timeout(shared.cfg.read_header_timeout)
         .max_buf_size(MAX_BUF)
         .max_headers(MAX_HEADERS)
         .keep_alive(true);
-    let cfg2 = Arc::clone(&cfg);
+    let (shared2, ctl2) = (Arc::clone(&shared), Arc::clone(&ctl));
     let svc = hyper::service::service_fn(move |req| {
-        let (rt, cfg) = (Arc::clone(&rt), Arc::clone(&cfg2));
-        async move { Ok::<_, Infallible>(handle(&rt, &cfg, req).await) }
+        let (rt, shared, busy) = (Arc::clone(&rt), Arc::clone(&shared2), Busy::new(&ctl2));
+        async move {
+            let resp = handle(&rt, &shared, req).await;
+            drop(busy);
+            Ok::<_, Infallible>(resp)
+        }
     });
     let conn = builder.serve_connection(TokioIo::new(stream), svc);
     tokio::pin!(conn);
     let res = tokio::select! {
         r = conn.as_mut() => r,
-        _ = tokio::time::sleep(cfg.max_connection_age) => {
+        // Closed to make room: it had no request in progress.
+        _ = ctl.close.notified() => Ok(()),
+        _ = tokio::time::sleep(shared.cfg.max_connection_age) => {
             conn.as_mut().graceful_shutdown();
             tokio::time::timeout(CONNECTION_GRACE, conn.as_mut()).await.unwrap_or(Ok(()))
         }
@@ -273,7 +428,8 @@ enum Route {
     Ready,
 }
 
-pub async fn handle<B>(rt: &Runtime, cfg: &ServerConfig, req: Request<B>) -> Resp {
+async fn handle<B>(rt: &Runtime, shared: &Shared, req: Request<B>) -> Resp {
+    let cfg = &shared.cfg;
     let start = Instant::now();
     let path = req.uri().path().to_owned();
     let route = match path.as_str() {
@@ -297,7 +453,23 @@ pub async fn handle<B>(rt: &Runtime, cfg: &ServerConfig, req: Request<B>) -> Res
             "request bodies are not accepted\n",
         ),
         Some(Route::Landing) => landing(rt, cfg),
-        Some(Route::Metrics) => metrics(rt, &req).await,
+        Some(Route::Metrics) => match scrape_turn(shared, &req).await {
+            Ok(_turn) => metrics(rt, &req).await,
+            Err(waited) => {
+                let mut r = text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "too many scrapes at once (--web.max-requests)\n",
+                );
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                event(
+                    Level::Warn,
+                    "scrape refused: --web.max-requests scrapes in progress",
+                    &[("waited_ms", &waited.as_millis().to_string())],
+                );
+                r
+            }
+        },
         Some(Route::Health) => {
             let report = health::report(rt);
             let body = serde_json::to_vec_pretty(&report).unwrap_or_default();
@@ -341,6 +513,35 @@ pub async fn handle<B>(rt: &Runtime, cfg: &ServerConfig, req: Request<B>) -> Res
         ],
     );
     resp
+}
+
+/// Wait for a turn under `--web.max-requests`, at most the scrape's own timeout (its
+/// `X-Prometheus-Scrape-Timeout-Seconds`, else [`DEFAULT_SCRAPE_WAIT`]); `Err(waited)` when
+/// none came.
+async fn scrape_turn<'a, B>(
+    shared: &'a Shared,
+    req: &Request<B>,
+) -> Result<Option<tokio::sync::SemaphorePermit<'a>>, Duration> {
+    let Some(sem) = &shared.scrapes else {
+        return Ok(None);
+    };
+    if let Ok(p) = sem.try_acquire() {
+        return Ok(Some(p));
+    }
+    let wait = req
+        .headers()
+        .get("x-prometheus-scrape-timeout-seconds")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .map_or(DEFAULT_SCRAPE_WAIT, |s| {
+            Duration::from_secs_f64(s.min(300.0))
+        });
+    let start = Instant::now();
+    match tokio::time::timeout(wait, sem.acquire()).await {
+        Ok(Ok(p)) => Ok(Some(p)),
+        _ => Err(start.elapsed()),
+    }
 }
 
 async fn metrics<B>(rt: &Runtime, req: &Request<B>) -> Resp {
@@ -474,7 +675,8 @@ mod tests {
     fn config() -> ServerConfig {
         ServerConfig {
             telemetry_path: "/metrics".into(),
-            max_connections: 8,
+            max_connections: 64,
+            max_requests: 4,
             read_header_timeout: Duration::from_secs(5),
             max_connection_age: Duration::from_secs(60),
         }
@@ -792,6 +994,142 @@ mod tests {
             );
         }
         srv.shutdown().await;
+    }
+
+    /// `n` connections that send half a request head and then wait: what an idle flood or a
+    /// crowd of stalled clients looks like to the server.
+    async fn half_headers(addr: SocketAddr, n: usize) -> Vec<TcpStream> {
+        let mut v = Vec::with_capacity(n);
+        for _ in 0..n {
+            let mut s = TcpStream::connect(addr).await.unwrap();
+            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: t\r\n")
+                .await
+                .unwrap();
+            v.push(s);
+        }
+        v
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn idle_connections_never_delay_a_scrape() {
+        // The test's own 2,000 sockets and the server's.
+        raise_fd_limit();
+        // More idle connections than any connection limit the server had: a scrape that
+        // arrives after them is answered at once, not after the header timeout frees a slot.
+        let (a, _) = coll("a", Mode::OnScrape, Duration::ZERO);
+        let srv = start(vec![a], config()).await;
+        for n in [100, 1000] {
+            let idle = half_headers(srv.addr, n).await;
+            let start = Instant::now();
+            let r = get(srv.addr, "/metrics").await;
+            let took = start.elapsed();
+            assert_eq!(r.status, 200);
+            assert!(
+                took < Duration::from_secs(1),
+                "{n} idle connections: scrape took {took:?}"
+            );
+            drop(idle);
+        }
+        srv.shutdown().await;
+    }
+
+    /// Whether the server closed `s` (EOF or reset) within `limit`.
+    async fn closed_within(s: &mut TcpStream, limit: Duration) -> bool {
+        let mut buf = [0u8; 64];
+        matches!(
+            tokio::time::timeout(limit, s.read(&mut buf)).await,
+            Ok(Ok(0)) | Ok(Err(_))
+        )
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn at_the_connection_limit_the_longest_idle_connection_makes_room() {
+        let (a, _) = coll("a", Mode::OnScrape, Duration::ZERO);
+        let cfg = ServerConfig {
+            max_connections: 4,
+            ..config()
+        };
+        let srv = start(vec![a], cfg).await;
+        let mut idle = half_headers(srv.addr, 4).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let start = Instant::now();
+        let r = get(srv.addr, "/metrics").await;
+        assert_eq!(r.status, 200);
+        assert!(
+            start.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            start.elapsed()
+        );
+        // The first idle connection was closed to admit the scrape; the newest stays.
+        assert!(closed_within(&mut idle[0], Duration::from_secs(2)).await);
+        assert!(!closed_within(&mut idle[3], Duration::from_millis(200)).await);
+        srv.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_connection_with_a_request_in_progress_is_never_closed_to_make_room() {
+        let (slow, _) = coll("slow", Mode::OnScrape, Duration::from_millis(600));
+        let cfg = ServerConfig {
+            max_connections: 2,
+            ..config()
+        };
+        let srv = start(vec![slow], cfg).await;
+        let addr = srv.addr;
+        let inflight = tokio::spawn(async move { get(addr, "/metrics").await });
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        // Two more connections arrive while the scrape runs: only idle ones may give way.
+        let _idle = half_headers(addr, 2).await;
+        let r = inflight.await.unwrap();
+        assert_eq!(r.status, 200);
+        assert!(r.text().contains("h_value{from=\"slow\"} 42\n"));
+        srv.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn scrapes_beyond_max_requests_wait_their_turn_or_get_503_at_their_timeout() {
+        let (slow, _) = coll("slow", Mode::OnScrape, Duration::from_millis(300));
+        let cfg = ServerConfig {
+            max_requests: 1,
+            ..config()
+        };
+        let srv = start(vec![slow], cfg).await;
+        let addr = srv.addr;
+        // Three at once with the default wait: one at a time, all answered.
+        let three: Vec<_> = (0..3)
+            .map(|_| tokio::spawn(async move { get(addr, "/metrics").await.status }))
+            .collect();
+        for t in three {
+            assert_eq!(t.await.unwrap(), 200);
+        }
+        // A scraper that can wait 50 ms behind a 300 ms scrape: 503, told to retry.
+        let first = tokio::spawn(async move { get(addr, "/metrics").await.status });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let r = request(
+            addr,
+            "GET",
+            "/metrics",
+            "X-Prometheus-Scrape-Timeout-Seconds: 0.05\r\n",
+        )
+        .await;
+        assert_eq!(r.status, 503);
+        assert_eq!(r.header("retry-after"), Some("1"));
+        assert_eq!(first.await.unwrap(), 200);
+        // Other endpoints are not limited.
+        assert_eq!(get(addr, "/healthz").await.status, 200);
+        srv.shutdown().await;
+    }
+
+    #[test]
+    fn the_connection_limit_fits_the_open_file_limit() {
+        assert_eq!(fit_connections(1024, Some(20_000)), 1024);
+        assert_eq!(
+            fit_connections(1024, Some(1024)),
+            1024 - FD_RESERVE as usize
+        );
+        assert_eq!(fit_connections(1024, Some(10)), 1);
+        assert_eq!(fit_connections(1024, None), 1024);
+        let soft = raise_fd_limit().unwrap();
+        assert!(soft >= 64);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -224,6 +224,7 @@ async fn once(rt: &runtime::Runtime) -> ExitCode {
 }
 
 async fn serve_until_signal(rt: Arc<runtime::Runtime>, shared: &cli::SharedArgs) -> ExitCode {
+    let fd_limit = http::raise_fd_limit();
     let listeners = match http::bind(&shared.listen).await {
         Ok(l) => l,
         Err(e) => {
@@ -255,9 +256,21 @@ async fn serve_until_signal(rt: Arc<runtime::Runtime>, shared: &cli::SharedArgs)
         );
         return ExitCode::FAILURE;
     }
+    let max_connections = http::fit_connections(shared.max_connections, fd_limit);
+    if max_connections < shared.max_connections {
+        logging::event(
+            Level::Warn,
+            "--web.max-connections lowered to fit the open-file limit",
+            &[
+                ("wanted", &shared.max_connections.to_string()),
+                ("used", &max_connections.to_string()),
+            ],
+        );
+    }
     let cfg = http::ServerConfig {
         telemetry_path: shared.telemetry_path.clone(),
-        max_connections: shared.max_connections,
+        max_connections,
+        max_requests: shared.max_requests,
         read_header_timeout: shared.read_header_timeout,
         max_connection_age: shared.max_connection_age,
     };
