@@ -461,6 +461,36 @@ impl Collector for Tcpstat {
     }
 }
 
+/// What one inet_diag datagram held, as [`walk_inet_diag`] reports it.
+#[doc(hidden)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct DiagWalk {
+    /// The datagram ended the dump (`NLMSG_DONE`).
+    pub done: bool,
+    /// Sockets counted per state (index: kernel state code minus one), IPv4 and IPv6.
+    pub v4_states: [u64; 11],
+    pub v6_states: [u64; 11],
+    /// Socket messages skipped.
+    pub item_errors: Vec<String>,
+}
+
+/// Not part of the exporter's interface: the hand-written inet_diag answer parser
+/// (`sock_diag::walk`) on one datagram whose answers have message type `kind` (18 for the
+/// one-dump request, 20 for a per-family one) and sequence `seq`, so that the fuzz targets and
+/// property tests reach it without a kernel.
+#[doc(hidden)]
+pub fn walk_inet_diag(datagram: &[u8], kind: u16, seq: u32) -> anyhow::Result<DiagWalk> {
+    let mut counts = sock_diag::Counts::default();
+    let mut item_errors = Vec::new();
+    let progress = sock_diag::walk(datagram, kind, seq, &mut counts, &mut item_errors)?;
+    Ok(DiagWalk {
+        done: progress == sock_diag::Progress::Done,
+        v4_states: counts.v4.states,
+        v6_states: counts.v6.states,
+        item_errors,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
