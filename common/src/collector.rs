@@ -71,6 +71,15 @@ pub trait Collector: Send + Sync + 'static {
     fn detail(&self) -> Option<String> {
         None
     }
+
+    /// The exporter is stopping: make a run in progress return soon (kill the command it
+    /// waits for, say) and let later runs return at once. Called once, on the thread that
+    /// stops the exporter, usually while [`Collector::collect`] runs on another thread; the
+    /// runtime then waits a few seconds at most for background runs to return, and a run that
+    /// returns after this call is not recorded (it is nobody's result: the exporter is
+    /// leaving). The default does nothing: a collector that only reads files returns soon
+    /// anyway.
+    fn stop(&self) {}
 }
 
 /// What [`CollectorDef::build`] returns: the collector, or `None` when its flags leave it
