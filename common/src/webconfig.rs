@@ -28,7 +28,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use hyper::HeaderMap;
 
-pub use auth::{BasicAuth, Decision, MAX_CACHED};
+pub use auth::{BasicAuth, Decision};
 pub use watch::{Reload, WebConfigWatcher};
 
 /// One loaded and checked web configuration.

@@ -12,7 +12,7 @@
 //!   password, right or wrong, misses and pays a full bcrypt check.
 //! - Failures are never cached, and a user has one entry at most (its latest success), so the
 //!   cache holds at most as many entries as there are users (and never more than
-//!   [`MAX_CACHED`]).
+//!   `MAX_CACHED`, 1024).
 //! - The cache belongs to one [`BasicAuth`], which is built from one set of users: a reload
 //!   that changes any user or hash builds a new one with an empty cache (the watcher keeps the
 //!   old one when the users are unchanged).
@@ -46,7 +46,7 @@ impl Decision {
 }
 
 /// Most cache entries kept; only reachable with more users than this.
-pub const MAX_CACHED: usize = 1024;
+const MAX_CACHED: usize = 1024;
 
 /// The process's cache key, drawn once. `None` if the system has no randomness to give, and
 /// then nothing is cached (every request pays bcrypt) rather than using a guessable key.

@@ -431,11 +431,12 @@ pub(super) fn check_bcrypt_hash(hash: &str) -> Result<(), String> {
         return Err("is empty".into());
     }
     if b.len() != 60 {
-        return Err(format!(
-            "is not a bcrypt hash ({} characters where bcrypt has 60; generate one with \
-             `htpasswd -nBC 10 USER`)",
-            b.len()
-        ));
+        // Not the length itself: it would tell how long a plain-text password put here is.
+        return Err(
+            "is not a bcrypt hash (those are 60 characters long; make one with \
+                    `htpasswd -nBC 10 USER`)"
+                .into(),
+        );
     }
     if b[0] != b'$' || b[1] != b'2' || !matches!(b[2], b'a' | b'b' | b'x' | b'y') || b[3] != b'$' {
         return Err("is not a bcrypt hash (it must start with $2a$, $2b$, $2x$ or $2y$)".into());
@@ -1057,7 +1058,7 @@ basic_auth_users:
         }
         let bad = [
             ("", "is empty"),
-            ("notahash", "60"),
+            ("notahash", "60 characters long"),
             (&HASH.replacen("$2y$", "$3y$", 1), "must start with"),
             (&HASH.replacen("$10$", "$03$", 1), "cost 3"),
             (&HASH.replacen("$10$", "$32$", 1), "cost 32"),
