@@ -16,6 +16,7 @@
     odin.fakeapi      a fake Anthropic Messages API on loopback (streaming and not)
     odin.claude       the real Claude Code client and ccusage, installed by scripts/setup.sh
     odin.transcripts  seeded generator of Claude Code transcript trees, with what must be counted
+    odin.fleet        every exporter of exporters.toml started alike, its files under one root
 
 Standard library only, except where YAML is read (odin.rules, odin.deploychecks, odin.layout:
 PyYAML, in .venv).
