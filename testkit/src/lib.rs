@@ -3,6 +3,8 @@
 //! and look up samples in an exposition. Used by the integration tests of every exporter; a
 //! test crate names its binary once with an [`Exe`].
 
+pub mod mutate;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
