@@ -92,7 +92,7 @@ impl fmt::Display for BadValue {
 /// The unit is the one printed after the number if any (`214 MiB`), else the header's
 /// (`memory.used [MiB]`), else `default_unit` (what the field is in under `nounits` and
 /// `noheader`). `Ok(None)` for an [`absent`] token; `Err` for anything else that is not a
-/// finite number in a known unit.
+/// finite number in a known unit, or whose value in base units is not finite.
 pub fn quantity(
     cell: &str,
     header_unit: Option<&str>,
@@ -114,10 +114,12 @@ pub fn quantity(
     let v: f64 = number
         .parse()
         .map_err(|_| BadValue(format!("not a number: {cell:?}")))?;
+    // Finite as printed is not enough: `1e308 GiB` overflows once converted to bytes.
+    let v = v * scale;
     if !v.is_finite() {
         return Err(BadValue(format!("not a finite number: {cell:?}")));
     }
-    Ok(Some(v * scale))
+    Ok(Some(v))
 }
 
 /// `Enabled`/`Disabled`, `Active`/`Not Active`, `Yes`/`No`, `On`/`Off`.
