@@ -29,7 +29,9 @@ fn sections() -> Option<Vec<(String, Section)>> {
         .map(|s| s.join("captures/nvidia-smi"))
         .filter(|d| d.is_dir())
     else {
-        eprintln!("skipped: no captures/nvidia-smi in the shared folder (ODIN_SHARED_DIR, ../shared)");
+        eprintln!(
+            "skipped: no captures/nvidia-smi in the shared folder (ODIN_SHARED_DIR, ../shared)"
+        );
         return None;
     };
     let mut files: Vec<_> = std::fs::read_dir(&dir)
@@ -80,7 +82,11 @@ fn query_gpu_csv_survives_mutations() {
                 let text = String::from_utf8_lossy(b);
                 query_gpu(&text, Layout::Header, &label);
                 query_gpu(&text, Layout::NoHeader(GPU_FIELDS), &label);
-                query_gpu(&text, Layout::NoHeader(&["pci.bus_id", "power.draw"]), &label);
+                query_gpu(
+                    &text,
+                    Layout::NoHeader(&["pci.bus_id", "power.draw"]),
+                    &label,
+                );
             });
         }
     }
@@ -117,14 +123,25 @@ fn a_cut_output_keeps_the_rows_before_the_cut() {
         let body = s.body.as_bytes();
         let whole = parse_query_gpu(&s.body, Layout::Header).unwrap();
         let rows = s.body.lines().filter(|l| !l.trim().is_empty()).count() - 1;
-        assert_eq!(whole.items.len(), rows, "{file} {}: {:?}", s.title, whole.problems);
+        assert_eq!(
+            whole.items.len(),
+            rows,
+            "{file} {}: {:?}",
+            s.title,
+            whole.problems
+        );
         let ends = line_ends(body);
         for (line_no, &end) in ends.iter().enumerate().skip(1) {
             let cut = parse_query_gpu(std::str::from_utf8(&body[..end]).unwrap(), Layout::Header)
                 .unwrap();
             // Lines after the last row are blank.
             let k = line_no.min(rows);
-            assert_eq!(cut.items[..], whole.items[..k], "{file}: cut after line {}", k + 1);
+            assert_eq!(
+                cut.items[..],
+                whole.items[..k],
+                "{file}: cut after line {}",
+                k + 1
+            );
             // Inside line k + 1: at each comma, and one byte before its end.
             let line = &body[end..ends.get(line_no + 1).copied().unwrap_or(body.len())];
             let inside = line
@@ -137,7 +154,12 @@ fn a_cut_output_keeps_the_rows_before_the_cut() {
                 let text = String::from_utf8_lossy(&body[..end + at]);
                 let part = parse_query_gpu(&text, Layout::Header).unwrap();
                 assert!(part.items.len() <= k + 1, "{file}: cut in line {}", k + 2);
-                assert_eq!(part.items[..k], whole.items[..k], "{file}: cut in line {}", k + 2);
+                assert_eq!(
+                    part.items[..k],
+                    whole.items[..k],
+                    "{file}: cut in line {}",
+                    k + 2
+                );
             }
         }
     }
