@@ -45,6 +45,7 @@ suite e2e-claude pytest_suite tests/test_e2e_claude.py
 suite e2e-power pytest_suite tests/test_e2e_power.py
 suite e2e-razer pytest_suite tests/test_e2e_razer.py
 suite shutdown pytest_suite tests/test_shutdown.py
+suite secrets pytest_suite tests/test_secrets.py
 suite images .venv/bin/pytest -q tests/test_images.py
 
 echo
