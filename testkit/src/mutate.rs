@@ -198,15 +198,19 @@ pub fn variants(input: &[u8], seed: u64, budget: usize) -> Vec<Variant> {
             b.extend_from_slice(&input[e..]);
             out.push(Variant::new(format!("number at {s} is {odd}"), b));
         }
-        let mut every = Vec::with_capacity(input.len() * 2);
-        let mut last = 0;
-        for &(s, e) in &numbers {
-            every.extend_from_slice(&input[last..s]);
-            every.extend_from_slice(b"99999999999999999999999");
-            last = e;
+        // Every number the largest u64 (parses, then overflows whatever it is multiplied
+        // by), and every number too large for any integer type.
+        for huge in ["18446744073709551615", "99999999999999999999999"] {
+            let mut every = Vec::with_capacity(input.len() * 2);
+            let mut last = 0;
+            for &(s, e) in &numbers {
+                every.extend_from_slice(&input[last..s]);
+                every.extend_from_slice(huge.as_bytes());
+                last = e;
+            }
+            every.extend_from_slice(&input[last..]);
+            out.push(Variant::new(format!("every number {huge}"), every));
         }
-        every.extend_from_slice(&input[last..]);
-        out.push(Variant::new("every number huge", every));
 
         // Invalid UTF-8, NUL, CR.
         for (what, bytes) in [
