@@ -203,8 +203,9 @@ impl Proc {
             let text = std::str::from_utf8(rest).unwrap_or("").trim();
             let mut parts = text.split_whitespace();
             let n = parts.next().and_then(|v| v.parse::<u64>().ok());
+            // A kB count too large for bytes is as malformed as no number at all.
             *slot = match (n, parts.next()) {
-                (Some(n), Some("kB")) => Some(n * 1024),
+                (Some(n), Some("kB")) if n.checked_mul(1024).is_some() => Some(n * 1024),
                 (Some(n), None) => Some(n),
                 _ => {
                     return Err(ReadError::Malformed(format!(
@@ -346,7 +347,7 @@ impl Proc {
             .find_map(|l| l.strip_prefix("Pss:"))
             .and_then(|v| v.split_whitespace().next())
             .and_then(|v| v.parse::<u64>().ok())
-            .map(|kb| kb * 1024)
+            .and_then(|kb| kb.checked_mul(1024))
             .ok_or_else(|| ReadError::Malformed(format!("/proc/{pid}/smaps_rollup: malformed")))
     }
 

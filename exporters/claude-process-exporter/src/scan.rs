@@ -55,13 +55,14 @@ pub struct Counters {
 }
 
 impl Counters {
+    /// Saturating: the counts come from files, and a corrupt one must not wrap the total.
     fn add(&mut self, o: &Counters) {
-        self.utime += o.utime;
-        self.stime += o.stime;
-        self.read_bytes += o.read_bytes;
-        self.write_bytes += o.write_bytes;
-        self.voluntary += o.voluntary;
-        self.involuntary += o.involuntary;
+        self.utime = self.utime.saturating_add(o.utime);
+        self.stime = self.stime.saturating_add(o.stime);
+        self.read_bytes = self.read_bytes.saturating_add(o.read_bytes);
+        self.write_bytes = self.write_bytes.saturating_add(o.write_bytes);
+        self.voluntary = self.voluntary.saturating_add(o.voluntary);
+        self.involuntary = self.involuntary.saturating_add(o.involuntary);
     }
 }
 
@@ -418,7 +419,8 @@ impl Scanner {
         for (pid, role) in &orphan_roles {
             let e = snap.orphans.entry(*role).or_default();
             e.0 += 1;
-            e.1 += stats[pid].rss * self.page_size;
+            e.1 =
+                e.1.saturating_add(stats[pid].rss.saturating_mul(self.page_size));
         }
 
         // 6. History: roles of every tree member and orphan still alive.
@@ -713,7 +715,7 @@ impl Scanner {
             let mut r = Reading {
                 cpu_user_seconds: s.utime as f64 / self.ticks,
                 cpu_system_seconds: s.stime as f64 / self.ticks,
-                resident_bytes: s.rss * self.page_size,
+                resident_bytes: s.rss.saturating_mul(self.page_size),
                 virtual_bytes: s.vsize,
                 threads: s.threads,
                 ..Reading::default()
@@ -753,15 +755,24 @@ impl Scanner {
             }
             current.insert((pid, s.starttime), c);
             let t = &mut tree_complete;
-            t.resident_bytes += r.resident_bytes;
-            t.virtual_bytes += r.virtual_bytes;
-            t.threads += r.threads;
+            // Saturating sums: the values come from files (see `Counters::add`).
+            t.resident_bytes = t.resident_bytes.saturating_add(r.resident_bytes);
+            t.virtual_bytes = t.virtual_bytes.saturating_add(r.virtual_bytes);
+            t.threads = t.threads.saturating_add(r.threads);
             any_swap |= r.swap_bytes.is_some();
             any_fds |= r.open_fds.is_some();
             any_io |= r.read_bytes.is_some();
             any_cs |= r.voluntary_switches.is_some();
-            t.swap_bytes = Some(t.swap_bytes.unwrap_or(0) + r.swap_bytes.unwrap_or(0));
-            t.open_fds = Some(t.open_fds.unwrap_or(0) + r.open_fds.unwrap_or(0));
+            t.swap_bytes = Some(
+                t.swap_bytes
+                    .unwrap_or(0)
+                    .saturating_add(r.swap_bytes.unwrap_or(0)),
+            );
+            t.open_fds = Some(
+                t.open_fds
+                    .unwrap_or(0)
+                    .saturating_add(r.open_fds.unwrap_or(0)),
+            );
             if pid == ipid {
                 report.own = r;
             }
