@@ -162,6 +162,8 @@ pub struct SharedArgs {
     pub telemetry_path: String,
     pub max_connections: usize,
     pub max_requests: usize,
+    pub web_config: Option<PathBuf>,
+    pub unauthenticated_probes: bool,
     pub read_header_timeout: Duration,
     pub max_connection_age: Duration,
     pub procfs: PathBuf,
@@ -225,6 +227,17 @@ fn shared_args<S>(spec: &ExporterSpec<S>) -> Vec<Arg> {
             .value_parser(clap::value_parser!(u32).range(1..=1_048_576))
             .default_value("1024")
             .help("Most HTTP connections open at once (bounds memory); a new one beyond it closes the connection idle longest")
+            .help_heading(H_WEB),
+        Arg::new("web.config.file")
+            .long("web.config.file")
+            .value_name("FILE")
+            .value_parser(clap::value_parser!(PathBuf))
+            .help("TLS and basic authentication: a web configuration file in the exporter-toolkit format (docs/web-config.md); re-read when it changes")
+            .help_heading(H_WEB),
+        Arg::new("web.unauthenticated-probes")
+            .long("web.unauthenticated-probes")
+            .action(ArgAction::SetTrue)
+            .help("Answer /healthz and /ready without basic authentication (for kubelet probes); everything else stays behind it")
             .help_heading(H_WEB),
         Arg::new("web.read-header-timeout")
             .long("web.read-header-timeout")
@@ -390,6 +403,8 @@ fn shared_from_matches<S>(spec: &ExporterSpec<S>, m: &ArgMatches) -> SharedArgs 
             .copied()
             .unwrap_or(1024) as usize,
         max_requests: m.get_one::<u32>("web.max-requests").copied().unwrap_or(40) as usize,
+        web_config: m.get_one::<PathBuf>("web.config.file").cloned(),
+        unauthenticated_probes: m.get_flag("web.unauthenticated-probes"),
         read_header_timeout: m
             .get_one::<Duration>("web.read-header-timeout")
             .copied()
@@ -681,14 +696,16 @@ mod tests {
     }
 
     #[test]
-    fn help_lists_env_twins_and_no_web_config() {
+    fn help_lists_env_twins_and_the_web_config() {
         let help = command::<Own, ()>(&spec_named("help-exporter"))
             .render_long_help()
             .to_string();
         assert!(help.contains("HELP_EXPORTER_WEB_LISTEN_ADDRESS"), "{help}");
         assert!(help.contains("HELP_EXPORTER_PROBE_TARGET"), "{help}");
         assert!(help.contains("--no-collector.beta"), "{help}");
-        assert!(!help.contains("web.config"), "{help}");
+        assert!(help.contains("--web.config.file <FILE>"), "{help}");
+        assert!(help.contains("HELP_EXPORTER_WEB_CONFIG_FILE"), "{help}");
+        assert!(help.contains("--web.unauthenticated-probes"), "{help}");
         assert!(!help.contains("HELP_EXPORTER_HELP"), "{help}");
     }
 
@@ -701,7 +718,8 @@ mod tests {
             vec!["x", "--web.telemetry-path=/health"],
             vec!["x", "--web.telemetry-path=metrics"],
             vec!["x", "--collect.timeout=0"],
-            vec!["x", "--web.config.file=x.yml"],
+            vec!["x", "--web.max-requests=-1"],
+            vec!["x", "--web.max-connections=0"],
         ] {
             assert!(
                 parse::<Own, _, _, _>(&spec, bad.clone()).is_err(),

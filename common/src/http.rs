@@ -36,6 +36,7 @@ use crate::cli::ListenAddr;
 use crate::health;
 use crate::logging::event;
 use crate::runtime::Runtime;
+use crate::webconfig::{Decision, WebConfig, WebConfigWatcher};
 
 /// Largest request head (request line plus headers) accepted.
 pub const MAX_BUF: usize = 16 * 1024;
@@ -48,12 +49,20 @@ const CONNECTION_GRACE: Duration = Duration::from_secs(15);
 const DEFAULT_SCRAPE_WAIT: Duration = Duration::from_secs(10);
 /// File descriptors kept free of connections: collectors open files too.
 const FD_RESERVE: u64 = 128;
+/// At shutdown, how long connections keep reading before they close between requests: a
+/// request already sent (in the socket, not read yet) is answered, not dropped.
+const SHUTDOWN_READ_WINDOW: Duration = Duration::from_millis(150);
 
 pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ServerConfig {
     pub telemetry_path: String,
+    /// `--web.config.file`: TLS, basic authentication and extra headers, re-read when it
+    /// changes.
+    pub web: Option<Arc<WebConfigWatcher>>,
+    /// `--web.unauthenticated-probes`: `/healthz` and `/ready` without authentication.
+    pub unauthenticated_probes: bool,
     /// Most connections open at once; a new one beyond this closes the one open longest
     /// without a request in progress.
     pub max_connections: usize,
@@ -319,6 +328,45 @@ async fn serve_connection(
     ctl: Arc<Conn>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let web = shared.cfg.web.as_ref().map(|w| w.current());
+    let Some(tls) = web.as_ref().and_then(|w| w.tls().cloned()) else {
+        return serve_http(stream, peer, rt, shared, ctl, web, stop).await;
+    };
+    // The handshake is part of the request head: same timeout, and an idle slot may be
+    // taken from it like from any connection without a request in progress.
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let handshake = tokio::time::timeout(shared.cfg.read_header_timeout, acceptor.accept(stream));
+    let tls_stream = tokio::select! {
+        r = handshake => r,
+        _ = ctl.close.notified() => return,
+        _ = stopped(&mut stop) => return,
+    };
+    match tls_stream {
+        Ok(Ok(s)) => serve_http(s, peer, rt, shared, ctl, web, stop).await,
+        Ok(Err(e)) => event(
+            Level::Debug,
+            "TLS handshake failed",
+            &[("peer", &peer.to_string()), ("err", &e.to_string())],
+        ),
+        Err(_) => event(
+            Level::Debug,
+            "TLS handshake timed out",
+            &[("peer", &peer.to_string())],
+        ),
+    }
+}
+
+async fn serve_http<S>(
+    stream: S,
+    peer: SocketAddr,
+    rt: Arc<Runtime>,
+    shared: Arc<Shared>,
+    ctl: Arc<Conn>,
+    web: Option<Arc<WebConfig>>,
+    mut stop: watch::Receiver<bool>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -329,8 +377,9 @@ async fn serve_connection(
     let (shared2, ctl2) = (Arc::clone(&shared), Arc::clone(&ctl));
     let svc = hyper::service::service_fn(move |req| {
         let (rt, shared, busy) = (Arc::clone(&rt), Arc::clone(&shared2), Busy::new(&ctl2));
+        let web = web.clone();
         async move {
-            let resp = handle(&rt, &shared, req).await;
+            let resp = guarded(&rt, &shared, web.as_deref(), req).await;
             drop(busy);
             Ok::<_, Infallible>(resp)
         }
@@ -346,8 +395,14 @@ async fn serve_connection(
             tokio::time::timeout(CONNECTION_GRACE, conn.as_mut()).await.unwrap_or(Ok(()))
         }
         _ = stopped(&mut stop) => {
-            conn.as_mut().graceful_shutdown();
-            tokio::time::timeout(CONNECTION_GRACE, conn.as_mut()).await.unwrap_or(Ok(()))
+            // Read what was already sent before closing between requests.
+            match tokio::time::timeout(SHUTDOWN_READ_WINDOW, conn.as_mut()).await {
+                Ok(r) => r,
+                Err(_) => {
+                    conn.as_mut().graceful_shutdown();
+                    tokio::time::timeout(CONNECTION_GRACE, conn.as_mut()).await.unwrap_or(Ok(()))
+                }
+            }
         }
     };
     if let Err(e) = res {
@@ -357,6 +412,53 @@ async fn serve_connection(
             &[("peer", &peer.to_string()), ("err", &e.to_string())],
         );
     }
+}
+
+/// Basic authentication (when the web configuration has users) in front of every endpoint
+/// but the probes `--web.unauthenticated-probes` opens, and the configuration's extra
+/// headers on every answer.
+async fn guarded<B>(
+    rt: &Runtime,
+    shared: &Shared,
+    web: Option<&WebConfig>,
+    req: Request<B>,
+) -> Resp {
+    let Some(web) = web else {
+        return handle(rt, shared, req).await;
+    };
+    let open =
+        shared.cfg.unauthenticated_probes && matches!(req.uri().path(), "/healthz" | "/ready");
+    let auth = web.auth();
+    let decision = if open || !auth.enabled() {
+        Decision::Allowed
+    } else {
+        let presented = req.headers().get(header::AUTHORIZATION).cloned();
+        match auth.check_cached(presented.as_ref()) {
+            Some(d) => d,
+            None => {
+                // bcrypt costs tens of milliseconds of CPU: off the async workers.
+                let auth = Arc::clone(auth);
+                tokio::task::spawn_blocking(move || auth.check(presented.as_ref()))
+                    .await
+                    .unwrap_or(Decision::Unauthorized)
+            }
+        }
+    };
+    let mut resp = match decision {
+        Decision::Allowed => handle(rt, shared, req).await,
+        Decision::Unauthorized => {
+            let mut r = text(StatusCode::UNAUTHORIZED, "401 unauthorized\n");
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(Decision::CHALLENGE),
+            );
+            r
+        }
+    };
+    for (name, value) in web.headers() {
+        resp.headers_mut().insert(name.clone(), value.clone());
+    }
+    resp
 }
 
 type Resp = Response<Full<Bytes>>;
@@ -483,16 +585,14 @@ async fn handle<B>(rt: &Runtime, shared: &Shared, req: Request<B>) -> Resp {
                 text(StatusCode::OK, "OK")
             }
         }
-        Some(Route::Ready) => {
-            if rt.ready() {
-                text(StatusCode::OK, "ready\n")
-            } else {
-                text(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "not ready: background collectors have not finished a first run\n",
-                )
-            }
-        }
+        Some(Route::Ready) => match rt.not_ready_reason() {
+            None => text(StatusCode::OK, "ready\n"),
+            Some(why) => response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "text/plain; charset=utf-8",
+                format!("not ready: {why}\n"),
+            ),
+        },
     };
     if has_body(&req) {
         // The body stays unread; the connection can't be reused.
@@ -675,6 +775,8 @@ mod tests {
     fn config() -> ServerConfig {
         ServerConfig {
             telemetry_path: "/metrics".into(),
+            web: None,
+            unauthenticated_probes: false,
             max_connections: 64,
             max_requests: 4,
             read_header_timeout: Duration::from_secs(5),

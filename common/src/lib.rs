@@ -10,6 +10,7 @@ mod http;
 pub mod logging;
 mod runtime;
 pub mod sysfs;
+pub mod webconfig;
 
 pub use cli::{parse_duration, regex_flag};
 pub use collector::{
@@ -95,7 +96,8 @@ impl Settings {
 /// Exit codes: 0 after a clean shutdown (or `--once` with every collector succeeding, or
 /// `--help`/`--version`); 1 when a collector failed in `--once`, the spec is invalid, the
 /// collectors could not be built, or a listen address could not be bound; 2 for bad flags
-/// (including an environment twin naming a collector that does not exist).
+/// (including an environment twin naming a collector that does not exist) and a
+/// `--web.config.file` that does not load.
 pub fn run<A, S>(
     spec: &ExporterSpec<S>,
     setup: impl FnOnce(A, &Settings) -> anyhow::Result<S>,
@@ -225,6 +227,22 @@ async fn once(rt: &runtime::Runtime) -> ExitCode {
 
 async fn serve_until_signal(rt: Arc<runtime::Runtime>, shared: &cli::SharedArgs) -> ExitCode {
     let fd_limit = http::raise_fd_limit();
+    // A web configuration that does not load is fatal at start; later it is re-read in the
+    // background and a broken one keeps the last good.
+    let web = match &shared.web_config {
+        None => None,
+        Some(path) => match webconfig::WebConfigWatcher::start(
+            path.clone(),
+            webconfig::WebConfigWatcher::DEFAULT_INTERVAL,
+        ) {
+            Ok(w) => Some(Arc::new(w)),
+            Err(e) => {
+                fail(rt.id.name, &format!("--web.config.file: {e:#}"));
+                return ExitCode::from(2);
+            }
+        },
+    };
+    let tls = web.as_ref().is_some_and(|w| w.tls_enabled());
     let listeners = match http::bind(&shared.listen).await {
         Ok(l) => l,
         Err(e) => {
@@ -246,6 +264,7 @@ async fn serve_until_signal(rt: Arc<runtime::Runtime>, shared: &cli::SharedArgs)
             &[
                 ("address", &addr),
                 ("telemetry_path", &shared.telemetry_path),
+                ("tls", if tls { "true" } else { "false" }),
             ],
         );
     }
@@ -269,6 +288,8 @@ async fn serve_until_signal(rt: Arc<runtime::Runtime>, shared: &cli::SharedArgs)
     }
     let cfg = http::ServerConfig {
         telemetry_path: shared.telemetry_path.clone(),
+        web,
+        unauthenticated_probes: shared.unauthenticated_probes,
         max_connections,
         max_requests: shared.max_requests,
         read_header_timeout: shared.read_header_timeout,

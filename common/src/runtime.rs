@@ -383,7 +383,9 @@ impl Runtime {
         }
     }
 
-    /// Ready once every background collector has finished a first run.
+    /// Ready once every background collector has finished a first run (the HTTP layer asks
+    /// [`Runtime::not_ready_reason`], which also says why not).
+    #[cfg(test)]
     pub fn ready(&self) -> bool {
         self.slots
             .iter()
