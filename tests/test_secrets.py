@@ -37,6 +37,7 @@ without the password and with a wrong one, 200 with it.
 from __future__ import annotations
 
 import base64
+import errno
 import gzip
 import json
 import os
@@ -166,7 +167,7 @@ def start_stand_in(where: Path) -> tuple[subprocess.Popen, Path]:
                                  stderr=subprocess.DEVNULL, start_new_session=True)
             break
         except OSError as e:
-            if e.errno != 26:
+            if e.errno != errno.ETXTBSY:
                 raise
             time.sleep(0.02)
     deadline = time.monotonic() + 10
