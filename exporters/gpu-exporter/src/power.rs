@@ -405,13 +405,13 @@ impl SmiPower {
     }
 
     fn run(&self, deadline: Instant, args: &[&str]) -> Result<String, RunError> {
-        let runner = Runner {
-            command: self.command.clone(),
-            timeout: deadline
+        let runner = Runner::new(
+            self.command.clone(),
+            deadline
                 .saturating_duration_since(Instant::now())
                 .max(Duration::from_millis(10)),
-            max_stdout_bytes: MAX_STDOUT,
-        };
+            MAX_STDOUT,
+        );
         let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
         runner.run(&args).map(|o| o.stdout)
     }

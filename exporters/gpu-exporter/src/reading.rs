@@ -169,6 +169,9 @@ pub trait Backend: Send + Sync {
     /// `nvml` or `nvidia-smi`: the `backend` label of `nvidia_gpu_backend_info`.
     fn name(&self) -> &'static str;
     fn read(&self, timeout: std::time::Duration) -> anyhow::Result<Snapshot>;
+    /// The exporter is stopping: make a `read` in progress return at once (the nvidia-smi
+    /// backend kills its command) and later ones fail at once. Default: nothing to stop.
+    fn stop(&self) {}
 }
 
 /// Why the clocks are below their maximum. nvidia-smi calls these `clocks_event_reasons.*`

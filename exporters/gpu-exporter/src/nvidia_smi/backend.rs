@@ -4,10 +4,13 @@
 //! (one unknown field makes nvidia-smi reject the whole query) and `<command> --version` for
 //! the CUDA version; both are cached. Every read then runs
 //! `--query-gpu=<accepted fields> --format=csv` and `--query-compute-apps=... --format=csv`,
-//! all within one deadline. A failing `--query-gpu` drops the cached field list, so the next
-//! read asks `--help-query-gpu` again (the driver may have been upgraded underneath).
+//! all within one deadline. A `--query-gpu` that nvidia-smi rejects (a non-zero exit) drops the
+//! cached field list, so the next read asks `--help-query-gpu` again (the driver may have been
+//! upgraded underneath).
 
-use std::sync::Mutex;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail};
@@ -33,6 +36,10 @@ struct Probe {
 pub struct NvidiaSmiBackend {
     command: Vec<String>,
     probe: Mutex<Option<Probe>>,
+    /// See [`Runner::watchdog`].
+    watchdog: Option<PathBuf>,
+    /// Set by [`Backend::stop`]; see [`Runner::cancel`].
+    cancel: Arc<AtomicBool>,
 }
 
 /// `CUDA Version : 13.1` from `nvidia-smi --version`, or the `CUDA Version: 12.2` of the
@@ -52,7 +59,16 @@ impl NvidiaSmiBackend {
         NvidiaSmiBackend {
             command,
             probe: Mutex::new(None),
+            watchdog: None,
+            cancel: Arc::new(AtomicBool::new(false)),
         }
+    }
+
+    /// Run every command under the watchdog `program` (this executable:
+    /// [`super::watchdog::this_executable`]); see [`super::watchdog`].
+    pub fn with_watchdog(mut self, program: Option<PathBuf>) -> NvidiaSmiBackend {
+        self.watchdog = program;
+        self
     }
 
     fn runner(&self, deadline: Instant) -> Result<Runner, anyhow::Error> {
@@ -61,9 +77,9 @@ impl NvidiaSmiBackend {
             bail!("no time left of the collection timeout");
         }
         Ok(Runner {
-            command: self.command.clone(),
-            timeout: left,
-            max_stdout_bytes: MAX_STDOUT,
+            watchdog: self.watchdog.clone(),
+            cancel: Some(Arc::clone(&self.cancel)),
+            ..Runner::new(self.command.clone(), left, MAX_STDOUT)
         })
     }
 
@@ -120,15 +136,26 @@ impl Backend for NvidiaSmiBackend {
         "nvidia-smi"
     }
 
+    fn stop(&self) {
+        self.cancel.store(true, Ordering::SeqCst);
+    }
+
     fn read(&self, timeout: Duration) -> anyhow::Result<Snapshot> {
         let deadline = Instant::now() + timeout;
         let probe = self.ensure_probe(deadline)?;
-        let out = match self.run(deadline, &query_gpu_args(&probe.gpu_fields)) {
+        let out = match self
+            .runner(deadline)?
+            .run(&query_gpu_args(&probe.gpu_fields))
+        {
             Ok(o) => o,
             Err(e) => {
                 // A rejected field list (driver upgraded underneath) is fixed by asking again.
-                self.forget_probe();
-                return Err(e);
+                // A timeout is not: asking again would spend the next run's budget on the
+                // probe too.
+                if matches!(e, RunError::Failed { .. }) {
+                    self.forget_probe();
+                }
+                return Err(anyhow!("nvidia-smi --query-gpu: {e}"));
             }
         };
         let parsed = parse_query_gpu(&out.stdout, Layout::Header).map_err(|e| {

@@ -13,23 +13,33 @@
 //!   only the start of stderr is kept;
 //! - a non-zero exit is an error carrying a short excerpt of what the command said (nvidia-smi
 //!   prints its own failures, "NVIDIA-SMI has failed ...", on stdout, so that is used when
-//!   stderr is empty).
+//!   stderr is empty);
+//! - once [`Runner::cancel`] is set (the exporter is stopping) the run ends within a few
+//!   milliseconds, the command killed and reaped as at the timeout;
+//! - with [`Runner::watchdog`] (how the exporter runs it) the command is started, killed and
+//!   reaped by the watchdog process ([`super::watchdog`]), which also does so at the timeout
+//!   when this process has died or is frozen.
 //!
 //! It is plain `std::process` plus two reader threads, blocking: the odin-common runtime calls
 //! a background collector's `collect` on its own thread, so there is no async context to reuse,
 //! and a blocking runner needs no runtime and is easy to test. The wait polls `try_wait` every
 //! few milliseconds rather than handing the child to a waiter thread, so the child is never
-//! reaped behind our back and the process group id cannot be reused before we signal it.
+//! reaped behind our back and the process group id cannot be reused before we signal it
+//! (through the watchdog, the command's exit comes as a report and the watchdog keeps it
+//! unreaped until its group has been signalled).
 
 use std::fmt;
 use std::io::{self, Read};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use super::table::excerpt;
+use super::watchdog::{Report, Watched};
 
 /// How much of stderr is kept for error messages.
 const STDERR_KEEP: usize = 4096;
@@ -154,6 +164,13 @@ pub struct Runner {
     pub timeout: Duration,
     /// Larger stdout kills the command and fails the run.
     pub max_stdout_bytes: usize,
+    /// Run the command under a watchdog process, this executable run again
+    /// ([`super::watchdog`]), which also kills it at the timeout when this process has died.
+    /// `None`: start the command directly (it is then killed only by this process).
+    pub watchdog: Option<PathBuf>,
+    /// Once set, a run in progress is stopped (the command killed and reaped) within a few
+    /// milliseconds and later runs fail at once: the exporter is shutting down.
+    pub cancel: Option<Arc<AtomicBool>>,
 }
 
 /// What a successful run printed.
@@ -183,6 +200,10 @@ pub enum RunError {
     OutputTooLarge { pid: u32, limit: usize },
     /// Reading its output or waiting for it failed.
     Io(io::Error),
+    /// Stopped by [`Runner::cancel`]: killed (if it had started) and reaped.
+    Cancelled { pid: Option<u32> },
+    /// The watchdog ([`Runner::watchdog`]) failed; what it said, if anything.
+    Watchdog(String),
 }
 
 impl fmt::Display for RunError {
@@ -221,6 +242,16 @@ impl fmt::Display for RunError {
                 write!(f, "printed more than {limit} bytes; killed pid {pid}")
             }
             RunError::Io(e) => write!(f, "reading its output: {e}"),
+            RunError::Cancelled { pid: Some(pid) } => {
+                write!(
+                    f,
+                    "stopped, the exporter is shutting down; killed pid {pid}"
+                )
+            }
+            RunError::Cancelled { pid: None } => {
+                f.write_str("not run, the exporter is shutting down")
+            }
+            RunError::Watchdog(what) => write!(f, "its watchdog failed: {what}"),
         }
     }
 }
@@ -239,9 +270,118 @@ enum Msg {
     Stdout(io::Result<Vec<u8>>),
     StdoutOverflow,
     Stderr(Vec<u8>),
+    Watchdog(Report),
+}
+
+/// The process a run waits for: the command itself, or the watchdog running it.
+enum Proc {
+    /// The command, leader of its own process group.
+    Direct(Child),
+    /// The watchdog; `command` is the command's pid once the watchdog has reported it.
+    Watched {
+        watched: Watched,
+        command: Option<u32>,
+        exited: Option<ExitStatus>,
+    },
+}
+
+impl Proc {
+    /// The command's pid for messages (the watchdog's before it reported the command's).
+    fn pid(&self) -> u32 {
+        match self {
+            Proc::Direct(c) => c.id(),
+            Proc::Watched {
+                watched, command, ..
+            } => command.unwrap_or(watched.child.id()),
+        }
+    }
+
+    /// The command's exit status, once it exited (a direct child is reaped by this).
+    fn exit_status(&mut self) -> io::Result<Option<ExitStatus>> {
+        match self {
+            Proc::Direct(c) => c.try_wait(),
+            Proc::Watched { exited, .. } => Ok(*exited),
+        }
+    }
+
+    /// Kill the command's whole group and reap it and whatever of it comes back to us; true
+    /// when all of it was reaped within [`KILL_GRACE`] (else a thread keeps waiting).
+    /// `exited`: the command has exited already (a direct child is then reaped).
+    fn stop(&mut self, exited: bool) -> bool {
+        match self {
+            Proc::Direct(child) => {
+                let reaped = if exited {
+                    kill_group(child.id());
+                    true
+                } else {
+                    kill_and_reap(child)
+                };
+                reap_group_orphans(child.id());
+                reaped
+            }
+            Proc::Watched {
+                watched, command, ..
+            } => {
+                watched.finish();
+                let give_up = Instant::now() + KILL_GRACE;
+                let mut nap = Duration::from_millis(1);
+                let status = loop {
+                    match watched.child.try_wait() {
+                        Ok(Some(st)) => break Some(st),
+                        Ok(None) if Instant::now() < give_up => {
+                            thread::sleep(nap);
+                            nap = (nap * 2).min(POLL);
+                        }
+                        _ => break None,
+                    }
+                };
+                match status {
+                    // The watchdog killed the group, reaped all of it, and exited.
+                    Some(st) if st.success() => true,
+                    Some(_) => {
+                        // It died (killed, crashed) without cleaning up: the command and its
+                        // children came back to us, the subreaper, if they are still there.
+                        if let Some(pid) = *command {
+                            if is_our_child_leading_its_group(pid) {
+                                kill_group(pid);
+                            }
+                            reap_group_orphans(pid);
+                        }
+                        true
+                    }
+                    None => {
+                        // Stuck reaping a command that cannot die yet (uninterruptible sleep in
+                        // the driver): let a thread wait for the watchdog.
+                        let pid = watched.child.id();
+                        let _ = thread::Builder::new()
+                            .name(format!("reap-{pid}"))
+                            .spawn(move || wait_blocking(pid));
+                        false
+                    }
+                }
+            }
+        }
+    }
 }
 
 impl Runner {
+    /// A runner that starts the command directly, without a watchdog or a cancel flag.
+    pub fn new(command: Vec<String>, timeout: Duration, max_stdout_bytes: usize) -> Runner {
+        Runner {
+            command,
+            timeout,
+            max_stdout_bytes,
+            watchdog: None,
+            cancel: None,
+        }
+    }
+
+    fn cancelled(&self) -> bool {
+        self.cancel
+            .as_ref()
+            .is_some_and(|c| c.load(Ordering::SeqCst))
+    }
+
     /// Run `command` followed by `args`, with no shell.
     pub fn run(&self, args: &[String]) -> Result<RunOutput, RunError> {
         let start = Instant::now();
@@ -250,23 +390,54 @@ impl Runner {
             program: String::new(),
             source: io::Error::new(io::ErrorKind::InvalidInput, "empty command"),
         })?;
-        let mut child = Command::new(program)
-            .args(leading)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .spawn()
-            .map_err(|source| RunError::Spawn {
-                program: program.clone(),
-                source,
-            })?;
-        let pid = child.id();
-
+        if self.cancelled() {
+            return Err(RunError::Cancelled { pid: None });
+        }
         let (tx, rx) = mpsc::channel();
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let stderr = child.stderr.take().expect("stderr is piped");
+        let (mut proc, stdout, stderr) = match &self.watchdog {
+            None => {
+                let mut child = Command::new(program)
+                    .args(leading)
+                    .args(args)
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .process_group(0)
+                    .spawn()
+                    .map_err(|source| RunError::Spawn {
+                        program: program.clone(),
+                        source,
+                    })?;
+                let out = child.stdout.take().expect("stdout is piped");
+                let err = child.stderr.take().expect("stderr is piped");
+                (Proc::Direct(child), out, err)
+            }
+            Some(watchdog) => {
+                let reports = tx.clone();
+                let mut watched = Watched::spawn(
+                    watchdog,
+                    self.timeout,
+                    program,
+                    leading.iter().chain(args),
+                    move |r| {
+                        let _ = reports.send(Msg::Watchdog(r));
+                    },
+                )
+                .map_err(|source| RunError::Spawn {
+                    program: watchdog.display().to_string(),
+                    source,
+                })?;
+                let out = watched.child.stdout.take().expect("stdout is piped");
+                let err = watched.child.stderr.take().expect("stderr is piped");
+                let proc = Proc::Watched {
+                    watched,
+                    command: None,
+                    exited: None,
+                };
+                (proc, out, err)
+            }
+        };
+
         let cap = self.max_stdout_bytes;
         let tx_out = tx.clone();
         thread::spawn(move || read_stdout(stdout, cap, &tx_out));
@@ -277,12 +448,14 @@ impl Runner {
         let mut status: Option<ExitStatus> = None;
         let mut out: Option<Vec<u8>> = None;
         let mut err: Option<Vec<u8>> = None;
+        // The watchdog's end is closed: no more reports (it exited or died).
+        let mut watchdog_gone = false;
         loop {
             if status.is_none() {
-                match child.try_wait() {
+                match proc.exit_status() {
                     Ok(s) => status = s,
                     Err(e) => {
-                        kill_and_reap(&mut child);
+                        proc.stop(false);
                         return Err(RunError::Io(e));
                     }
                 }
@@ -290,22 +463,30 @@ impl Runner {
             if status.is_some() && out.is_some() && err.is_some() {
                 break;
             }
+            if self.cancelled() {
+                proc.stop(status.is_some());
+                return Err(RunError::Cancelled {
+                    pid: Some(proc.pid()),
+                });
+            }
             let now = Instant::now();
             if now >= deadline {
-                let reaped = if status.is_some() {
-                    // Exited, but something it started still holds the output open: kill the
-                    // rest of its group (the reader threads end when the pipes close).
-                    kill_group(pid);
-                    true
-                } else {
-                    kill_and_reap(&mut child)
-                };
-                reap_group_orphans(pid);
+                let reaped = proc.stop(status.is_some());
                 return Err(RunError::Timeout {
-                    pid,
+                    pid: proc.pid(),
                     after: now - start,
                     reaped,
                 });
+            }
+            if watchdog_gone {
+                // Closed before the command's end was reported: it died or failed.
+                proc.stop(status.is_some());
+                let said = String::from_utf8_lossy(err.as_deref().unwrap_or_default());
+                return Err(RunError::Watchdog(if said.trim().is_empty() {
+                    "it exited before the command did".to_owned()
+                } else {
+                    excerpt(&said, 200)
+                }));
             }
             // Sleep until a reader reports or the next poll of the child is due.
             let wait = (deadline - now).min(if out.is_some() && err.is_some() {
@@ -316,14 +497,57 @@ impl Runner {
             match rx.recv_timeout(wait) {
                 Ok(Msg::Stdout(Ok(bytes))) => out = Some(bytes),
                 Ok(Msg::Stdout(Err(e))) => {
-                    abort(&mut child, status.is_some());
+                    proc.stop(status.is_some());
                     return Err(RunError::Io(e));
                 }
                 Ok(Msg::StdoutOverflow) => {
-                    abort(&mut child, status.is_some());
-                    return Err(RunError::OutputTooLarge { pid, limit: cap });
+                    proc.stop(status.is_some());
+                    return Err(RunError::OutputTooLarge {
+                        pid: proc.pid(),
+                        limit: cap,
+                    });
                 }
                 Ok(Msg::Stderr(bytes)) => err = Some(bytes),
+                Ok(Msg::Watchdog(report)) => match (&mut proc, report) {
+                    (Proc::Watched { command, .. }, Report::Started(pid)) => {
+                        *command = Some(pid);
+                    }
+                    (Proc::Watched { exited, .. }, Report::Exited(st)) => *exited = Some(st),
+                    (_, Report::SpawnFailed(errno)) => {
+                        proc.stop(false);
+                        let source = if errno > 0 {
+                            io::Error::from_raw_os_error(errno)
+                        } else {
+                            io::Error::other("could not be started")
+                        };
+                        return Err(RunError::Spawn {
+                            program: program.clone(),
+                            source,
+                        });
+                    }
+                    (_, Report::TimedOut) => {
+                        // Its clock ran out first (by a hair: both count the same timeout).
+                        let reaped = proc.stop(status.is_some());
+                        return Err(RunError::Timeout {
+                            pid: proc.pid(),
+                            after: start.elapsed(),
+                            reaped,
+                        });
+                    }
+                    (_, Report::Closed) => {
+                        // Normal once the command has exited and its output is read (the
+                        // loop ends first then); an error otherwise, handled above so that
+                        // what it printed on stderr can be read first.
+                        watchdog_gone = status.is_none();
+                        if watchdog_gone && err.is_none() {
+                            // Give its stderr a moment to arrive.
+                            if let Ok(Msg::Stderr(bytes)) = rx.recv_timeout(POLL * 20) {
+                                err = Some(bytes);
+                            }
+                        }
+                    }
+                    (Proc::Direct(_), _) => {}
+                },
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
                     // Both readers are gone; every message they sent has been received.
@@ -332,6 +556,10 @@ impl Runner {
             }
         }
         let status = status.expect("loop exits with a status");
+        if let Proc::Watched { .. } = proc {
+            // Let the watchdog clear up (what is left of the group) and reap it.
+            proc.stop(true);
+        }
         let stdout = String::from_utf8_lossy(&out.unwrap_or_default()).into_owned();
         let stderr = String::from_utf8_lossy(&err.unwrap_or_default()).into_owned();
         if !status.success() {
@@ -351,6 +579,14 @@ impl Runner {
             elapsed: start.elapsed(),
         })
     }
+}
+
+/// Whether `pid` is a child of this process and leads its own process group (a command
+/// whose watchdog died, re-parented to us as its subreaper).
+fn is_our_child_leading_its_group(pid: u32) -> bool {
+    proc_entries()
+        .into_iter()
+        .any(|(p, ppid, pgrp)| p == pid && ppid == std::process::id() && pgrp == pid)
 }
 
 fn read_stdout(mut pipe: impl Read, cap: usize, tx: &mpsc::Sender<Msg>) {
@@ -393,17 +629,6 @@ fn read_stderr(mut pipe: impl Read) -> Vec<u8> {
             Err(_) => return keep,
         }
     }
-}
-
-/// Stop a run early: kill the child's group, reap the child (unless `exited`: already reaped
-/// by `try_wait`) and whatever of its group came back to us.
-fn abort(child: &mut Child, exited: bool) {
-    if exited {
-        kill_group(child.id());
-    } else {
-        kill_and_reap(child);
-    }
-    reap_group_orphans(child.id());
 }
 
 /// SIGKILL the child's whole process group (the child is its leader, see `process_group(0)`).
