@@ -46,6 +46,7 @@ suite e2e-power pytest_suite tests/test_e2e_power.py
 suite e2e-razer pytest_suite tests/test_e2e_razer.py
 suite shutdown pytest_suite tests/test_shutdown.py
 suite secrets pytest_suite tests/test_secrets.py
+suite web-config pytest_suite tests/test_web_config.py
 suite images .venv/bin/pytest -q tests/test_images.py
 
 echo
