@@ -393,12 +393,10 @@ impl Runtime {
             .all(|s| s.state().runs > 0)
     }
 
-    /// Why [`Runtime::ready`] is false, in one line for the `/ready` answer: each background
+    /// Why the exporter is not ready, in one line for the `/ready` answer: each background
     /// collector that has not finished a first run, with what it says about itself
     /// ([`Collector::detail`]) or else that it has not finished a first run, e.g.
     /// `gpu: choosing a backend: nvidia-smi has not answered for 3 s`. `None` when ready.
-    // Unused until the `/ready` route of the HTTP layer (being rewritten) prints it.
-    #[allow(dead_code)]
     pub fn not_ready_reason(&self) -> Option<String> {
         let pending: Vec<String> = self
             .slots
