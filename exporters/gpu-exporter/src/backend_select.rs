@@ -4,14 +4,20 @@
 //!   `--help-query-gpu` answers within the timeout (`nvml_unavailable_fell_back`); else none
 //!   (`nothing_available`).
 //! - `nvml`: NVML or none (`forced` / `forced_unavailable`).
-//! - `nvidia-smi`: always nvidia-smi (`forced`), even if the start-up probe fails: the driver
-//!   may come up later, and every collection tries again.
+//! - `nvidia-smi`: always nvidia-smi (`forced`), even if the probe fails: the driver may come
+//!   up later, and every collection tries again.
 //!
 //! With no backend the exporter still serves: zero GPUs, and the `gpu` collector fails every
 //! run with [`hint`].
+//!
+//! NVML answers at once, so its part is decided at start-up ([`start`]). nvidia-smi may take
+//! up to its timeout to answer the probe (or hang), so that part is left to the `gpu`
+//! collector's first background run ([`Selector::choose`]) while the exporter already serves;
+//! until then [`Selector::waiting`] says what it waits for.
 
 use std::path::Path;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use crate::nvidia_smi::backend::NvidiaSmiBackend;
 use crate::reading::Backend;
@@ -41,7 +47,7 @@ pub mod reason {
 /// The outcome of the selection.
 pub struct Selection {
     /// `None`: no backend works (`name` is `none`).
-    pub backend: Option<Box<dyn Backend>>,
+    pub backend: Option<Arc<dyn Backend>>,
     /// `nvml`, `nvidia-smi` or `none`.
     pub name: &'static str,
     /// One of [`reason`].
@@ -71,32 +77,45 @@ pub fn hint(problem: &str) -> String {
     )
 }
 
-/// Choose. `open_nvml` is [`crate::nvml::open`] in the binary (a stand-in in tests);
-/// `smi_timeout` bounds the nvidia-smi probe.
-pub fn select(
+/// The selection as far as it can be made at once: NVML's part.
+pub enum Start {
+    /// Decided: NVML works, or `--backend=nvml` and it does not.
+    Done(Selection),
+    /// nvidia-smi has to answer the probe first ([`Pending::finish`]).
+    Probe(Pending),
+}
+
+/// A selection waiting for nvidia-smi's answer: for `--backend=nvidia-smi`, which uses it
+/// anyway, the answer is only reported; for `auto` (NVML failed) it decides between
+/// nvidia-smi and none.
+pub struct Pending {
+    /// `Auto` or `NvidiaSmi`.
+    choice: Choice,
+    /// `auto`: why NVML is not used.
+    nvml_err: String,
+    smi: Arc<NvidiaSmiBackend>,
+}
+
+/// Make NVML's part of the selection. `open_nvml` is [`crate::nvml::open`] in the binary (a
+/// stand-in in tests).
+pub fn start(
     choice: Choice,
     nvml_library: Option<&Path>,
     open_nvml: impl FnOnce(Option<&Path>) -> anyhow::Result<Box<dyn Backend>>,
-    smi: NvidiaSmiBackend,
-    smi_timeout: Duration,
-) -> Selection {
+    smi: Arc<NvidiaSmiBackend>,
+) -> Start {
     let nvml_err = match choice {
         Choice::NvidiaSmi => {
-            let problem = smi
-                .probe(smi_timeout)
-                .err()
-                .map(|e| format!("nvidia-smi does not answer yet: {e:#}"));
-            return Selection {
-                backend: Some(Box::new(smi)),
-                name: "nvidia-smi",
-                reason: reason::FORCED,
-                problem,
-            };
+            return Start::Probe(Pending {
+                choice,
+                nvml_err: String::new(),
+                smi,
+            })
         }
         Choice::Nvml | Choice::Auto => match open_nvml(nvml_library) {
             Ok(b) => {
-                return Selection {
-                    backend: Some(b),
+                return Start::Done(Selection {
+                    backend: Some(Arc::from(b)),
                     name: "nvml",
                     reason: if choice == Choice::Nvml {
                         reason::FORCED
@@ -104,32 +123,187 @@ pub fn select(
                         reason::NVML_OK
                     },
                     problem: None,
-                }
+                })
             }
             Err(e) => format!("NVML: {e:#}"),
         },
     };
     if choice == Choice::Nvml {
-        return Selection {
+        return Start::Done(Selection {
             backend: None,
             name: "none",
             reason: reason::FORCED_UNAVAILABLE,
             problem: Some(nvml_err),
-        };
+        });
     }
-    match smi.probe(smi_timeout) {
-        Ok(()) => Selection {
-            backend: Some(Box::new(smi)),
-            name: "nvidia-smi",
-            reason: reason::FELL_BACK,
-            problem: Some(format!("{nvml_err}; fell back to nvidia-smi")),
+    Start::Probe(Pending {
+        choice,
+        nvml_err,
+        smi,
+    })
+}
+
+impl Pending {
+    /// Probe nvidia-smi within `timeout` and conclude; the probe's error, if it failed, comes
+    /// along (it is also in the selection's `problem`).
+    pub fn finish(self, timeout: Duration) -> (Selection, Option<anyhow::Error>) {
+        let probed = self.smi.probe(timeout);
+        let smi: Arc<dyn Backend> = self.smi;
+        let sel = match (self.choice, &probed) {
+            (Choice::NvidiaSmi, _) => Selection {
+                backend: Some(smi),
+                name: "nvidia-smi",
+                reason: reason::FORCED,
+                problem: probed
+                    .as_ref()
+                    .err()
+                    .map(|e| format!("nvidia-smi does not answer yet: {e:#}")),
+            },
+            (_, Ok(())) => Selection {
+                backend: Some(smi),
+                name: "nvidia-smi",
+                reason: reason::FELL_BACK,
+                problem: Some(format!("{}; fell back to nvidia-smi", self.nvml_err)),
+            },
+            (_, Err(e)) => Selection {
+                backend: None,
+                name: "none",
+                reason: reason::NOTHING,
+                problem: Some(format!("{}; nvidia-smi: {e:#}", self.nvml_err)),
+            },
+        };
+        (sel, probed.err())
+    }
+}
+
+/// Choose at once, probing nvidia-smi if need be (within `smi_timeout`).
+pub fn select(
+    choice: Choice,
+    nvml_library: Option<&Path>,
+    open_nvml: impl FnOnce(Option<&Path>) -> anyhow::Result<Box<dyn Backend>>,
+    smi: NvidiaSmiBackend,
+    smi_timeout: Duration,
+) -> Selection {
+    match start(choice, nvml_library, open_nvml, Arc::new(smi)) {
+        Start::Done(sel) => sel,
+        Start::Probe(p) => p.finish(smi_timeout).0,
+    }
+}
+
+/// The one log line of the outcome: `msg="gpu backend selected" backend=... reason=...
+/// detail=...`, at `warn` when no backend works.
+pub fn log(sel: &Selection) {
+    let detail = sel.problem.clone().unwrap_or_default();
+    odin_common::logging::event(
+        if sel.backend.is_some() {
+            log::Level::Info
+        } else {
+            log::Level::Warn
         },
-        Err(e) => Selection {
-            backend: None,
-            name: "none",
-            reason: reason::NOTHING,
-            problem: Some(format!("{nvml_err}; nvidia-smi: {e:#}")),
-        },
+        "gpu backend selected",
+        &[
+            ("backend", sel.name),
+            ("reason", sel.reason),
+            ("detail", &detail),
+        ],
+    );
+}
+
+enum State {
+    /// Nobody has asked nvidia-smi yet.
+    Pending(Pending),
+    /// Being asked (by the `gpu` collector's first run); kept to stop it at shutdown.
+    Probing(Arc<NvidiaSmiBackend>),
+    Chosen(Arc<Selection>),
+}
+
+/// The selection the `backend` and `gpu` collectors share: made at start-up where NVML
+/// decides, else by the `gpu` collector's first run.
+pub struct Selector {
+    state: Mutex<State>,
+    /// When the selection began (start-up).
+    since: Instant,
+}
+
+impl Selector {
+    /// The selection begun by [`start`]; a decided one is logged now.
+    pub fn new(start: Start) -> Selector {
+        let state = match start {
+            Start::Done(sel) => {
+                log(&sel);
+                State::Chosen(Arc::new(sel))
+            }
+            Start::Probe(p) => State::Pending(p),
+        };
+        Selector {
+            state: Mutex::new(state),
+            since: Instant::now(),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The selection, once made.
+    pub fn chosen(&self) -> Option<Arc<Selection>> {
+        match &*self.state() {
+            State::Chosen(sel) => Some(Arc::clone(sel)),
+            _ => None,
+        }
+    }
+
+    /// The selection, made now if need be (probing nvidia-smi within `timeout`, and logging
+    /// the outcome). `Err`: the probe failed in this call and nvidia-smi is used anyway
+    /// (`--backend=nvidia-smi`), or another thread is probing right now.
+    pub fn choose(&self, timeout: Duration) -> anyhow::Result<Arc<Selection>> {
+        let pending = {
+            let mut st = self.state();
+            match &*st {
+                State::Chosen(sel) => return Ok(Arc::clone(sel)),
+                State::Probing(_) => anyhow::bail!("the backend is being chosen"),
+                State::Pending(p) => {
+                    let smi = Arc::clone(&p.smi);
+                    match std::mem::replace(&mut *st, State::Probing(smi)) {
+                        State::Pending(p) => p,
+                        _ => unreachable!("just matched"),
+                    }
+                }
+            }
+        };
+        let (sel, probe_err) = pending.finish(timeout);
+        log(&sel);
+        let sel = Arc::new(sel);
+        *self.state() = State::Chosen(Arc::clone(&sel));
+        match probe_err {
+            Some(e) if sel.backend.is_some() => Err(e.context("nvidia-smi does not answer yet")),
+            _ => Ok(sel),
+        }
+    }
+
+    /// While the selection waits for nvidia-smi, what for:
+    /// `choosing a backend: nvidia-smi has not answered for 3 s`.
+    pub fn waiting(&self) -> Option<String> {
+        match &*self.state() {
+            State::Chosen(_) => None,
+            State::Pending(_) | State::Probing(_) => Some(format!(
+                "choosing a backend: nvidia-smi has not answered for {} s",
+                self.since.elapsed().as_secs()
+            )),
+        }
+    }
+
+    /// The exporter is stopping: stop the probe or the chosen backend's read in progress.
+    pub fn stop(&self) {
+        match &*self.state() {
+            State::Pending(p) => p.smi.stop(),
+            State::Probing(smi) => smi.stop(),
+            State::Chosen(sel) => {
+                if let Some(b) = &sel.backend {
+                    b.stop();
+                }
+            }
+        }
     }
 }
 
@@ -208,6 +382,73 @@ mod tests {
         );
         assert_eq!((s.name, s.reason), ("nvidia-smi", "forced"));
         assert!(s.problem.unwrap().contains("does not answer yet"));
+    }
+
+    #[test]
+    fn nvml_decides_at_once_and_nvidia_smi_in_the_first_run() {
+        let sel = Selector::new(start(
+            Choice::Auto,
+            None,
+            ok,
+            Arc::new(smi("/nonexistent/nvidia-smi")),
+        ));
+        assert_eq!(sel.chosen().unwrap().name, "nvml");
+        assert_eq!(sel.waiting(), None);
+
+        let sel = Selector::new(start(
+            Choice::Auto,
+            None,
+            missing,
+            Arc::new(smi("/nonexistent/nvidia-smi")),
+        ));
+        assert!(sel.chosen().is_none());
+        assert_eq!(
+            sel.waiting().as_deref(),
+            Some("choosing a backend: nvidia-smi has not answered for 0 s")
+        );
+        // auto: a failed probe means no backend, which is no error of the choice itself.
+        let chosen = sel.choose(T).unwrap();
+        assert_eq!((chosen.name, chosen.reason), ("none", "nothing_available"));
+        assert_eq!(sel.chosen().unwrap().name, "none");
+        assert_eq!(sel.waiting(), None);
+
+        // Forced: nvidia-smi is used anyway; the run that probed fails with the probe's error,
+        // later ones get the selection.
+        let sel = Selector::new(start(
+            Choice::NvidiaSmi,
+            None,
+            ok,
+            Arc::new(smi("/nonexistent/nvidia-smi")),
+        ));
+        assert!(sel.chosen().is_none());
+        let err = format!("{:#}", sel.choose(T).unwrap_err());
+        assert!(err.starts_with("nvidia-smi does not answer yet: "), "{err}");
+        let chosen = sel.choose(T).unwrap();
+        assert_eq!((chosen.name, chosen.reason), ("nvidia-smi", "forced"));
+        assert!(chosen
+            .problem
+            .as_deref()
+            .unwrap()
+            .contains("/nonexistent/nvidia-smi"));
+    }
+
+    #[test]
+    fn a_stopped_selection_does_not_wait_for_nvidia_smi() {
+        let sel = Selector::new(start(
+            Choice::NvidiaSmi,
+            None,
+            ok,
+            Arc::new(smi("/bin/sleep")),
+        ));
+        sel.stop();
+        let begin = Instant::now();
+        let err = format!("{:#}", sel.choose(Duration::from_secs(30)).unwrap_err());
+        assert!(
+            begin.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            begin.elapsed()
+        );
+        assert!(err.contains("shutting down"), "{err}");
     }
 
     #[test]

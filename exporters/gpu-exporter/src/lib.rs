@@ -1,7 +1,7 @@
 //! gpu-exporter as a library: the pieces the binary is assembled from.
 //!
 //! - [`SPEC`], [`Args`] and [`setup`]: what the exporter is, its own flags, and the state its
-//!   collectors are built from (the backend selected once at start).
+//!   collectors are built from (the backend selection, begun at start).
 //! - [`reading`], what a backend reads (backend-neutral [`reading::Snapshot`]).
 //! - [`nvidia_smi`], the nvidia-smi backend (parser, runner, [`nvidia_smi::backend`]).
 //! - [`nvml`], the NVML backend.
@@ -32,10 +32,9 @@ use std::time::Duration;
 
 use odin_common::{built, parse_duration, Built, CollectorDef, ExporterSpec, Mode, Settings};
 
-use backend_select::Choice;
-use collectors::{backend::BackendInfo, gpu};
-use nvidia_smi::{backend::NvidiaSmiBackend, runner};
-use reading::Backend;
+use backend_select::{Choice, Selector};
+use collectors::{backend::BackendCollector, gpu};
+use nvidia_smi::{backend::NvidiaSmiBackend, runner, watchdog};
 
 /// gpu-exporter's own flags (the shared ones come from odin-common).
 #[derive(Debug, clap::Args)]
@@ -81,15 +80,11 @@ pub struct Args {
     pub dcgm_hostname: Option<String>,
 }
 
-/// What the collectors are built from: the flags and the backend selected at start.
+/// What the collectors are built from: the flags and the backend selection (made at start
+/// where NVML decides, else by the `gpu` collector's first run).
 pub struct Setup {
     pub args: Args,
-    /// The selected backend; `None` when none works.
-    backend: Option<Arc<dyn Backend>>,
-    /// Why the preferred backend is not used (see [`backend_select::Selection::problem`]).
-    problem: Option<String>,
-    /// What the `backend` collector reports.
-    backend_info: BackendInfo,
+    selector: Arc<Selector>,
 }
 
 /// gpu-exporter, every collector declared once. `backend` comes first: the runtime runs (and
@@ -114,8 +109,10 @@ pub const SPEC: ExporterSpec<Setup> = ExporterSpec {
     ],
 };
 
-/// Check the flags, select the backend (logging which and why), and keep both for the
-/// collectors' builders.
+/// Check the flags and begin the backend selection: NVML's part now (it answers at once),
+/// nvidia-smi's in the `gpu` collector's first run, so that a hung nvidia-smi does not delay
+/// serving. Every nvidia-smi run goes through the watchdog ([`nvidia_smi::watchdog`]) when
+/// this executable can be one.
 pub fn setup(args: Args, _settings: &Settings) -> anyhow::Result<Setup> {
     let command = runner::split_command(&args.smi_command)
         .map_err(|e| anyhow::anyhow!("--nvidia-smi.command: {e}"))?;
@@ -128,56 +125,51 @@ pub fn setup(args: Args, _settings: &Settings) -> anyhow::Result<Setup> {
              left to init"
         );
     }
-    let selection = backend_select::select(
+    let watchdog = watchdog::this_executable();
+    if watchdog.is_none() {
+        log::warn!(
+            "cannot run the nvidia-smi watchdog (no /proc/self/exe, or a main without \
+             watchdog::run_if_asked); a hung nvidia-smi outlives a killed exporter"
+        );
+    }
+    let smi = NvidiaSmiBackend::new(command).with_watchdog(watchdog);
+    let start = backend_select::start(
         args.backend,
         args.nvml_library.as_deref(),
         nvml::open,
-        NvidiaSmiBackend::new(command),
-        args.smi_timeout,
-    );
-    let detail = selection.problem.clone().unwrap_or_default();
-    odin_common::logging::event(
-        if selection.backend.is_some() {
-            log::Level::Info
-        } else {
-            log::Level::Warn
-        },
-        "gpu backend selected",
-        &[
-            ("backend", selection.name),
-            ("reason", selection.reason),
-            ("detail", &detail),
-        ],
+        Arc::new(smi),
     );
     Ok(Setup {
-        backend_info: BackendInfo::new(&selection),
-        backend: selection.backend.map(Arc::from),
-        problem: selection.problem,
+        selector: Arc::new(Selector::new(start)),
         args,
     })
 }
 
 fn build_backend(setup: &Setup) -> Built {
-    built(setup.backend_info.clone())
+    built(BackendCollector::new(Arc::clone(&setup.selector)))
 }
 
 /// NVML is read inside each scrape; nvidia-smi (and no backend at all, so that `/health`
-/// reports the problem from the start) in the background.
+/// reports the problem from the start) in the background, which is also where the choice
+/// between nvidia-smi and none is made when it waits for nvidia-smi's answer.
 fn build_gpu(setup: &Setup) -> Built {
     let args = &setup.args;
     let background = Mode::Background {
         interval: args.interval,
         timeout: args.smi_timeout,
     };
-    let (source, mode) = match &setup.backend {
-        Some(b) if b.name() == "nvml" => (gpu::Source::Backend(Arc::clone(b)), Mode::OnScrape),
-        Some(b) => (gpu::Source::Backend(Arc::clone(b)), background),
-        None => (
-            gpu::Source::Unavailable {
-                hint: backend_select::hint(setup.problem.as_deref().unwrap_or("")),
-            },
-            background,
-        ),
+    let (source, mode) = match setup.selector.chosen() {
+        Some(sel) => match &sel.backend {
+            Some(b) if b.name() == "nvml" => (gpu::Source::Backend(Arc::clone(b)), Mode::OnScrape),
+            Some(b) => (gpu::Source::Backend(Arc::clone(b)), background),
+            None => (
+                gpu::Source::Unavailable {
+                    hint: backend_select::hint(sel.problem.as_deref().unwrap_or("")),
+                },
+                background,
+            ),
+        },
+        None => (gpu::Source::Choose(Arc::clone(&setup.selector)), background),
     };
     let hostname = args
         .dcgm_compat

@@ -183,6 +183,12 @@ fn listens_at_once_and_is_ready_once_the_backend_is_chosen() {
     // Not ready, and /health says why.
     let r = e.get("/ready");
     assert_eq!(r.status, 503, "{}", r.text());
+    assert!(
+        r.text()
+            .starts_with("not ready: gpu: choosing a backend: nvidia-smi has not answered for "),
+        "{}",
+        r.text()
+    );
     let health = e.get("/health").json();
     let detail = gpu(&health)["detail"]
         .as_str()

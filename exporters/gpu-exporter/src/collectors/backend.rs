@@ -6,12 +6,16 @@
 //! nvidia-smi. It fails (the `backend` component unhealthy, the reason as its error) only when
 //! no backend works: nothing available, or a forced `--backend=nvml` that cannot load. A
 //! fallback is not a failure: GPUs are measured; the `GpuBackendFellBack` alert and the info
-//! metric tell the story.
+//! metric tell the story. Until the backend is chosen (nvidia-smi has yet to answer the
+//! probe) it writes nothing and does not fail; its detail says what the selection waits for.
+
+use std::sync::Arc;
 
 use odin_common::{Collector, Context, Sink};
 
-use crate::backend_select::{reason, Selection};
+use crate::backend_select::{reason, Selection, Selector};
 
+/// What the collector reports about one selection.
 #[derive(Debug, Clone)]
 pub struct BackendInfo {
     name: &'static str,
@@ -41,20 +45,43 @@ impl BackendInfo {
     }
 }
 
-impl Collector for BackendInfo {
+/// Collector `backend`. While nvidia-smi has yet to answer the probe (see
+/// [`crate::backend_select`]) nothing is chosen: it writes no `backend_info` sample and does
+/// not fail, and its detail says what the selection waits for.
+pub struct BackendCollector {
+    selector: Arc<Selector>,
+}
+
+impl BackendCollector {
+    pub fn new(selector: Arc<Selector>) -> BackendCollector {
+        BackendCollector { selector }
+    }
+
+    fn info(&self) -> Option<BackendInfo> {
+        self.selector.chosen().map(|sel| BackendInfo::new(&sel))
+    }
+}
+
+impl Collector for BackendCollector {
     fn collect(&self, _ctx: &Context, out: &mut Sink) -> anyhow::Result<()> {
+        let Some(info) = self.info() else {
+            return Ok(());
+        };
         out.gauge(
             "backend_info",
             "The active GPU backend (nvml, nvidia-smi, none) and why it was chosen; always 1.",
         )
-        .sample(&[("backend", self.name), ("reason", self.reason)], 1.0);
-        match &self.failure {
+        .sample(&[("backend", info.name), ("reason", info.reason)], 1.0);
+        match &info.failure {
             Some(f) => Err(anyhow::anyhow!("{f}")),
             None => Ok(()),
         }
     }
 
     fn detail(&self) -> Option<String> {
-        Some(self.detail.clone())
+        match self.info() {
+            Some(info) => Some(info.detail),
+            None => self.selector.waiting(),
+        }
     }
 }

@@ -19,12 +19,18 @@
 //!   laptop can tell.
 //! - With no backend at all the run writes `nvidia_gpu_devices 0` and fails with a hint naming
 //!   the fixes, so `/health` shows why.
+//! - Where the backend depends on nvidia-smi's answer to the probe (`--backend=nvidia-smi`, or
+//!   `auto` without NVML), the first run makes the selection ([`Source::Choose`]) and reads
+//!   with what is left of its timeout; until it returns nothing is served for the GPUs (not
+//!   even `nvidia_gpu_devices`), and the component's detail says what it waits for.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use odin_common::{Collector, Context, Mode, Sink};
 
+use crate::backend_select::{self, Selector};
 use crate::dcgm::DcgmOptions;
 use crate::metrics::{self, EmitOptions};
 use crate::reading::{Backend, GpuReading, Snapshot};
@@ -37,6 +43,9 @@ pub enum Source {
     Unavailable {
         hint: String,
     },
+    /// nvidia-smi or nothing, to be chosen by the first run (which probes nvidia-smi within
+    /// the run's timeout, then reads with what is left of it); then as the two above.
+    Choose(Arc<Selector>),
 }
 
 /// What the collector remembers between runs.
@@ -126,11 +135,24 @@ impl Collector for GpuCollector {
     }
 
     fn collect(&self, ctx: &Context, out: &mut Sink) -> anyhow::Result<()> {
+        let deadline = Instant::now() + ctx.timeout;
+        let chosen;
         let backend = match &self.source {
             Source::Backend(b) => b,
             Source::Unavailable { hint } => {
                 metrics::write_device_count(out, 0);
                 anyhow::bail!("{hint}");
+            }
+            Source::Choose(selector) => {
+                chosen = selector.choose(ctx.timeout)?;
+                match &chosen.backend {
+                    Some(b) => b,
+                    None => {
+                        metrics::write_device_count(out, 0);
+                        let hint = backend_select::hint(chosen.problem.as_deref().unwrap_or(""));
+                        anyhow::bail!("{hint}");
+                    }
+                }
             }
         };
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
@@ -157,7 +179,7 @@ impl Collector for GpuCollector {
             return Ok(());
         }
 
-        let snap = backend.read(ctx.timeout)?;
+        let snap = backend.read(deadline.saturating_duration_since(Instant::now()))?;
         for p in &snap.problems {
             out.item_error(p.clone());
         }
@@ -175,6 +197,24 @@ impl Collector for GpuCollector {
         let opts = self.options(ctx, suspended, &st);
         metrics::emit(&snap, &opts, out);
         Ok(())
+    }
+
+    /// While the backend is being chosen: what the selection waits for.
+    fn detail(&self) -> Option<String> {
+        match &self.source {
+            Source::Choose(selector) => selector.waiting(),
+            _ => None,
+        }
+    }
+
+    /// Kill the nvidia-smi run in progress (the probe or a query) so that shutdown need not
+    /// wait for its timeout.
+    fn stop(&self) {
+        match &self.source {
+            Source::Backend(b) => b.stop(),
+            Source::Choose(selector) => selector.stop(),
+            Source::Unavailable { .. } => {}
+        }
     }
 }
 
