@@ -126,6 +126,9 @@ pub struct Scanner {
     /// Do not scan again before the buffer is this long (an unfinished candidate waits for
     /// enough new output, so that a large object arriving in small reads costs linear time).
     retry_at: usize,
+    /// During the last scan of the output: what `span::json_object` answers at offsets of the
+    /// buffer inside an unfinished object already walked ([`span::nested_objects`]).
+    known_spans: std::collections::HashMap<usize, span::Span>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -166,6 +169,7 @@ impl Scanner {
 
     fn scan(&mut self, eof: bool) {
         let buf = std::mem::take(&mut self.buf);
+        self.known_spans.clear();
         let mut i = 0;
         let mut wait_from = None;
         while i < buf.len() {
@@ -196,7 +200,18 @@ impl Scanner {
         let rest = &buf[i..];
         let b = rest[0];
         if b == b'{' {
-            return match span::json_object(rest, MAX_CANDIDATE) {
+            let found = match self.known_spans.get(&i) {
+                Some(known) => *known,
+                None => span::json_object(rest, MAX_CANDIDATE),
+            };
+            if eof && found == span::Span::Incomplete && !self.known_spans.contains_key(&i) {
+                // The output is over: each `{` inside is asked about next, and scanning on
+                // from each would cost time quadratic in the object's length.
+                for (offset, known) in span::nested_objects(rest, MAX_CANDIDATE) {
+                    self.known_spans.insert(i + offset, known);
+                }
+            }
+            return match found {
                 span::Span::Complete(n) => match serde_json::from_slice::<Value>(&rest[..n])
                     .ok()
                     .or_else(|| {
