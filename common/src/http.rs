@@ -275,13 +275,27 @@ async fn accept_loop(
     mut stop: watch::Receiver<bool>,
     conn_tx: mpsc::Sender<()>,
 ) {
+    let mut draining = false;
     loop {
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            _ = stopped(&mut stop) => return,
+        let accepted = if draining {
+            // Stopping: take the connections already queued in the backlog (their requests
+            // may be sent already) so they are answered, not reset; then close the listener.
+            match tokio::time::timeout(Duration::ZERO, listener.accept()).await {
+                Ok(a) => a,
+                Err(_) => return,
+            }
+        } else {
+            tokio::select! {
+                a = listener.accept() => a,
+                _ = stopped(&mut stop) => {
+                    draining = true;
+                    continue;
+                }
+            }
         };
         let (stream, peer) = match accepted {
             Ok(a) => a,
+            Err(_) if draining => return,
             Err(e) => {
                 // Out of file descriptors: make room by closing an idle connection; otherwise
                 // back off instead of spinning.
