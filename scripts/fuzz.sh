@@ -9,8 +9,8 @@
 # the nvidia-smi captures in the shared folder ($ODIN_SHARED_DIR, else ../shared); corpora and
 # findings stay in fuzz/work/ (ignored by git) and a later run resumes them. Prints one line
 # per target (executions, execs/s, edges, crashes, hangs), appends it to
-# fuzz/work/results.tsv, replays every crash and hang without AFL++, and exits 1 if a target
-# found any.
+# fuzz/work/results.tsv, replays every crash and hang found so far without AFL++, and exits 1
+# if one of them still fails (panics, or takes over a second) with the code as it is now.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -83,11 +83,14 @@ for t in "${targets[@]}"; do
     "$(stat_of edges_found "$out")" "$(stat_of bitmap_cvg "$out")" \
     "$(stat_of corpus_count "$out")" "$crashes" "$hangs")
   echo "$line" >>"$work/results.tsv"
+  # afl-fuzz's log: only its end is worth keeping.
+  tail -n 200 "$work/$t.log" >"$work/$t.log.tail" && mv "$work/$t.log.tail" "$work/$t.log"
   echo "fuzz.sh: $t: $execs executions, $(stat_of execs_per_sec "$out") execs/s (last)," \
     "$(stat_of edges_found "$out") edges, $crashes crashes, $hangs hangs (all runs)"
+  # Findings are kept across runs; what counts is whether they still fail with the code as it
+  # is now (a fixed crash stays in the folder as a record, and replays clean).
   if [ "$crashes" -gt 0 ] || [ "$hangs" -gt 0 ]; then
-    found=1
-    ./target/release/check "$t" "$out/default/crashes" "$out/default/hangs" || true
+    ./target/release/check "$t" "$out/default/crashes" "$out/default/hangs" || found=1
   fi
 done
 echo "fuzz.sh: results in fuzz/work/results.tsv"
