@@ -45,7 +45,8 @@ fi
 
 cd fuzz
 echo "fuzz.sh: building the targets"
-nice -n 19 cargo afl build --release --locked
+# Not --locked: the exporters' dependencies move with the workspace, and fuzz/Cargo.lock follows.
+nice -n 19 cargo afl build --release
 work=$PWD/work
 mkdir -p "$work"
 rm -rf "$work/seeds"
