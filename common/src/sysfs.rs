@@ -107,4 +107,32 @@ mod tests {
         assert!(matches!(read(&p("dir")), Err(Missing::Failed(_))));
         assert!(entries(&p("no-class")).unwrap().is_empty());
     }
+
+    /// How each errno a driver answers is classified. `EAGAIN`, `EBUSY` and `ETIMEDOUT` come
+    /// from no file a test can make (a driver answers them), so they are checked here on
+    /// synthetic errors; `EIO` and `EINVAL` also come from real files in the exporters' fault
+    /// tests (/proc/self/mem and /proc/self/clear_refs).
+    #[test]
+    fn errnos_are_classified() {
+        let p = Path::new("/sys/x/attr");
+        let of = |errno| classify(p, &io::Error::from_raw_os_error(errno));
+        for errno in [libc::EAGAIN, libc::EIO, libc::EBUSY, libc::ETIMEDOUT] {
+            match of(errno) {
+                Missing::Failed(m) => assert!(m.starts_with("/sys/x/attr: "), "{m}"),
+                other => panic!("errno {errno}: {other:?}"),
+            }
+        }
+        for errno in [
+            libc::ENOENT,
+            libc::ENODEV,
+            libc::ENXIO,
+            libc::EINVAL,
+            libc::ENODATA,
+        ] {
+            assert_eq!(of(errno), Missing::Absent, "errno {errno}");
+        }
+        assert_eq!(of(libc::EOPNOTSUPP), Missing::Absent);
+        assert_eq!(of(libc::EACCES), Missing::Denied);
+        assert_eq!(of(libc::EPERM), Missing::Denied);
+    }
 }

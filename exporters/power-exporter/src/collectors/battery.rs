@@ -45,8 +45,9 @@
 //!   `not_charging`, `full`, `unknown`), 1 for the current one; an absent or unrecognised
 //!   status is `unknown`.
 //!
-//! A supply that vanishes while it is read, and an attribute the driver does not support,
-//! write nothing. An attribute that fails to read (an I/O error, permission denied) or does
+//! An attribute the driver does not support writes nothing. A supply that vanishes while it
+//! is read (listed, then its directory gone) writes nothing and is counted as an item error.
+//! An attribute that fails to read (an I/O error, permission denied) or does
 //! not parse is skipped and counted as an item error; only an unreadable class directory fails
 //! the collector. Every read goes to sysfs directly rather than through the `battery` crate,
 //! which reads `/sys/class/power_supply` at a fixed path and skips peripheral batteries.
@@ -383,7 +384,8 @@ impl Collector for Battery {
                 continue;
             }
             let mut r = Reader::new(dir, name);
-            // No `type`: not a supply (or it vanished); nothing to write.
+            let found_before = (batteries.len(), adapters.len());
+            // No `type`: not a supply (or it vanished: see below); nothing to write.
             if let Some(kind) = r.text("type") {
                 if kind == "Battery" {
                     let scope = match r.text("scope").as_deref() {
@@ -399,6 +401,14 @@ impl Collector for Battery {
                 } else if let Some(online) = r.int("online") {
                     adapters.push((name.clone(), if online > 0.0 { 1.0 } else { 0.0 }));
                 }
+            }
+            // Listed, then gone (a peripheral unplugged mid-scrape): what was read of it is a
+            // half reading; drop it and count it, whatever its attributes answered meanwhile.
+            if !dir.exists() {
+                batteries.truncate(found_before.0);
+                adapters.truncate(found_before.1);
+                out.item_error(format!("power_supply {name}: vanished while it was read"));
+                continue;
             }
             for e in r.errors {
                 out.item_error(e);

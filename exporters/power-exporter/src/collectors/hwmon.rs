@@ -30,7 +30,8 @@
 //! `Tctl`, `Composite`), empty when the sensor has none; `chip_name` is the text of the chip's
 //! `name` file. A value the driver fails to answer (`EAGAIN`, `EIO`, ...), cannot be read or
 //! does not parse is skipped and counted as an item error; the rest of the chip is still
-//! reported. A host without the class exports nothing and is healthy.
+//! reported. A chip, or one of its listed files, that vanishes while it is read is left out
+//! and counted as an item error. A host without the class exports nothing and is healthy.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -234,13 +235,28 @@ fn note(out: &mut Sink, path: &Path, missing: Missing) {
     }
 }
 
-/// The value of an attribute file in base units (divided, not multiplied by a fraction, so
-/// that 84850 millidegrees is exactly 84.85).
+/// [`note`] for a file found by listing its directory: a listed file that is no longer there
+/// vanished while it was read, which is counted (an unsupported attribute answering `EINVAL`
+/// is still there, and stays absent).
+fn note_listed(out: &mut Sink, path: &Path, missing: Missing) {
+    match missing {
+        // (When the whole chip went, the chip is counted once instead.)
+        Missing::Absent if !path.exists() && path.parent().is_some_and(Path::exists) => {
+            out.item_error(format!("{}: vanished while it was read", path.display()))
+        }
+        Missing::Absent => {}
+        Missing::Denied => out.item_error(format!("{}: permission denied", path.display())),
+        Missing::Failed(what) | Missing::Malformed(what) => out.item_error(what),
+    }
+}
+
+/// The value of a listed attribute file in base units (divided, not multiplied by a fraction,
+/// so that 84850 millidegrees is exactly 84.85).
 fn value(path: &Path, divisor: f64, out: &mut Sink) -> Option<f64> {
     match sysfs::read_i64(path) {
         Ok(v) => Some(v as f64 / divisor),
         Err(m) => {
-            note(out, path, m);
+            note_listed(out, path, m);
             None
         }
     }
@@ -315,7 +331,7 @@ fn read_chip(
         let label = match props.get("label").map(|p| (p, sysfs::read(p))) {
             Some((_, Ok(text))) => text,
             Some((p, Err(m))) => {
-                note(out, p, m);
+                note_listed(out, p, m);
                 String::new()
             }
             None => String::new(),
@@ -340,9 +356,20 @@ impl Collector for Hwmon {
         for (name, path) in &entries {
             // Entries are symlinks to the device tree; follow them, skip anything not a dir.
             if !path.is_dir() {
+                // A link to nothing: the chip went away between the listing and now.
+                if path.symlink_metadata().is_ok_and(|m| m.is_symlink()) && !path.exists() {
+                    out.item_error(format!("{}: vanished while it was read", path.display()));
+                }
                 continue;
             }
+            let found_before = (rows.len(), chips.len());
             read_chip(name, path, &mut rows, &mut chips, out);
+            // Gone while it was read: a half reading, dropped (and counted).
+            if !path.exists() {
+                rows.truncate(found_before.0);
+                chips.truncate(found_before.1);
+                out.item_error(format!("{}: vanished while it was read", path.display()));
+            }
         }
 
         // Two hwmon directories of one device would give the same chip label: keep the

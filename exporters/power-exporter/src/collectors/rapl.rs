@@ -246,7 +246,12 @@ impl Rapl {
                         continue;
                     }
                 },
-                // A zone without a counter, or one that vanished: the next scan drops it.
+                // A zone that vanished since the last scan (the next scan drops it): counted.
+                Err(Missing::Absent) if !zone.path.exists() => {
+                    out.item_error(format!("{}: vanished", zone.path.display()));
+                    continue;
+                }
+                // A zone without a counter.
                 Err(Missing::Absent) => continue,
                 Err(Missing::Denied) => {
                     denied.push(&zone.path);

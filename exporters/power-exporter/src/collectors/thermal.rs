@@ -13,7 +13,9 @@
 //! `zone` and `device` are the number in the directory name (`thermal_zone3` is zone `3`), as
 //! node_exporter labels them. A host without the class (a VM) exports nothing and is healthy.
 //! A file the driver fails to answer (`EIO`, `EAGAIN`, ...) or that holds no number is skipped
-//! and counted as an item error; the rest of the zone is still reported.
+//! and counted as an item error; the rest of the zone is still reported. A zone or cooling
+//! device that vanishes while it is read (listed, then its directory gone) is left out and
+//! counted as an item error.
 
 use std::path::Path;
 
@@ -162,6 +164,7 @@ impl Collector for Thermal {
         let mut coolers: Vec<(String, String, Cooling)> = Vec::new();
 
         for (name, path) in &entries {
+            let found_before = (zones.len(), trips.len(), coolers.len());
             if let Some(n) = name.strip_prefix("thermal_zone") {
                 if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
                     continue;
@@ -202,6 +205,16 @@ impl Collector for Thermal {
                     max_state: state(&path.join("max_state"), out),
                 };
                 coolers.push((n.to_owned(), kind, cooling));
+            } else {
+                continue;
+            }
+            // Listed, then gone (its driver unbound mid-scrape): a half reading, dropped and
+            // counted.
+            if !path.exists() {
+                zones.truncate(found_before.0);
+                trips.truncate(found_before.1);
+                coolers.truncate(found_before.2);
+                out.item_error(format!("{}: vanished while it was read", path.display()));
             }
         }
 
