@@ -151,15 +151,41 @@ fn kill(pid: u32, sig: libc::c_int) {
     }
 }
 
-/// Whatever a test leaves running (it failed): killed, so one failure does not leave a
-/// sleeping process per run of the suite.
-struct Cleanup(Vec<Proc>);
+/// The process group of `pid`, from `/proc/<pid>/stat`.
+fn group_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(2)?
+        .parse()
+        .ok()
+}
 
-impl Drop for Cleanup {
+impl Drop for Hung {
+    /// A failing test may leave the hung command behind (the very defect these tests look
+    /// for): kill what the pid file names, if it is still that command's process group (its
+    /// leader's command line names this scratch directory), so that one failure does not
+    /// leave processes sleeping for an hour.
     fn drop(&mut self) {
-        for p in &self.0 {
-            if p.exists() {
-                kill(p.pid, libc::SIGKILL);
+        let Ok(s) = std::fs::read_to_string(self.pidfile()) else {
+            return;
+        };
+        let pids: Vec<u32> = s
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect();
+        let Some(&leader) = pids.first() else {
+            return;
+        };
+        let cmdline = std::fs::read(format!("/proc/{leader}/cmdline")).unwrap_or_default();
+        let dir = self.dir.path().display().to_string();
+        if !String::from_utf8_lossy(&cmdline).contains(&dir) {
+            return;
+        }
+        for &pid in &pids {
+            if group_of(pid) == Some(leader) {
+                kill(pid, libc::SIGKILL);
             }
         }
     }
@@ -178,7 +204,6 @@ fn listens_at_once_and_is_ready_once_the_backend_is_chosen() {
         e.log()
     );
     let procs = h.pids(Duration::from_secs(5));
-    let _cleanup = Cleanup(procs.to_vec());
 
     // Not ready, and /health says why.
     let r = e.get("/ready");
@@ -269,7 +294,6 @@ fn sigterm_while_hung(hang: Hang) {
     // A timeout far beyond the test: only the shutdown may end the hung command.
     let mut e = h.start("60s", hang);
     let procs = h.pids(Duration::from_secs(5));
-    let _cleanup = Cleanup(procs.to_vec());
     std::thread::sleep(Duration::from_millis(200));
     assert!(procs.iter().all(Proc::exists), "{procs:?}");
 
@@ -306,7 +330,6 @@ fn sigkill_while_hung(hang: Hang) {
     let timeout = Duration::from_secs(3);
     let mut e = h.start("3s", hang);
     let procs = h.pids(Duration::from_secs(5));
-    let _cleanup = Cleanup(procs.to_vec());
     std::thread::sleep(Duration::from_millis(200));
     assert!(procs.iter().all(Proc::exists), "{procs:?}");
 
