@@ -7,7 +7,8 @@
 //! a file only for models that support it, and a read of an unsupported one fails with
 //! EINVAL: absent, no error. A read that fails otherwise (EIO, ETIMEDOUT) drops that value and
 //! counts an item error; a permission refusal fails the run, naming the group that opens
-//! these files (`plugdev`).
+//! these files (`plugdev`). A device unplugged while it is read (listed, then its directory
+//! gone) is left out and counted as an item error.
 //!
 //! Writes `razer_devices{source="openrazer"}`, and per device `razer_device_info`,
 //! `razer_battery_ratio`, `razer_battery_charging`, `razer_battery_low_threshold_ratio`,
@@ -172,6 +173,13 @@ fn read_device(
                 continue;
             };
             let v = parsed::<u64>(&path, "an integer").and_then(|v| level(&path, v));
+            // Listed, then gone while the device is still there: counted, not absent.
+            let v = match v {
+                Err(Missing::Absent) if !path.exists() && dir.exists() => Err(Missing::Failed(
+                    format!("{}: vanished while it was read", path.display()),
+                )),
+                v => v,
+            };
             if let Some(r) = t.take(&path, v) {
                 brightness.push((zone.to_owned(), r));
             }
@@ -211,6 +219,12 @@ fn scan(sysfs: &Path) -> (Vec<Peripheral>, Trouble) {
             let Some((vendor, product)) = usb::ids_of_hid_name(&name) else {
                 continue; // bind, unbind, module, new_id, uevent
             };
+            if !path.exists() {
+                // Listed, then unplugged before it could be read.
+                t.item_errors
+                    .push(format!("{}: vanished while it was read", path.display()));
+                continue;
+            }
             if !path.join("device_type").exists() {
                 continue; // an interface the driver made no files on
             }
@@ -226,7 +240,15 @@ fn scan(sysfs: &Path) -> (Vec<Peripheral>, Trouble) {
             if out.iter().any(|p| p.device == device) {
                 device = format!("{device}#{name}");
             }
-            out.push(read_device(&path, device, driver, kind, &mut t));
+            let read = read_device(&path, device, driver, kind, &mut t);
+            // Unplugged while it was read: its files answered ENOENT, which reads as absent,
+            // so what was read is a half reading. Left out and counted.
+            if !path.exists() {
+                t.item_errors
+                    .push(format!("{}: vanished while it was read", path.display()));
+                continue;
+            }
+            out.push(read);
         }
     }
     (out, t)
