@@ -6,7 +6,8 @@ are checked here instead, against what they must agree with rather than a copied
 
 - every ServiceMonitor selects a Service of the same rendering, in its namespace, and each
   endpoint's `port` is a named port of that Service; only fields of the monitoring.coreos.com/v1
-  API that ODIN uses are accepted (a typo in a field name is an error, as --strict would make it);
+  API that ODIN uses are accepted (a typo in a field name is an error, as --strict would make it),
+  down into an endpoint's tlsConfig and basicAuth, whose Secret references need a name and a key;
 - every PrometheusRule's spec.groups equals the `groups` of the rule file it came from
   (annotation odin/source; whitespace inside `expr` aside, see promql_spaces), and is
   written to OUTDIR/<name>.yml for `promtool check rules`.
@@ -24,6 +25,15 @@ SERVICEMONITOR_SPEC = {"selector", "endpoints", "jobLabel", "namespaceSelector",
 ENDPOINT = {"port", "path", "interval", "scrapeTimeout", "scheme", "honorLabels",
             "honorTimestamps", "relabelings", "metricRelabelings", "params", "tlsConfig",
             "basicAuth", "bearerTokenSecret", "followRedirects", "enableHttp2"}
+# An endpoint's scheme, tlsConfig and basicAuth (the prometheus-operator-web-config
+# component): the fields of SafeTLSConfig/TLSConfig and BasicAuth, Secrets and ConfigMaps by
+# SecretKeySelector/ConfigMapKeySelector.
+SCHEMES = {"http", "https"}
+TLS_CONFIG = {"ca", "cert", "keySecret", "serverName", "insecureSkipVerify", "caFile", "certFile",
+              "keyFile", "minVersion", "maxVersion"}
+SECRET_OR_CONFIGMAP = {"secret", "configMap"}
+KEY_SELECTOR = {"name", "key", "optional"}
+BASIC_AUTH = {"username", "password"}
 RELABEL = {"sourceLabels", "separator", "targetLabel", "regex", "modulus", "replacement",
            "action"}
 ACTIONS = {"replace", "keep", "drop", "hashmod", "labelmap", "labeldrop", "labelkeep",
@@ -47,6 +57,37 @@ def promql_spaces(groups):
     if isinstance(groups, list):
         return [promql_spaces(x) for x in groups]
     return groups
+
+
+def endpoint_auth_errors(where, ep):
+    """Unknown fields and missing Secret references in an endpoint's scheme, tlsConfig and
+    basicAuth."""
+    errors = []
+    if "scheme" in ep and ep["scheme"] not in SCHEMES:
+        errors.append(f"{where}: scheme {ep['scheme']!r}")
+
+    def selector(what, sel):
+        if not isinstance(sel, dict) or set(sel) - KEY_SELECTOR or not sel.get("name") or not sel.get("key"):
+            errors.append(f"{where}: {what} is not a Secret/ConfigMap key selector (name, key): {sel!r}")
+
+    tls = ep.get("tlsConfig")
+    if tls is not None:
+        errors += [f"{where}: unknown field tlsConfig.{k}" for k in set(tls) - TLS_CONFIG]
+        for k in ("ca", "cert"):
+            if k in tls:
+                src = tls[k]
+                if not isinstance(src, dict) or len(src) != 1 or set(src) - SECRET_OR_CONFIGMAP:
+                    errors.append(f"{where}: tlsConfig.{k} must name one secret or configMap: {src!r}")
+                else:
+                    selector(f"tlsConfig.{k}.{next(iter(src))}", next(iter(src.values())))
+        if "keySecret" in tls:
+            selector("tlsConfig.keySecret", tls["keySecret"])
+    auth = ep.get("basicAuth")
+    if auth is not None:
+        errors += [f"{where}: unknown field basicAuth.{k}" for k in set(auth) - BASIC_AUTH]
+        for k in sorted(BASIC_AUTH):
+            selector(f"basicAuth.{k}", auth.get(k))
+    return errors
 
 
 def main():
@@ -81,6 +122,7 @@ def main():
                     if ep.get("port") not in ports:
                         errors.append(f"{where}: endpoint port {ep.get('port')!r} not in Service "
                                       f"{s['metadata']['name']} ports {sorted(ports)}")
+                errors += endpoint_auth_errors(f"{where}: endpoints[{i}]", ep)
                 for j, r in enumerate(ep.get("relabelings", []) + ep.get("metricRelabelings", [])):
                     errors += [f"{where}: unknown relabeling field {k}" for k in set(r) - RELABEL]
                     if r.get("action", "replace") not in ACTIONS:
