@@ -3,7 +3,12 @@
 #   Kubernetes   every overlay renders with plain `kubectl kustomize`; built-in kinds pass
 #                `kubernetes-validate --strict`; every exporter's DaemonSet matches what
 #                exporters.toml says it needs and keeps the shared security settings
-#                (tests/odin/deploychecks.py);
+#                (tests/odin/deploychecks.py); each optional component renders on the base
+#                and does what it says (web-config: every DaemonSet mounts the Secret, gets
+#                the flags' twins and HTTPS probes, the rest unchanged; with
+#                prometheus-operator-web-config every ServiceMonitor scrapes over HTTPS with
+#                a CA and basic auth); the example Secrets validate and agree with the mount,
+#                and their web-config.yml (and systemd's) passes `promtool check web-config`;
 #                ServiceMonitor/PrometheusRule (no schema there) checked by
 #                check-operator-objects.py and `promtool check rules`; the committed
 #                PrometheusRule file is up to date; the dashboard ConfigMaps are the JSON files.
@@ -11,6 +16,8 @@
 #                a job per exporter of exporters.toml on its port.
 #   systemd      the units grant what exporters.toml says; `systemd-analyze verify` and an
 #                offline security score for each exporter's unit (skipped if unusable);
+#                the web config drop-in (web-config.conf.example) holds only LoadCredential=
+#                and ExecStart= and keeps each unit's command line, and verifies on every unit;
 #                `systemd-analyze --user verify` for the user units (*-user.service).
 #   Docker       hadolint.
 #   YAML         yamllint --strict (.yamllint) on deploy/, rules/, dashboards/kustomization.yaml.
@@ -118,7 +125,7 @@ check "DaemonSet, Service and ServiceAccount of every exporter (exporters.toml)"
 # The optional components, each rendered on top of the base and validated.
 optional_components() {
   local comp dir out
-  for comp in gpu-runtimeclass gpu-default-runtime razer-hidraw; do
+  for comp in gpu-runtimeclass gpu-default-runtime razer-hidraw web-config; do
     dir="$TMP/comp-$comp"
     mkdir -p "$dir"
     # kustomize refuses absolute paths; relative ones may leave the kustomization's root.
@@ -150,11 +157,72 @@ EOF
         # where the plugin puts them; nothing else changes.
         "$VENV/python" -c 'import sys, yaml; d = [x for x in yaml.safe_load_all(open(sys.argv[1])) if x and x["kind"] == "DaemonSet" and x["metadata"]["name"] == "razer-exporter"]; c = d[0]["spec"]["template"]["spec"]["containers"][0] if len(d) == 1 else {}; env = {e["name"]: e.get("value") for e in c.get("env", [])}; lim = c.get("resources", {}).get("limits", {}); sys.exit(0 if int(lim.get("squat.ai/razer-hidraw", 0)) > 0 and env.get("RAZER_EXPORTER_PATH_DEV") == "/dev/odin-razer" and not c.get("securityContext", {}).get("privileged") else 1)' "$out" ||
           { echo "$comp: no device plugin resource or RAZER_EXPORTER_PATH_DEV"; return 1; } ;;
+      web-config)
+        # Every exporter of exporters.toml: the Secret mounted whole and read-only at
+        # /etc/odin/web, the twins of --web.config.file and --web.unauthenticated-probes,
+        # HTTPS probes; everything the base check holds them to still holds.
+        "$VENV/python" tests/odin/deploychecks.py daemonsets --web-config "$out" || return 1 ;;
     esac
     echo "$comp: renders and validates"
   done
 }
-check "optional components (gpu-runtimeclass, gpu-default-runtime, razer-hidraw)" optional_components
+check "optional components (gpu-runtimeclass, gpu-default-runtime, razer-hidraw, web-config)" optional_components
+
+# The web config for the Prometheus Operator: both components on the prometheus-operator
+# overlay's content, in the order their headers say.
+operator_web_config() {
+  local dir="$TMP/comp-operator-web-config" c
+  mkdir -p "$dir"
+  {
+    printf 'apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nnamespace: monitoring\n'
+    printf 'resources:\n  - %s\ncomponents:\n' "$(realpath --relative-to="$dir" "$REPO/$K8S/base")"
+    for c in prometheus-operator web-config prometheus-operator-web-config; do
+      printf '  - %s\n' "$(realpath --relative-to="$dir" "$REPO/$K8S/components/$c")"
+    done
+  } >"$dir/kustomization.yaml"
+  kubectl kustomize "$dir" >"$dir/rendered.yaml" || return 1
+  validate "$dir/rendered.yaml" "" >"$dir/validate.txt" || { cat "$dir/validate.txt"; return 1; }
+  mkdir -p "$dir/rules"
+  "$VENV/python" "$K8S/check-operator-objects.py" "$REPO" "$dir/rules" <"$dir/rendered.yaml" || return 1
+  "$VENV/python" tests/odin/deploychecks.py servicemonitors --web-config "$dir/rendered.yaml" || return 1
+  "$VENV/python" tests/odin/deploychecks.py daemonsets --web-config "$dir/rendered.yaml"
+}
+check "web-config + prometheus-operator-web-config: HTTPS, CA and basic auth on every ServiceMonitor" operator_web_config
+
+# The example Secrets of the two components (not resources of them): valid objects, and the
+# files web-config.yml names are keys of its Secret where the pods mount it.
+web_config_secrets() {
+  local f
+  for f in "$K8S"/components/web-config/secret.example.yaml \
+    "$K8S"/components/prometheus-operator-web-config/secret.example.yaml; do
+    validate "$f" "" || return 1
+  done
+  "$VENV/python" tests/odin/deploychecks.py web-config-secrets
+}
+check "example Secrets of the web config components" web_config_secrets
+
+# The example web configurations load (promtool reads the certificate and key too): the
+# Kubernetes one with /etc/odin/web/ pointed at a throwaway certificate, systemd's as it is,
+# its relative names taken from the folder of the file.
+web_config_examples() {
+  local dir="$TMP/web-config-examples" d
+  for d in kubernetes systemd; do
+    mkdir -p "$dir/$d"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
+      -subj /CN=odin-exporter.monitoring.svc -keyout "$dir/$d/tls.key" -out "$dir/$d/tls.crt" \
+      2>"$dir/openssl.txt" || { cat "$dir/openssl.txt"; return 1; }
+  done
+  "$VENV/python" -c 'import sys, yaml; sys.stdout.write(yaml.safe_load(open(sys.argv[1]))["stringData"]["web-config.yml"])' \
+    "$K8S/components/web-config/secret.example.yaml" |
+    sed -e "s#/etc/odin/web/#$dir/kubernetes/#g" >"$dir/kubernetes/web-config.yml" || return 1
+  cp deploy/systemd/web-config.yml.example "$dir/systemd/web-config.yml"
+  promtool check web-config "$dir/kubernetes/web-config.yml" "$dir/systemd/web-config.yml"
+}
+if command -v openssl >/dev/null; then
+  check "promtool check web-config: the example web configurations" web_config_examples
+else
+  skip "promtool check web-config on the examples: no openssl for a throwaway certificate"
+fi
 
 dashboard_configmaps() {
   "$VENV/python" - "$TMP/overlays_default.yaml" <<'EOF'
@@ -208,11 +276,33 @@ check "promtool check config deploy/prometheus/prometheus.yml" prometheus_config
 check "deploy/prometheus/prometheus.yml scrapes every exporter of exporters.toml on its port" \
   "$VENV/python" tests/odin/deploychecks.py prometheus deploy/prometheus/prometheus.yml
 
+# The commented job for an exporter behind a web configuration, uncommented (its files, CA and
+# password, in a scratch folder): promtool refuses an unknown or misplaced field.
+prometheus_web_config_job() {
+  local dir="$TMP/prometheus-web-config"
+  mkdir -p "$dir"
+  : >"$dir/ca.crt"
+  echo example >"$dir/password"
+  {
+    echo "scrape_configs:"
+    awk '/^  # - job_name:/ { on = 1 } on && !/^  #/ { exit } on' deploy/prometheus/prometheus.yml |
+      sed -e 's/^  # \{0,1\}/  /' -e "s#/etc/prometheus/odin/#$dir/#"
+  } >"$dir/prometheus.yml"
+  cat "$dir/prometheus.yml"
+  grep -q 'scheme: https' "$dir/prometheus.yml" && grep -q 'basic_auth:' "$dir/prometheus.yml" || return 1
+  promtool check config "$dir/prometheus.yml"
+}
+check "deploy/prometheus/prometheus.yml: the commented web config job, uncommented, passes promtool" \
+  prometheus_web_config_job
+
 # ------------------------------------------------------------------ systemd
 check "systemd units grant what exporters.toml says (devices, host processes)" \
   "$VENV/python" tests/odin/deploychecks.py systemd deploy/systemd
+check "web config drop-in: only LoadCredential= and ExecStart=, each unit's command line kept" \
+  "$VENV/python" tests/odin/deploychecks.py systemd-web-config deploy/systemd
 mapfile -t exporters < <("$VENV/python" scripts/manifest.py names)
 if command -v systemd-analyze >/dev/null; then
+  webdir="$TMP/web-config-dropin"
   for svc in "${exporters[@]}"; do
     unit="$TMP/$svc.service"
     # verify insists that ExecStart's binary exists; point it at one that does.
@@ -240,7 +330,38 @@ if command -v systemd-analyze >/dev/null; then
     else
       skip "systemd-analyze security --offline not supported by this systemd"
     fi
+    # The same unit with the web config drop-in beside it (<unit>.d/ next to the unit file is
+    # where verify looks): no complaint about the drop-in, which verify only warns about.
+    mkdir -p "$webdir/$svc.service.d"
+    cp "$unit" "$webdir/$svc.service"
+    sed -e 's#^ExecStart=/usr/local/bin/%N#ExecStart=/bin/true#' deploy/systemd/web-config.conf.example \
+      >"$webdir/$svc.service.d/web-config.conf"
+    if systemd-analyze verify "$webdir/$svc.service" >"$TMP/sd" 2>&1 && ! grep -q 'web-config.conf' "$TMP/sd"; then
+      passed=$((passed + 1))
+      echo "ok    systemd-analyze verify $svc.service with web-config.conf"
+    elif grep -q -i -e 'not permitted' -e 'no such file or directory.*/run/systemd' -e 'System has not been booted' "$TMP/sd"; then
+      skip "systemd-analyze verify with web-config.conf: cannot run here ($(head -n 1 "$TMP/sd"))"
+    else
+      failed=$((failed + 1))
+      echo "FAIL  systemd-analyze verify $svc.service with web-config.conf"
+      sed -e 's/^/      /' "$TMP/sd"
+    fi
   done
+  # ...and verify does read it: a misspelt key in a copy is reported.
+  dropin_is_read() {
+    local svc="${exporters[0]}"
+    sed -e 's/^LoadCredential=tls.key:/LoadCredentail=tls.key:/' "$webdir/$svc.service.d/web-config.conf" \
+      >"$webdir/$svc.service.d/zz-typo.conf"
+    grep -q LoadCredentail "$webdir/$svc.service.d/zz-typo.conf" || return 1
+    local out
+    out="$(systemd-analyze verify "$webdir/$svc.service" 2>&1)"
+    rm -f "$webdir/$svc.service.d/zz-typo.conf"
+    echo "$out"
+    grep -q "zz-typo.conf.*LoadCredentail" <<<"$out"
+  }
+  if [ "${#exporters[@]}" -gt 0 ] && [ -e "$webdir/${exporters[0]}.service.d/web-config.conf" ]; then
+    check "systemd-analyze verify reads the drop-in (a misspelt key in it is reported)" dropin_is_read
+  fi
   # User units (systemctl --user), e.g. token-collector-user.service: verify needs a user
   # manager, which containers and CI shells usually lack.
   for unit_file in deploy/systemd/*-user.service; do

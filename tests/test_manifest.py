@@ -5,14 +5,19 @@ the rendered kustomize output). Each check is also shown to fail on a broken cop
 from __future__ import annotations
 
 import copy
+import os
+import shutil
+import subprocess
 
 import pytest
 import yaml
 
 from odin import REPO, manifest
 from odin.deploychecks import (APPARMOR_ANNOTATION, K8S_CAPABILITIES, SUPPLEMENTARY_GROUPS,
-                               SYSTEMD_CAPABILITIES, daemonset_problems, prometheus_problems,
-                               servicemonitor_problems, systemd_problems)
+                               SYSTEMD_CAPABILITIES, daemonset_problems, env_prefix,
+                               prometheus_problems, scrape_secret_problems,
+                               servicemonitor_problems, systemd_problems,
+                               systemd_web_config_problems, web_config_secret_problems)
 
 BASE = REPO / "deploy/kubernetes/base"
 NAMES = manifest.names()
@@ -245,3 +250,185 @@ def test_a_servicemonitor_per_exporter():
 
 def test_servicemonitor_check_fails_without_one():
     assert servicemonitor_problems(servicemonitors()[1:], manifest.load())
+
+
+# ------------------------------------------------------------------ the web configuration
+# The optional components deploy/kubernetes/components/web-config and
+# prometheus-operator-web-config, as kubectl renders them (deploy/test.sh renders and checks
+# them too), their example Secrets, and the systemd drop-in web-config.conf.example.
+
+COMPONENTS = REPO / "deploy/kubernetes/components"
+SYSTEMD = REPO / "deploy/systemd"
+
+
+@pytest.fixture(scope="module")
+def web_config_render(tmp_path_factory):
+    """base + prometheus-operator + web-config + prometheus-operator-web-config, rendered."""
+    if not shutil.which("kubectl"):
+        pytest.skip("kubectl not installed")
+    d = tmp_path_factory.mktemp("web-config")
+    # kustomize refuses absolute paths
+    comps = [os.path.relpath(COMPONENTS / c, d)
+             for c in ("prometheus-operator", "web-config", "prometheus-operator-web-config")]
+    (d / "kustomization.yaml").write_text(yaml.safe_dump({
+        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization", "namespace": "monitoring",
+        "resources": [os.path.relpath(BASE, d)], "components": comps}))
+    out = subprocess.run(["kubectl", "kustomize", str(d)], capture_output=True, text=True, check=True).stdout
+    return [x for x in yaml.safe_load_all(out) if x]
+
+
+def exporter_objects(rendered: list[dict], name: str) -> list[dict]:
+    return copy.deepcopy([d for d in rendered if d["kind"] in ("DaemonSet", "Service", "ServiceAccount")
+                          and d["metadata"]["name"] == name])
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_web_config_component_on_every_daemonset(web_config_render, name):
+    objs = exporter_objects(web_config_render, name)
+    assert daemonset_problems(objs, manifest.get(name), web_config=True) == []
+    # and it is not the base: the base check refuses it
+    assert daemonset_problems(objs, manifest.get(name))
+
+
+def test_base_check_refuses_a_web_config_in_the_base():
+    for name in NAMES:
+        objs = objects(name)
+        c = pod(objs, name)["containers"][0]
+        c["env"].append({"name": env_prefix(name) + "WEB_CONFIG_FILE", "value": "/etc/odin/web/web-config.yml"})
+        assert daemonset_problems(objs, manifest.get(name)), name
+
+
+def _break_web_config(what, objs, e):
+    ds = next(d for d in objs if d["kind"] == "DaemonSet")
+    p = ds["spec"]["template"]["spec"]
+    c = p["containers"][0]
+    mount = next(m for m in c["volumeMounts"] if m["mountPath"] == "/etc/odin/web")
+    vol = next(v for v in p["volumes"] if v["name"] == mount["name"])
+    env = {x["name"]: x for x in c["env"]}
+    prefix = env_prefix(e["name"])
+    if what == "sub_path":
+        mount["subPath"] = "web-config.yml"
+    elif what == "writable_mount":
+        mount["readOnly"] = False
+    elif what == "items":
+        vol["secret"]["items"] = [{"key": "web-config.yml", "path": "web-config.yml"}]
+    elif what == "other_secret":
+        vol["secret"]["secretName"] = "other"
+    elif what == "other_dir":
+        mount["mountPath"] = "/etc/odin/tls"
+    elif what == "http_probe":
+        del c["livenessProbe"]["httpGet"]["scheme"]
+    elif what == "no_open_probes":
+        env[prefix + "WEB_UNAUTHENTICATED_PROBES"]["value"] = "false"
+    elif what == "no_file_twin":
+        c["env"] = [x for x in c["env"] if x["name"] != prefix + "WEB_CONFIG_FILE"]
+    elif what == "flag_in_args":
+        c["env"] = [x for x in c["env"] if x["name"] != prefix + "WEB_CONFIG_FILE"]
+        c["args"].append("--web.config.file=/etc/odin/web/web-config.yml")
+    elif what == "no_scheme_annotation":
+        del ds["spec"]["template"]["metadata"]["annotations"]["prometheus.io/scheme"]
+
+
+WEB_CONFIG_BREAKS = ["sub_path", "writable_mount", "items", "other_secret", "other_dir", "http_probe",
+                     "no_open_probes", "no_file_twin", "flag_in_args", "no_scheme_annotation"]
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("what", WEB_CONFIG_BREAKS)
+def test_web_config_check_fails_on_a_broken_copy(web_config_render, name, what):
+    objs, e = exporter_objects(web_config_render, name), manifest.get(name)
+    _break_web_config(what, objs, e)
+    assert daemonset_problems(objs, e, web_config=True), f"{what} went unnoticed"
+
+
+def test_web_config_servicemonitors(web_config_render):
+    monitors = [d for d in web_config_render if d["kind"] == "ServiceMonitor"]
+    assert servicemonitor_problems(monitors, manifest.load(), web_config=True) == []
+    # the shipped ones stay plain, and the two checks tell them apart
+    assert servicemonitor_problems(monitors, manifest.load())
+    assert servicemonitor_problems(servicemonitors(), manifest.load(), web_config=True)
+
+
+@pytest.mark.parametrize("what", ["http", "skip_verify", "no_server_name", "no_basic_auth", "other_secret"])
+def test_web_config_servicemonitor_check_fails_on_a_broken_copy(web_config_render, what):
+    monitors = copy.deepcopy([d for d in web_config_render if d["kind"] == "ServiceMonitor"])
+    ep = monitors[-1]["spec"]["endpoints"][0]
+    if what == "http":
+        ep["scheme"] = "http"
+    elif what == "skip_verify":
+        ep["tlsConfig"]["insecureSkipVerify"] = True
+    elif what == "no_server_name":
+        del ep["tlsConfig"]["serverName"]
+    elif what == "no_basic_auth":
+        del ep["basicAuth"]
+    else:
+        ep["tlsConfig"]["ca"]["secret"]["name"] = "other"
+    assert servicemonitor_problems(monitors, manifest.load(), web_config=True), f"{what} went unnoticed"
+
+
+def example_secret(component: str) -> dict:
+    return yaml.safe_load((COMPONENTS / component / "secret.example.yaml").read_text())
+
+
+def test_example_secrets():
+    assert web_config_secret_problems(example_secret("web-config")) == []
+    assert scrape_secret_problems(example_secret("prometheus-operator-web-config")) == []
+
+
+@pytest.mark.parametrize("what", ["file_elsewhere", "no_key", "no_cert_file", "ca_not_in_secret", "other_name"])
+def test_example_secret_check_fails_on_a_broken_copy(what):
+    secret = example_secret("web-config")
+    data = secret["stringData"]
+    if what == "file_elsewhere":
+        data["web-config.yml"] = data["web-config.yml"].replace("/etc/odin/web/tls.key", "/etc/ssl/tls.key")
+    elif what == "no_key":
+        del data["tls.key"]
+    elif what == "no_cert_file":
+        data["web-config.yml"] = data["web-config.yml"].replace("cert_file:", "cert:")
+    elif what == "ca_not_in_secret":
+        data["web-config.yml"] = data["web-config.yml"].replace(
+            "  min_version:", "  client_ca_file: /etc/odin/web/ca.crt\n  min_version:")
+    else:
+        secret["metadata"]["name"] = "web-config"
+    assert web_config_secret_problems(secret), f"{what} went unnoticed"
+    scrape = example_secret("prometheus-operator-web-config")
+    del scrape["stringData"]["password"]
+    assert scrape_secret_problems(scrape)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_systemd_web_config_dropin(name):
+    assert systemd_web_config_problems(SYSTEMD / "web-config.conf.example", SYSTEMD / f"{name}.service",
+                                       manifest.get(name), SYSTEMD / "web-config.yml.example") == []
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("what", ["loosened", "no_reset", "args_lost", "no_credential", "flag_elsewhere",
+                                  "absolute_name", "unit_changed"])
+def test_systemd_web_config_check_fails_on_a_broken_copy(name, what, tmp_path):
+    dropin, yml = tmp_path / "web-config.conf", tmp_path / "web-config.yml"
+    unit = SYSTEMD / f"{name}.service"
+    text = (SYSTEMD / "web-config.conf.example").read_text()
+    yml_text = (SYSTEMD / "web-config.yml.example").read_text()
+    if what == "loosened":
+        text += "ProtectSystem=no\n"
+    elif what == "no_reset":
+        text = text.replace("\nExecStart=\n", "\n")
+    elif what == "args_lost":
+        text = text.replace(" $ARGS\n", "\n")
+    elif what == "no_credential":
+        text = text.replace("LoadCredential=tls.key:", "#LoadCredential=tls.key:")
+    elif what == "flag_elsewhere":
+        text = text.replace("${CREDENTIALS_DIRECTORY}/web-config.yml", "/etc/odin/web/web-config.yml")
+    elif what == "absolute_name":
+        yml_text = yml_text.replace("cert_file: tls.crt", "cert_file: /etc/odin/web/tls.crt")
+    else:
+        # the unit's command line grows a flag the drop-in's copy of it would drop
+        unit = tmp_path / f"{name}.service"
+        own = f"ExecStart=/usr/local/bin/{name} $ARGS"
+        assert own in (SYSTEMD / f"{name}.service").read_text()
+        unit.write_text((SYSTEMD / f"{name}.service").read_text().replace(
+            own, f"ExecStart=/usr/local/bin/{name} --log.format=json $ARGS"))
+    dropin.write_text(text)
+    yml.write_text(yml_text)
+    assert systemd_web_config_problems(dropin, unit, manifest.get(name), yml), f"{what} went unnoticed"

@@ -20,12 +20,23 @@ drops every other one, and runs as uid 0, since Kubernetes gives a non-root user
 SYSTEMD_CAPABILITIES (a unit's CapabilityBoundingSet= and AmbientCapabilities=). Every
 exporter not listed has none.
 
+A web configuration (--web.config.file, docs/web-config.md) is optional everywhere: the base
+DaemonSets, the shipped ServiceMonitors and units serve plain HTTP. With `--web-config` the
+DaemonSet and ServiceMonitor checks expect instead what the optional components
+deploy/kubernetes/components/web-config and prometheus-operator-web-config make of them (the
+Secret mounted whole at WEB_CONFIG_DIR, the environment twins, HTTPS probes; HTTPS scrapes
+with a CA, a server name and basic auth), everything else unchanged. `web-config-secrets`
+checks the components' example Secrets, `systemd-web-config` the LoadCredential= drop-in
+deploy/systemd/web-config.conf.example and its web-config.yml.example against every unit.
+
 Each check returns a list of problems (empty: fine), so the tests can show that it fails on a
 broken copy. deploy/test.sh runs them from the command line:
 
-    python3 tests/odin/deploychecks.py daemonsets RENDERED.yaml   (kubectl kustomize output)
-    python3 tests/odin/deploychecks.py servicemonitors RENDERED.yaml  (the prometheus-operator overlay)
+    python3 tests/odin/deploychecks.py daemonsets [--web-config] RENDERED.yaml  (kubectl kustomize output)
+    python3 tests/odin/deploychecks.py servicemonitors [--web-config] RENDERED.yaml  (prometheus-operator)
+    python3 tests/odin/deploychecks.py web-config-secrets          (the components' secret.example.yaml)
     python3 tests/odin/deploychecks.py systemd [DIR]              (default deploy/systemd)
+    python3 tests/odin/deploychecks.py systemd-web-config [DIR]   (DIR/web-config.conf.example, web-config.yml.example)
     python3 tests/odin/deploychecks.py prometheus [FILE]          (default deploy/prometheus/prometheus.yml)
 """
 from __future__ import annotations
@@ -93,6 +104,26 @@ SUPPLEMENTARY_GROUPS = {
     # (deploy/udev/70-odin-razer-hidraw.rules) are root:plugdev, not world-readable.
     "razer-exporter": "plugdev",
 }
+
+
+# The optional web configuration (docs/web-config.md). In Kubernetes: the Secret the web-config
+# component mounts, whole, at WEB_CONFIG_DIR in every exporter's pod, its keys (ca.crt, for
+# client certificates, is optional) and the file the exporters are pointed at; the Secret
+# the prometheus-operator-web-config component's ServiceMonitors read, and its keys.
+WEB_CONFIG_SECRET = "odin-web-config"
+WEB_CONFIG_DIR = "/etc/odin/web"
+WEB_CONFIG_FILE = f"{WEB_CONFIG_DIR}/web-config.yml"
+WEB_CONFIG_KEYS = {"web-config.yml", "tls.crt", "tls.key"}
+WEB_CONFIG_OPTIONAL_KEYS = {"ca.crt"}
+SCRAPE_SECRET = "odin-scrape"
+SCRAPE_KEYS = {"ca.crt", "username", "password"}
+# The files a web configuration names (tls_server_config).
+WEB_CONFIG_FILE_KEYS = ("cert_file", "key_file", "client_ca_file")
+# systemd: the drop-in hands the files over as credentials (LoadCredential=, read by systemd
+# as root at start, copied to $CREDENTIALS_DIRECTORY for the DynamicUser) and points the flag
+# at the copy. Nothing else may be in it, so it cannot loosen a unit's hardening.
+SYSTEMD_WEB_CONFIG_FLAG = "--web.config.file=${CREDENTIALS_DIRECTORY}/web-config.yml"
+SYSTEMD_WEB_CONFIG_KEYS = {"LoadCredential", "ExecStart"}
 
 
 def env_prefix(name: str) -> str:
@@ -168,9 +199,11 @@ def apparmor_unconfined(template: dict, container: dict) -> bool:
     return False
 
 
-def daemonset_problems(objects: list[dict], e: dict) -> list[str]:
+def daemonset_problems(objects: list[dict], e: dict, web_config: bool = False) -> list[str]:
     """One exporter's DaemonSet, Service and ServiceAccount (rendered objects) against the
-    manifest entry `e` and the security settings every exporter shares."""
+    manifest entry `e` and the security settings every exporter shares; with `web_config`,
+    as the web-config component leaves them (web_config_items), else with no web
+    configuration at all."""
     name, port, host = e["name"], e["port"], e["host"]
     docs = {(d["kind"], d["metadata"]["name"]): d for d in objects if d}
     missing = [k for k in ("DaemonSet", "Service", "ServiceAccount") if (k, name) not in docs]
@@ -198,6 +231,7 @@ def daemonset_problems(objects: list[dict], e: dict) -> list[str]:
                 psc.get("runAsNonRoot") is True and isinstance(psc.get("runAsUser"), int) and psc["runAsUser"] > 0)
     else:
         user = ("runAsNonRoot 65534", psc.get("runAsNonRoot") is True and psc.get("runAsUser") == 65534)
+    probe_get, probe_scheme = ({"scheme": "HTTPS"}, " over HTTPS") if web_config else ({}, "")
     groups = psc.get("supplementalGroups")
     if name in SUPPLEMENTARY_GROUPS:
         group = (f"supplementalGroups: one gid, the node's {SUPPLEMENTARY_GROUPS[name]} (SUPPLEMENTARY_GROUPS)",
@@ -225,8 +259,10 @@ def daemonset_problems(objects: list[dict], e: dict) -> list[str]:
         "command": c.get("command") == [f"/usr/local/bin/{name}"],
         f"args {expected_args(e)}": c.get("args") == expected_args(e),
         f"port metrics {port}": {"name": "metrics", "containerPort": port, "protocol": "TCP"} in c.get("ports", []),
-        "liveness /healthz": c.get("livenessProbe", {}).get("httpGet") == {"path": "/healthz", "port": "metrics"},
-        "readiness /ready": c.get("readinessProbe", {}).get("httpGet") == {"path": "/ready", "port": "metrics"},
+        f"liveness /healthz{probe_scheme}": c.get("livenessProbe", {}).get("httpGet")
+            == {"path": "/healthz", "port": "metrics", **probe_get},
+        f"readiness /ready{probe_scheme}": c.get("readinessProbe", {}).get("httpGet")
+            == {"path": "/ready", "port": "metrics", **probe_get},
         "requests and limits": all(k in res.get(s, {}) for s in ("requests", "limits") for k in ("cpu", "memory")),
         f"env twin example ({env_prefix(name)}*)": any(k.startswith(env_prefix(name)) and v.get("value")
                                                       for k, v in env.items()),
@@ -288,32 +324,140 @@ def daemonset_problems(objects: list[dict], e: dict) -> list[str]:
             set(res.get(k, {})) <= K8S_PLAIN_RESOURCES for k in ("requests", "limits"))
     for what, check in EXTRA.get(name, {}).items():
         want[what] = check(pod, env)
+    want.update(web_config_items(ds["spec"]["template"], c, env, name, web_config))
     return [f"{name}: {what}" for what, ok in want.items() if not ok]
 
 
-def base_problems(objects: list[dict], exporters: list[dict]) -> list[str]:
+def web_config_items(template: dict, c: dict, env: dict, name: str, on: bool) -> dict[str, bool]:
+    """What the web-config component does to a DaemonSet (`on`), or that nothing of it is
+    there (the base: plain HTTP, no Secret a cluster would first have to create). The flags
+    come as environment twins like the DaemonSets' other settings, so the args stay what
+    exporters.toml says (checked above)."""
+    pod = template["spec"]
+    secret_vols = {v["name"]: v["secret"] for v in pod.get("volumes", [])
+                   if (v.get("secret") or {}).get("secretName") == WEB_CONFIG_SECRET}
+    mounts = [m for m in c.get("volumeMounts", []) if m.get("name") in secret_vols]
+    p = env_prefix(name)
+    file_twin, probes_twin = p + "WEB_CONFIG_FILE", p + "WEB_UNAUTHENTICATED_PROBES"
+    if not on:
+        return {"no web configuration (the base serves plain HTTP and needs no Secret)":
+                not secret_vols and file_twin not in env and probes_twin not in env}
+    m = mounts[0] if len(mounts) == 1 else {}
+    annotations = template.get("metadata", {}).get("annotations") or {}
+    return {
+        # No subPath (its file never changes after the pod starts) and no items list (every
+        # key present, ca.crt only if it exists): the kubelet's updates of the Secret reach
+        # the exporter's watcher.
+        f"Secret {WEB_CONFIG_SECRET} mounted once, read-only, whole at {WEB_CONFIG_DIR} (no subPath, no items)":
+            m.get("mountPath") == WEB_CONFIG_DIR and m.get("readOnly") is True
+            and not m.get("subPath") and not m.get("subPathExpr")
+            and not secret_vols.get(m.get("name"), {}).get("items"),
+        f"{file_twin}={WEB_CONFIG_FILE}": env.get(file_twin, {}).get("value") == WEB_CONFIG_FILE,
+        # The kubelet's probes carry no password.
+        f"{probes_twin}=true": env.get(probes_twin, {}).get("value") == "true",
+        "pod annotation prometheus.io/scheme: https": annotations.get("prometheus.io/scheme") == "https",
+    }
+
+
+def _web_config_files(text: str) -> dict[str, str]:
+    """The files a web configuration's tls_server_config names: key -> path as written."""
+    import yaml
+    tls = (yaml.safe_load(text) or {}).get("tls_server_config") or {}
+    return {k: tls[k] for k in WEB_CONFIG_FILE_KEYS if tls.get(k)}
+
+
+def _secret_data(secret: dict) -> dict[str, str]:
+    import base64
+    data = {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
+    data.update(secret.get("stringData") or {})
+    return data
+
+
+def web_config_secret_problems(secret: dict) -> list[str]:
+    """The web-config component's example Secret: named as the DaemonSets mount it, the keys
+    they need, and a web-config.yml whose certificate, key (and client CA) are keys of the
+    same Secret under WEB_CONFIG_DIR, where the pod sees them."""
+    where = f"Secret {secret.get('metadata', {}).get('name')}"
+    problems = []
+    if secret.get("kind") != "Secret" or secret["metadata"].get("name") != WEB_CONFIG_SECRET:
+        problems.append(f"{where}: not the Secret {WEB_CONFIG_SECRET}")
+    if secret.get("metadata", {}).get("namespace") != NAMESPACE:
+        problems.append(f"{where}: not in namespace {NAMESPACE}")
+    data = _secret_data(secret)
+    if not WEB_CONFIG_KEYS <= set(data):
+        problems.append(f"{where}: keys {sorted(data)} lack {sorted(WEB_CONFIG_KEYS - set(data))}")
+    if set(data) - WEB_CONFIG_KEYS - WEB_CONFIG_OPTIONAL_KEYS:
+        problems.append(f"{where}: unknown keys {sorted(set(data) - WEB_CONFIG_KEYS - WEB_CONFIG_OPTIONAL_KEYS)}")
+    files = _web_config_files(data.get("web-config.yml", ""))
+    for k in ("cert_file", "key_file"):
+        if k not in files:
+            problems.append(f"{where}: web-config.yml has no tls_server_config.{k}")
+    for k, path in files.items():
+        head, _, key = path.rpartition("/")
+        if head != WEB_CONFIG_DIR or key not in data:
+            problems.append(f"{where}: web-config.yml's {k} {path} is not a key of this Secret in {WEB_CONFIG_DIR}/")
+    return problems
+
+
+def scrape_secret_problems(secret: dict) -> list[str]:
+    """The prometheus-operator-web-config component's example Secret: the keys its
+    ServiceMonitors read (servicemonitor_problems holds them to SCRAPE_KEYS)."""
+    data = _secret_data(secret)
+    problems = []
+    if secret.get("kind") != "Secret" or secret["metadata"].get("name") != SCRAPE_SECRET:
+        problems.append(f"not the Secret {SCRAPE_SECRET}")
+    if secret.get("metadata", {}).get("namespace") != NAMESPACE:
+        problems.append(f"Secret {SCRAPE_SECRET}: not in namespace {NAMESPACE}")
+    if not SCRAPE_KEYS <= set(data):
+        problems.append(f"Secret {SCRAPE_SECRET}: keys {sorted(data)} lack {sorted(SCRAPE_KEYS - set(data))}")
+    return problems
+
+
+def base_problems(objects: list[dict], exporters: list[dict], web_config: bool = False) -> list[str]:
     """Every object of the rendered base in the namespace; every exporter's check."""
     problems = [f"{d['kind']} {d['metadata']['name']}: not in namespace {NAMESPACE}"
                 for d in objects if d and d["metadata"].get("namespace") != NAMESPACE]
     for e in exporters:
-        problems += daemonset_problems(objects, e)
+        problems += daemonset_problems(objects, e, web_config)
     names = {e["name"] for e in exporters}
     problems += [f"DaemonSet {d['metadata']['name']} is not in exporters.toml"
                  for d in objects if d and d["kind"] == "DaemonSet" and d["metadata"]["name"] not in names]
     return problems
 
 
-def servicemonitor_problems(objects: list[dict], exporters: list[dict]) -> list[str]:
+def servicemonitor_problems(objects: list[dict], exporters: list[dict], web_config: bool = False) -> list[str]:
     """The Prometheus Operator overlay has a ServiceMonitor per exporter, named after it (so
-    the job is the exporter's name), scraping the Service's `metrics` port."""
+    the job is the exporter's name), scraping the Service's `metrics` port: over plain HTTP,
+    or with `web_config` as the prometheus-operator-web-config component makes it: HTTPS, the
+    certificate checked against the CA of the Secret SCRAPE_SECRET for a fixed server name
+    (targets are pod IPs), basic auth from the same Secret."""
     monitors = {d["metadata"]["name"]: d for d in objects if d and d["kind"] == "ServiceMonitor"}
     problems = []
     for e in exporters:
         m = monitors.get(e["name"])
         if m is None:
             problems.append(f"no ServiceMonitor {e['name']}")
-        elif [ep.get("port") for ep in m["spec"].get("endpoints", [])] != ["metrics"]:
+            continue
+        endpoints = m["spec"].get("endpoints", [])
+        if [ep.get("port") for ep in endpoints] != ["metrics"]:
             problems.append(f"ServiceMonitor {e['name']}: endpoints are not the one port `metrics`")
+            continue
+        ep = endpoints[0]
+        tls, auth = ep.get("tlsConfig") or {}, ep.get("basicAuth") or {}
+        if not web_config:
+            if ep.get("scheme", "http") != "http" or tls or auth:
+                problems.append(f"ServiceMonitor {e['name']}: not plain HTTP (the web config is optional)")
+            continue
+        ref = lambda key: {"name": SCRAPE_SECRET, "key": key}  # noqa: E731
+        want = {
+            "scheme https": ep.get("scheme") == "https",
+            f"tlsConfig.ca from Secret {SCRAPE_SECRET} (ca.crt)": (tls.get("ca") or {}).get("secret") == ref("ca.crt"),
+            "tlsConfig.serverName set (targets are IPs)": bool(tls.get("serverName")),
+            "certificate checked (no insecureSkipVerify)": not tls.get("insecureSkipVerify"),
+            f"basicAuth from Secret {SCRAPE_SECRET} (username, password)":
+                auth.get("username") == ref("username") and auth.get("password") == ref("password"),
+        }
+        problems += [f"ServiceMonitor {e['name']}: {what}" for what, ok in want.items() if not ok]
     return problems
 
 
@@ -336,18 +480,27 @@ class _MultiDict(dict):
             super().__setitem__(key, value)
 
 
+def service_lines(unit: Path) -> list[tuple[str, str]]:
+    """Every assignment of the unit's (or drop-in's) [Service] section, in order, as (key,
+    value), empty values included; comments skipped."""
+    out, section = [], ""
+    for line in Path(unit).read_text().splitlines():
+        line = line.strip()
+        if not line or line[0] in "#;":
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            section = line
+        elif section == "[Service]" and "=" in line:
+            key, value = line.split("=", 1)
+            out.append((key.strip(), value.strip()))
+    return out
+
+
 def service_assignments(unit: Path, key: str) -> list[str]:
     """Every value given to `key` in the unit's [Service] section, in order, empty ones
     included (read_unit's parser drops a trailing empty one, which for capabilities is a
     reset)."""
-    out, section = [], ""
-    for line in Path(unit).read_text().splitlines():
-        line = line.strip()
-        if line.startswith("[") and line.endswith("]"):
-            section = line
-        elif section == "[Service]" and line.split("=", 1)[0].strip() == key and "=" in line:
-            out.append(line.split("=", 1)[1].strip())
-    return out
+    return [v for k, v in service_lines(unit) if k == key]
 
 
 def unit_capabilities(values: list[str]) -> set[str] | str:
@@ -418,6 +571,51 @@ def systemd_problems(unit: Path, e: dict) -> list[str]:
     return problems
 
 
+def systemd_web_config_problems(dropin: Path, unit: Path, e: dict, web_config_yml: Path | None = None) -> list[str]:
+    """The web configuration drop-in (deploy/systemd/web-config.conf.example) on an exporter's
+    unit: only LoadCredential= and ExecStart= (SYSTEMD_WEB_CONFIG_KEYS); the credentials
+    web-config.yml, tls.crt and tls.key from the same-named files in WEB_CONFIG_DIR; ExecStart=
+    cleared, then the unit's own command line (the binary named %N, after the unit) with
+    SYSTEMD_WEB_CONFIG_FLAG right after the binary, so nothing of the unit's command line is
+    lost. With `web_config_yml`, that file must name its files by credential name: a relative
+    name, taken from the folder of the file the flag names, the credentials directory."""
+    name = e["name"]
+    if not Path(dropin).exists():
+        return [f"no drop-in {dropin}"]
+    lines = service_lines(dropin)
+    problems = [f"{name}: {k}= in the web config drop-in (only {', '.join(sorted(SYSTEMD_WEB_CONFIG_KEYS))})"
+                for k in dict(lines) if k not in SYSTEMD_WEB_CONFIG_KEYS]
+    creds = {}
+    for k, v in lines:
+        if k == "LoadCredential":
+            cid, _, src = v.partition(":")
+            creds[cid] = src
+    for cid in sorted(WEB_CONFIG_KEYS):
+        if creds.get(cid) != f"{WEB_CONFIG_DIR}/{cid}":
+            problems.append(f"{name}: no LoadCredential={cid}:{WEB_CONFIG_DIR}/{cid}")
+    execs = [v for k, v in lines if k == "ExecStart"]
+    own = service_assignments(unit, "ExecStart")
+    if not own:
+        problems.append(f"{name}: the unit has no ExecStart=")
+    else:
+        binary, _, rest = own[-1].partition(" ")
+        want = " ".join(x for x in (binary, SYSTEMD_WEB_CONFIG_FLAG, rest) if x)
+        if binary != f"/usr/local/bin/{name}" or len(execs) != 2 or execs[0] != "" \
+                or execs[1].replace("%N", name) != want:
+            problems.append(f"{name}: the drop-in's ExecStart= is not an empty one, then "
+                            f"{want.replace(name, '%N', 1)!r} (the unit's {own[-1]!r} with the flag), found {execs}")
+    if web_config_yml is not None:
+        files = _web_config_files(Path(web_config_yml).read_text())
+        for k in ("cert_file", "key_file"):
+            if k not in files:
+                problems.append(f"{web_config_yml}: no tls_server_config.{k}")
+        for k, path in files.items():
+            if "/" in path or path not in creds:
+                problems.append(f"{web_config_yml}: {k} {path} is not the name of a credential of the drop-in "
+                                f"({', '.join(sorted(creds))})")
+    return problems
+
+
 def prometheus_problems(config: dict, exporters: list[dict]) -> list[str]:
     """The static config scrapes every exporter as job <name> on localhost:<port>, and no
     job is named after an exporter the manifest does not know."""
@@ -439,18 +637,34 @@ def prometheus_problems(config: dict, exporters: list[dict]) -> list[str]:
 def _main(argv: list[str]) -> int:
     import yaml
     exporters = manifest.load()
+    web_config = "--web-config" in argv[1:2]
+    if web_config:
+        argv = argv[:1] + argv[2:]
     if argv[:1] == ["daemonsets"] and len(argv) == 2:
         objects = [d for d in yaml.safe_load_all(Path(argv[1]).read_text()) if d]
-        problems = base_problems(objects, exporters)
-        what = f"DaemonSet, Service and ServiceAccount of {len(exporters)} exporters"
+        problems = base_problems(objects, exporters, web_config)
+        what = f"DaemonSet, Service and ServiceAccount of {len(exporters)} exporters" + \
+            (" with the web config" if web_config else "")
     elif argv[:1] == ["servicemonitors"] and len(argv) == 2:
         objects = [d for d in yaml.safe_load_all(Path(argv[1]).read_text()) if d]
-        problems = servicemonitor_problems(objects, exporters)
-        what = f"ServiceMonitors of {len(exporters)} exporters"
-    elif argv[:1] == ["systemd"] and len(argv) <= 2:
+        problems = servicemonitor_problems(objects, exporters, web_config)
+        what = f"ServiceMonitors of {len(exporters)} exporters" + (" with the web config" if web_config else "")
+    elif argv[:1] == ["web-config-secrets"] and len(argv) == 1 and not web_config:
+        comps = REPO / "deploy" / "kubernetes" / "components"
+        problems = web_config_secret_problems(
+            yaml.safe_load((comps / "web-config" / "secret.example.yaml").read_text()))
+        problems += scrape_secret_problems(
+            yaml.safe_load((comps / "prometheus-operator-web-config" / "secret.example.yaml").read_text()))
+        what = "example Secrets of the web config components"
+    elif argv[:1] == ["systemd"] and len(argv) <= 2 and not web_config:
         d = Path(argv[1]) if len(argv) == 2 else REPO / "deploy" / "systemd"
         problems = [p for e in exporters for p in systemd_problems(d / f"{e['name']}.service", e)]
         what = f"systemd units of {len(exporters)} exporters"
+    elif argv[:1] == ["systemd-web-config"] and len(argv) <= 2 and not web_config:
+        d = Path(argv[1]) if len(argv) == 2 else REPO / "deploy" / "systemd"
+        problems = [p for e in exporters for p in systemd_web_config_problems(
+            d / "web-config.conf.example", d / f"{e['name']}.service", e, d / "web-config.yml.example")]
+        what = f"web config drop-in on the systemd units of {len(exporters)} exporters"
     elif argv[:1] == ["prometheus"] and len(argv) <= 2:
         f = Path(argv[1]) if len(argv) == 2 else REPO / "deploy" / "prometheus" / "prometheus.yml"
         problems = prometheus_problems(yaml.safe_load(f.read_text()), exporters)
