@@ -14,9 +14,11 @@
 //!   `network_carrier_down_changes_total`.
 //!
 //! The kernel answers `EINVAL` when `carrier`, `speed` or `duplex` is read on an interface
-//! that is down, and some drivers report speed `-1` when it is unknown: an attribute that
-//! cannot be read, or a negative speed, leaves that one series out; it is not an error. A value
-//! that is there but not a number is skipped and counted as an item error. An interface whose
+//! that is down, and some drivers report speed `-1` when it is unknown: an attribute that is
+//! absent or answers so (`EINVAL`, `ENODATA`, `EOPNOTSUPP`), or a negative speed, leaves that
+//! one series out; it is not an error. A read that fails otherwise (`EIO`, `EAGAIN`: the driver
+//! did not answer), and a value that is there but not a number, are skipped and counted as item
+//! errors. An interface whose
 //! `operstate` cannot be read (it vanished while we listed the directory) is skipped and
 //! counted. Only an unreadable `class/net` directory fails the collector. Interfaces are
 //! filtered with [`DeviceFilter`].
@@ -68,16 +70,21 @@ struct AttrReader<'a> {
 }
 
 impl AttrReader<'_> {
-    /// Load attribute `name` into the buffer; `false` when it cannot be read (absent, `EINVAL`
-    /// on a down link, `EOPNOTSUPP`, permission).
+    /// Load attribute `name` into the buffer; `false` when it cannot be read. Absent (no
+    /// file, `EINVAL` on a down link, `EOPNOTSUPP`, ...) is silent; any other failure (`EIO`,
+    /// `EAGAIN`: the driver did not answer) is an item error.
     fn load(&mut self, name: &str) -> bool {
         self.buf.clear();
         self.dir.push(name);
-        let ok = File::open(&self.dir)
-            .and_then(|mut f| f.read_to_string(self.buf))
-            .is_ok();
+        let read = File::open(&self.dir).and_then(|mut f| f.read_to_string(self.buf));
+        if let Err(e) = &read {
+            if !is_absence(e) {
+                let msg = format!("{}: {e}", self.dir.display());
+                self.errors.push(msg);
+            }
+        }
         self.dir.pop();
-        ok
+        read.is_ok()
     }
 
     /// The trimmed contents of attribute `name`, or `None` when it cannot be read.
@@ -108,6 +115,19 @@ impl AttrReader<'_> {
     }
 }
 
+/// Whether a failed attribute read means "no such value": no file (or no interface), or a
+/// driver that does not answer this attribute in this state (`EINVAL` on a down link,
+/// `ENODATA`, `EOPNOTSUPP`, `ENODEV`, `ENXIO`), or a permission refusal (net attributes are
+/// world-readable; an unreadable one is left out as before).
+fn is_absence(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::NotFound
+        || e.kind() == std::io::ErrorKind::PermissionDenied
+        || matches!(
+            e.raw_os_error(),
+            Some(libc::EINVAL | libc::ENODATA | libc::EOPNOTSUPP | libc::ENODEV | libc::ENXIO)
+        )
+}
+
 /// Read one interface directory; `None` (with an item error) when its operstate is unreadable.
 fn read_iface(
     dir: PathBuf,
@@ -115,13 +135,17 @@ fn read_iface(
     buf: &mut String,
     errors: &mut Vec<String>,
 ) -> Option<Iface> {
+    let noted = errors.len();
     let mut attrs = AttrReader { dir, buf, errors };
     let Some(operstate) = attrs.text("operstate").map(str::to_owned) else {
-        let msg = format!(
-            "{}: operstate unreadable (interface vanished?)",
-            attrs.dir.display()
-        );
-        attrs.errors.push(msg);
+        // A failed read was noted already; an absent operstate is noted here, once.
+        if attrs.errors.len() == noted {
+            let msg = format!(
+                "{}: operstate unreadable (interface vanished?)",
+                attrs.dir.display()
+            );
+            attrs.errors.push(msg);
+        }
         return None;
     };
     // A negative value (speed -1: unknown) is no reading.
