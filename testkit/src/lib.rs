@@ -4,6 +4,7 @@
 //! test crate names its binary once with an [`Exe`].
 
 pub mod mutate;
+pub mod process;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};

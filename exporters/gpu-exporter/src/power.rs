@@ -34,6 +34,8 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nvml_wrapper::error::NvmlError;
@@ -157,6 +159,18 @@ impl PowerReader {
     /// Load NVML or check that nvidia-smi answers, as `config.backend` says, within
     /// `timeout`. No GPU is asked anything here.
     pub fn open(config: &PowerConfig, timeout: Duration) -> Result<PowerReader, NoReader> {
+        Self::open_cancellable(config, timeout, Arc::new(AtomicBool::new(false)))
+    }
+
+    /// [`PowerReader::open`] whose nvidia-smi runs (the probe here, the reads later) stop
+    /// within milliseconds once `cancel` is set, and run through gpu-exporter's watchdog
+    /// ([`crate::nvidia_smi::watchdog`]) when this executable answers it, so that a hung
+    /// nvidia-smi does not outlive the exporter.
+    pub fn open_cancellable(
+        config: &PowerConfig,
+        timeout: Duration,
+        cancel: Arc<AtomicBool>,
+    ) -> Result<PowerReader, NoReader> {
         let nvml_err = match config.backend {
             Choice::NvidiaSmi => None,
             Choice::Nvml | Choice::Auto => match library::load(config.nvml_library.as_deref()) {
@@ -174,7 +188,7 @@ impl PowerReader {
                 forced: true,
             });
         }
-        let smi = SmiPower::new(config.smi_command.clone());
+        let smi = SmiPower::new(config.smi_command.clone(), cancel);
         match smi.probe(timeout) {
             Ok(()) => Ok(PowerReader {
                 inner: Inner::Smi(smi),
@@ -393,25 +407,29 @@ struct SmiPower {
     command: Vec<String>,
     gpus: Vec<GpuIdentity>,
     identified: bool,
+    cancel: Arc<AtomicBool>,
 }
 
 impl SmiPower {
-    fn new(command: Vec<String>) -> SmiPower {
+    fn new(command: Vec<String>, cancel: Arc<AtomicBool>) -> SmiPower {
         SmiPower {
             command,
             gpus: Vec::new(),
             identified: false,
+            cancel,
         }
     }
 
     fn run(&self, deadline: Instant, args: &[&str]) -> Result<String, RunError> {
-        let runner = Runner::new(
+        let mut runner = Runner::new(
             self.command.clone(),
             deadline
                 .saturating_duration_since(Instant::now())
                 .max(Duration::from_millis(10)),
             MAX_STDOUT,
         );
+        runner.watchdog = crate::nvidia_smi::watchdog::this_executable();
+        runner.cancel = Some(Arc::clone(&self.cancel));
         let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
         runner.run(&args).map(|o| o.stdout)
     }

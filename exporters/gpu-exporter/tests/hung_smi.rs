@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use gpu_exporter::testing::capture::{capture_path, CAPTURES};
+use odin_testkit::process::{gone_within, group_of, kill, Seen as Proc};
 use odin_testkit::{sample, Exe, Exporter};
 
 const EXE: Exe = Exe {
@@ -94,72 +95,8 @@ impl Hung {
     }
 }
 
-/// A process as first seen: its pid and start time (so a reused pid is not mistaken for it).
-#[derive(Debug, Clone, Copy)]
-struct Proc {
-    pid: u32,
-    start: Option<u64>,
-}
-
-impl Proc {
-    fn of(pid: u32) -> Proc {
-        let start = start_time(pid);
-        assert!(start.is_some(), "process {pid} gone before it was seen");
-        Proc { pid, start }
-    }
-
-    /// Still there, as a process or a zombie (a zombie has not been reaped: left behind too).
-    fn exists(&self) -> bool {
-        let now = start_time(self.pid);
-        now.is_some() && now == self.start
-    }
-}
-
-/// Field 22 of `/proc/<pid>/stat`, the start time in clock ticks.
-fn start_time(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit_once(')')?
-        .1
-        .split_whitespace()
-        .nth(19)?
-        .parse()
-        .ok()
-}
-
-/// Wait until none of `procs` exists; how long that took, or `None` after `limit`.
-fn gone_within(procs: &[Proc], limit: Duration) -> Option<Duration> {
-    let start = Instant::now();
-    loop {
-        if procs.iter().all(|p| !p.exists()) {
-            return Some(start.elapsed());
-        }
-        if start.elapsed() > limit {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 fn gpu(h: &serde_json::Value) -> &serde_json::Value {
     &h["components"]["gpu"]
-}
-
-fn kill(pid: u32, sig: libc::c_int) {
-    // SAFETY: kill(2) on a pid whose start time was just checked; it touches no memory.
-    unsafe {
-        libc::kill(pid as libc::pid_t, sig);
-    }
-}
-
-/// The process group of `pid`, from `/proc/<pid>/stat`.
-fn group_of(pid: u32) -> Option<u32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit_once(')')?
-        .1
-        .split_whitespace()
-        .nth(2)?
-        .parse()
-        .ok()
 }
 
 impl Drop for Hung {

@@ -22,7 +22,8 @@
 //! used fails the run. Where gpu-exporter also runs, `--no-collector.gpu` avoids polling the
 //! GPUs twice.
 
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::ValueEnum;
@@ -52,6 +53,8 @@ pub struct Gpu {
     interval: Duration,
     timeout: Duration,
     state: Mutex<State>,
+    /// Set at shutdown: an nvidia-smi run in progress is killed at once.
+    cancel: Arc<AtomicBool>,
 }
 
 #[derive(Default)]
@@ -69,6 +72,7 @@ impl Gpu {
             interval,
             timeout,
             state: Mutex::new(State::default()),
+            cancel: Arc::new(AtomicBool::new(false)),
         }
     }
 }
@@ -87,7 +91,8 @@ impl Collector for Gpu {
             if matches!(st.none_since, Some(t) if t.elapsed() < RETRY) {
                 return Ok(());
             }
-            match PowerReader::open(&self.config, ctx.timeout) {
+            match PowerReader::open_cancellable(&self.config, ctx.timeout, Arc::clone(&self.cancel))
+            {
                 Ok(r) => {
                     st.reader = Some(r);
                     st.none_since = None;
@@ -151,6 +156,11 @@ impl Collector for Gpu {
         }
         st.detail = Some(detail);
         Ok(())
+    }
+
+    /// Kill the nvidia-smi run in progress so that shutdown need not wait for its timeout.
+    fn stop(&self) {
+        self.cancel.store(true, Ordering::SeqCst);
     }
 
     fn detail(&self) -> Option<String> {
