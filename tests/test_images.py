@@ -410,7 +410,7 @@ def expect_once(name: str, rc: int, out: str, err: str) -> None:
     image has what the exporter reads; gpu-exporter with no GPU exits 1 and says why."""
     prefix = MANIFEST[name]["prefix"]
     values = samples(out)
-    assert values.get(f'{prefix}_exporter_build_info{{version="{version_of(name)}"}}') == 1, out[:2000]
+    assert values.get(f'{prefix}_exporter_build_info{{version="{version_of(name)}",demo="false"}}') == 1, out[:2000]
     assert promtool_says(out) == "", "promtool check metrics"
     if name == "gpu-exporter":
         # README, gpu-exporter "No backend": nvidia_gpu_devices 0, the gpu collector fails with

@@ -172,6 +172,7 @@ pub struct SharedArgs {
     pub log_format: Format,
     pub collect_timeout: Duration,
     pub once: bool,
+    pub demo: bool,
     pub enabled_collectors: Vec<&'static str>,
 }
 
@@ -290,6 +291,10 @@ fn shared_args<S>(spec: &ExporterSpec<S>) -> Vec<Arg> {
                 "Longest a scrape waits for an on-scrape collector; a slower one counts as failed",
             )
             .help_heading(H_COLLECTORS),
+        Arg::new("demo")
+            .long("demo")
+            .action(ArgAction::SetTrue)
+            .help("Say that this exporter serves demo data (fixture trees, replays, fakes given by its other flags), not this machine's: in its log, in /health and as demo=\"true\" on <prefix>_exporter_build_info"),
         Arg::new("once")
             .long("once")
             .action(ArgAction::SetTrue)
@@ -428,6 +433,7 @@ fn shared_from_matches<S>(spec: &ExporterSpec<S>, m: &ArgMatches) -> SharedArgs 
             .copied()
             .unwrap_or_default(),
         once: m.get_flag("once"),
+        demo: m.get_flag("demo"),
         enabled_collectors,
     }
 }

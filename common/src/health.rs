@@ -22,6 +22,8 @@ pub enum Status {
 pub struct Report {
     pub status: Status,
     pub version: &'static str,
+    /// `--demo`: the values are demo data, not this machine's.
+    pub demo: bool,
     pub uptime_seconds: f64,
     pub components: std::collections::BTreeMap<&'static str, Component>,
 }
@@ -134,6 +136,7 @@ pub fn report(rt: &Runtime) -> Report {
     Report {
         status: overall(components.values().map(|c| c.healthy)),
         version: rt.id.version,
+        demo: rt.id.demo,
         uptime_seconds: (rt.started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
         components,
     }

@@ -703,7 +703,10 @@ fn html_escape(s: &str) -> String {
 fn landing(rt: &Runtime, cfg: &ServerConfig) -> Resp {
     let name = html_escape(rt.id.name);
     let version = html_escape(rt.id.version);
-    let about = html_escape(rt.id.about);
+    let mut about = html_escape(rt.id.about);
+    if rt.id.demo {
+        about.push_str("</p>\n<p><strong>Demo mode:</strong> these values are demo data (fixture trees, replays or fakes), not this machine's.");
+    }
     let metrics = html_escape(&cfg.telemetry_path);
     let mut collectors = String::new();
     for s in &rt.slots {
@@ -747,6 +750,7 @@ mod tests {
         prefix: "h",
         version: "0.0.7",
         about: "Serves <tests> & more.",
+        demo: false,
     };
 
     struct Test {

@@ -146,12 +146,20 @@ where
             return ExitCode::FAILURE;
         }
     };
+    if shared.demo {
+        logging::event(
+            Level::Warn,
+            "DEMO MODE: serving demo data (fixture trees, replays or fakes), not this machine's",
+            &[],
+        );
+    }
     let rt = Arc::new(runtime::Runtime::new(
         runtime::Identity {
             name: spec.name,
             prefix: spec.prefix,
             version: spec.version,
             about: spec.about,
+            demo: shared.demo,
         },
         collectors,
         shared.procfs.clone(),

@@ -258,6 +258,8 @@ pub struct Identity {
     pub prefix: &'static str,
     pub version: &'static str,
     pub about: &'static str,
+    /// `--demo`: it serves demo data (fixture trees, replays, fakes), not this machine's.
+    pub demo: bool,
 }
 
 /// Everything the HTTP side needs: collectors, their state, and who the exporter is.
@@ -548,7 +550,7 @@ impl Runtime {
                 failed.push(slot.name);
             }
         }
-        meta.build_info(self.id.version);
+        meta.build_info(self.id.version, self.id.demo);
         families.extend(meta.finish());
         Scrape {
             body: encode(families),
@@ -592,7 +594,7 @@ type MetaFamily = (&'static str, bool, Vec<(&'static str, f64)>);
 struct Meta {
     prefix: &'static str,
     sink: BTreeMap<&'static str, MetaFamily>,
-    build: Option<String>,
+    build: Option<(String, bool)>,
 }
 
 impl Meta {
@@ -654,8 +656,8 @@ impl Meta {
         let help = "Age of the background collector's served result.";
         self.put("collector_result_age_seconds", help, false, c, secs);
     }
-    fn build_info(&mut self, version: &str) {
-        self.build = Some(version.to_owned());
+    fn build_info(&mut self, version: &str, demo: bool) {
+        self.build = Some((version.to_owned(), demo));
     }
     fn finish(self) -> Vec<MetricFamily> {
         let mut sink = Sink::new(self.prefix);
@@ -669,9 +671,13 @@ impl Meta {
                 fam.sample(&[("collector", c)], *v);
             }
         }
-        if let Some(v) = &self.build {
-            sink.gauge("exporter_build_info", "Exporter version; always 1.")
-                .sample(&[("version", v)], 1.0);
+        if let Some((v, demo)) = &self.build {
+            let demo = if *demo { "true" } else { "false" };
+            sink.gauge(
+                "exporter_build_info",
+                "Exporter version, and whether it serves demo data (--demo); always 1.",
+            )
+            .sample(&[("version", v), ("demo", demo)], 1.0);
         }
         sink.into_parts().0
     }
@@ -725,6 +731,7 @@ mod tests {
         prefix: "t",
         version: "9.9.9",
         about: "T.",
+        demo: false,
     };
 
     /// A collector driven by the test: fails while `fail` is set, sleeps `delay` per run, and
@@ -809,7 +816,7 @@ mod tests {
             "{t}"
         );
         assert!(
-            t.contains("t_exporter_build_info{version=\"9.9.9\"} 1\n"),
+            t.contains("t_exporter_build_info{version=\"9.9.9\",demo=\"false\"} 1\n"),
             "{t}"
         );
         assert!(
@@ -1153,5 +1160,22 @@ mod tests {
         };
         let out = slot.run_once("t", &ctx);
         assert_eq!(out.error.as_deref(), Some("collector panicked"));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn demo_mode_is_said_on_build_info_and_in_health() {
+        let rt = Runtime::new(
+            Identity { demo: true, ..ID },
+            Vec::new(),
+            "/p".into(),
+            "/s".into(),
+            Duration::from_secs(1),
+        );
+        let t = String::from_utf8(rt.scrape().await.body).unwrap();
+        assert!(
+            t.contains("t_exporter_build_info{version=\"9.9.9\",demo=\"true\"} 1\n"),
+            "{t}"
+        );
+        assert!(crate::health::report(&rt).demo);
     }
 }

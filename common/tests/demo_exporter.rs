@@ -57,7 +57,7 @@ fn once_prints_the_exposition_and_exits_zero() {
         "demo_collector_success{collector=\"flaky\"} 1\n",
         "demo_collector_success{collector=\"ticker\"} 1\n",
         "demo_collector_item_errors_total{collector=\"flaky\"} 1\n",
-        "demo_exporter_build_info{version=\"0.1.0\"} 1\n",
+        "demo_exporter_build_info{version=\"0.1.0\",demo=\"false\"} 1\n",
     ] {
         assert!(text.contains(want), "missing {want:?} in\n{text}");
     }

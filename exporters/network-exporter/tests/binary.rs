@@ -215,7 +215,10 @@ fn serves_host_a() {
         assert_eq!(item_errors(&body, c), 0.0, "{c}");
     }
     assert_eq!(
-        value(&body, "network_exporter_build_info{version=\"0.1.0\"}"),
+        value(
+            &body,
+            "network_exporter_build_info{version=\"0.1.0\",demo=\"false\"}"
+        ),
         1.0
     );
 
