@@ -24,13 +24,15 @@ pub enum ReadError {
 }
 
 impl ReadError {
-    fn from_io(e: &io::Error) -> Self {
+    /// `path` names the file in the message of a failed read (a procfs path: a pid and a
+    /// file name, nothing of the process's own).
+    fn from_io(e: &io::Error, path: &Path) -> Self {
         match e.kind() {
             io::ErrorKind::PermissionDenied => ReadError::Denied,
             // ENOENT, and ESRCH from a reader of a task that just died: gone.
             io::ErrorKind::NotFound => ReadError::Gone,
             _ if e.raw_os_error() == Some(libc::ESRCH) => ReadError::Gone,
-            _ => ReadError::Malformed(format!("read error ({e})")),
+            _ => ReadError::Malformed(format!("{}: read error ({e})", path.display())),
         }
     }
 }
@@ -122,7 +124,7 @@ impl Proc {
 
     fn read_into_buf(&mut self, path: &Path, to_end: bool) -> ProcResult<&[u8]> {
         self.buf.clear();
-        let mut f = fs::File::open(path).map_err(|e| ReadError::from_io(&e))?;
+        let mut f = fs::File::open(path).map_err(|e| ReadError::from_io(&e, path))?;
         loop {
             if self.buf.capacity() - self.buf.len() < 1024 {
                 self.buf.reserve(self.buf.capacity().max(4096));
@@ -138,7 +140,7 @@ impl Proc {
                 }
                 Err(e) => {
                     self.buf.truncate(len);
-                    return Err(ReadError::from_io(&e));
+                    return Err(ReadError::from_io(&e, path));
                 }
             };
             self.buf.truncate(len + n);
@@ -260,7 +262,7 @@ impl Proc {
     /// Open descriptors and the inodes of the sockets among them (`socket:[N]` links).
     pub fn fds(&self, pid: i32) -> ProcResult<Fds> {
         let dir = self.path(pid, "fd");
-        let entries = fs::read_dir(&dir).map_err(|e| ReadError::from_io(&e))?;
+        let entries = fs::read_dir(&dir).map_err(|e| ReadError::from_io(&e, &dir))?;
         let mut out = Fds::default();
         for entry in entries {
             let Ok(entry) = entry else { continue };
@@ -320,16 +322,19 @@ impl Proc {
     }
 
     pub fn exe(&self, pid: i32) -> ProcResult<PathBuf> {
-        fs::read_link(self.path(pid, "exe")).map_err(|e| ReadError::from_io(&e))
+        let path = self.path(pid, "exe");
+        fs::read_link(&path).map_err(|e| ReadError::from_io(&e, &path))
     }
 
     pub fn cwd(&self, pid: i32) -> ProcResult<PathBuf> {
-        fs::read_link(self.path(pid, "cwd")).map_err(|e| ReadError::from_io(&e))
+        let path = self.path(pid, "cwd");
+        fs::read_link(&path).map_err(|e| ReadError::from_io(&e, &path))
     }
 
     /// The inode of the process's network namespace (`ns/net` -> `net:[N]`).
     pub fn net_ns(&self, pid: i32) -> ProcResult<u64> {
-        let target = fs::read_link(self.path(pid, "ns/net")).map_err(|e| ReadError::from_io(&e))?;
+        let path = self.path(pid, "ns/net");
+        let target = fs::read_link(&path).map_err(|e| ReadError::from_io(&e, &path))?;
         target
             .to_str()
             .and_then(|t| t.strip_prefix("net:["))
@@ -363,7 +368,8 @@ impl Proc {
     /// `package.json` of the npm package its executable lies in.
     pub fn file_in_root(&self, pid: i32, path: &Path) -> ProcResult<String> {
         let rel = path.strip_prefix("/").unwrap_or(path);
-        fs::read_to_string(self.path(pid, "root").join(rel)).map_err(|e| ReadError::from_io(&e))
+        let path = self.path(pid, "root").join(rel);
+        fs::read_to_string(&path).map_err(|e| ReadError::from_io(&e, &path))
     }
 }
 

@@ -64,6 +64,18 @@ impl Counters {
         self.voluntary = self.voluntary.saturating_add(o.voluntary);
         self.involuntary = self.involuntary.saturating_add(o.involuntary);
     }
+
+    /// Each counter at the larger of the two readings of one process: a file that could not
+    /// be read this time (the process exited between its `stat` and its `io`) reads as 0,
+    /// and must neither take back what the last scan counted nor lose it at the exit.
+    fn at_least(&mut self, o: &Counters) {
+        self.utime = self.utime.max(o.utime);
+        self.stime = self.stime.max(o.stime);
+        self.read_bytes = self.read_bytes.max(o.read_bytes);
+        self.write_bytes = self.write_bytes.max(o.write_bytes);
+        self.voluntary = self.voluntary.max(o.voluntary);
+        self.involuntary = self.involuntary.max(o.involuntary);
+    }
 }
 
 /// What one process (or a tree, summed) costs.
@@ -725,6 +737,7 @@ impl Scanner {
                 stime: s.stime,
                 ..Counters::default()
             };
+            let mut exited = false;
             match proc.status(pid) {
                 Ok(x) => {
                     r.swap_bytes = x.swap_bytes;
@@ -733,6 +746,7 @@ impl Scanner {
                     c.voluntary = x.voluntary_switches.unwrap_or(0);
                     c.involuntary = x.involuntary_switches.unwrap_or(0);
                 }
+                Err(ReadError::Gone) => exited = true,
                 Err(e) => self.note(e, pid, snap, denied),
             }
             match proc.io(pid) {
@@ -742,6 +756,7 @@ impl Scanner {
                     c.read_bytes = x.read_bytes;
                     c.write_bytes = x.write_bytes;
                 }
+                Err(ReadError::Gone) => exited = true,
                 Err(e) => self.note(e, pid, snap, denied),
             }
             match proc.fds(pid) {
@@ -751,9 +766,23 @@ impl Scanner {
                         sockets_of.push((pid, f.sockets));
                     }
                 }
+                Err(ReadError::Gone) => exited = true,
                 Err(e) => self.note(e, pid, snap, denied),
             }
-            current.insert((pid, s.starttime), c);
+            // Exited between its stat and the other files: counted, and its stat figures
+            // kept. Whatever could not be read keeps the last scan's count (see `at_least`).
+            if exited {
+                snap.vanished += 1;
+            }
+            let key_of_member = (pid, s.starttime);
+            if let Some(last) = st
+                .live
+                .get(&key)
+                .and_then(|l| l.members.get(&key_of_member))
+            {
+                c.at_least(last);
+            }
+            current.insert(key_of_member, c);
             let t = &mut tree_complete;
             // Saturating sums: the values come from files (see `Counters::add`).
             t.resident_bytes = t.resident_bytes.saturating_add(r.resident_bytes);
