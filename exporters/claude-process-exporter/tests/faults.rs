@@ -282,6 +282,6 @@ fn live_children_that_come_and_go_while_scanned() {
     drop(inst);
     assert!(last.is_some(), "the stand-in instance was never found");
     eprintln!(
-        "{scans} scans, up to {seen_members} members, {vanished} processes vanished mid-read"
+        "{scans} scans, up to {seen_members} members; {vanished} processes (host-wide) vanished while scanned"
     );
 }
