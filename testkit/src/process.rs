@@ -67,3 +67,29 @@ pub fn kill(pid: u32, sig: libc::c_int) {
         libc::kill(pid as libc::pid_t, sig);
     }
 }
+
+/// Clean up after a test whose hung command wrote `<leader pid> <other pids...>` to `pidfile`:
+/// SIGKILL each listed process that is still in the leader's process group, provided the
+/// leader's command line contains `marker` (the test's scratch directory: a reused pid is
+/// left alone). So that one failing test does not leave processes sleeping for an hour.
+pub fn kill_left_behind(pidfile: &std::path::Path, marker: &str) {
+    let Ok(s) = std::fs::read_to_string(pidfile) else {
+        return;
+    };
+    let pids: Vec<u32> = s
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect();
+    let Some(&leader) = pids.first() else {
+        return;
+    };
+    let cmdline = std::fs::read(format!("/proc/{leader}/cmdline")).unwrap_or_default();
+    if !String::from_utf8_lossy(&cmdline).contains(marker) {
+        return;
+    }
+    for &pid in &pids {
+        if group_of(pid) == Some(leader) {
+            kill(pid, libc::SIGKILL);
+        }
+    }
+}

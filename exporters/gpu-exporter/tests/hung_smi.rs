@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use gpu_exporter::testing::capture::{capture_path, CAPTURES};
-use odin_testkit::process::{gone_within, group_of, kill, Seen as Proc};
+use odin_testkit::process::{gone_within, kill_left_behind, Seen as Proc};
 use odin_testkit::{sample, Exe, Exporter};
 
 const EXE: Exe = Exe {
@@ -101,30 +101,9 @@ fn gpu(h: &serde_json::Value) -> &serde_json::Value {
 
 impl Drop for Hung {
     /// A failing test may leave the hung command behind (the very defect these tests look
-    /// for): kill what the pid file names, if it is still that command's process group (its
-    /// leader's command line names this scratch directory), so that one failure does not
-    /// leave processes sleeping for an hour.
+    /// for): kill what the pid file names.
     fn drop(&mut self) {
-        let Ok(s) = std::fs::read_to_string(self.pidfile()) else {
-            return;
-        };
-        let pids: Vec<u32> = s
-            .split_whitespace()
-            .filter_map(|p| p.parse().ok())
-            .collect();
-        let Some(&leader) = pids.first() else {
-            return;
-        };
-        let cmdline = std::fs::read(format!("/proc/{leader}/cmdline")).unwrap_or_default();
-        let dir = self.dir.path().display().to_string();
-        if !String::from_utf8_lossy(&cmdline).contains(&dir) {
-            return;
-        }
-        for &pid in &pids {
-            if group_of(pid) == Some(leader) {
-                kill(pid, libc::SIGKILL);
-            }
-        }
+        kill_left_behind(&self.pidfile(), &self.dir.path().display().to_string());
     }
 }
 

@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use odin_testkit::process::{gone_within, group_of, kill, Seen};
+use odin_testkit::process::{gone_within, kill_left_behind, Seen};
 use odin_testkit::{Exe, Exporter};
 
 const EXE: Exe = Exe {
@@ -67,25 +67,10 @@ impl Hung {
 }
 
 impl Drop for Hung {
-    /// A failing test may leave the hung command behind: kill its process group.
+    /// A failing test may leave the hung command behind (the very defect these tests look
+    /// for): kill what the pid file names.
     fn drop(&mut self) {
-        let Ok(s) = std::fs::read_to_string(self.pidfile()) else {
-            return;
-        };
-        let pids: Vec<u32> = s
-            .split_whitespace()
-            .filter_map(|p| p.parse().ok())
-            .collect();
-        let Some(&leader) = pids.first() else { return };
-        let cmdline = std::fs::read(format!("/proc/{leader}/cmdline")).unwrap_or_default();
-        if !String::from_utf8_lossy(&cmdline).contains(&self.dir.path().display().to_string()) {
-            return;
-        }
-        for &pid in &pids {
-            if group_of(pid) == Some(leader) {
-                kill(pid, libc::SIGKILL);
-            }
-        }
+        kill_left_behind(&self.pidfile(), &self.dir.path().display().to_string());
     }
 }
 
