@@ -1,29 +1,81 @@
 #!/usr/bin/env bash
-# The main job: builds every ODIN exporter of exporters.toml, starts each on its default port
-# on loopback with the manifest's run_args, and starts a real Prometheus with
-# deploy/prometheus/prometheus.yml (which loads rules/). Prints the URLs; Ctrl-C stops
-# everything cleanly.
+# The main job: builds every ODIN exporter of exporters.toml and starts each on its default
+# port on loopback with the manifest's run_args; a real Prometheus with
+# deploy/prometheus/prometheus.yml (which loads every rule file of rules/); Alertmanager with
+# deploy/alertmanager/alertmanager.yml (cluster port off); and scripts/webhook-logger.py, the
+# receiver that prints every notification Alertmanager sends. Prints the URLs; Ctrl-C stops
+# everything cleanly. A second run while one runs says so and exits.
+#
+# Where this machine lacks what an exporter reads, the exporter runs on demo data from the
+# repository, with --demo (a warning in its log, "demo": true in /health, demo="true" on its
+# build info series), and this script says so:
+#   gpu-exporter     no nvidia-smi and no /dev/nvidia0: the fake nvidia-smi answering from a
+#                    capture (exporters/gpu-exporter/demo/odin-demo.txt, or ODIN_GPU_DEMO)
+#   power-exporter   no RAPL and no battery under /sys: a laptop's tree (scripts/demo-data.py)
+#   razer-exporter   no openrazer device and no Razer hidraw device: the fixture desk and a
+#                    Blade's controller replay (exporters/razer-exporter/tests/fixtures/desk,
+#                    exporters/razer-exporter/demo/blade-15.toml)
+#   token-collector  no ~/.claude/projects: six generated days of Claude Code history
+# network-exporter and claude-process-exporter read the machine as it is (no Claude Code
+# process is fine).
 #
 # Environment (all optional):
+#   ODIN_DEMO                        auto (default: demo data where the machine lacks it),
+#                                    all, or none
 #   NETWORK_EXPORTER_DNS_PROBE_NAME  names the DNS prober resolves, comma-separated
 #                                    (default: example.com; on a machine with no DNS the
 #                                    DnsProbeFailing alert fires, which is the truth)
-#   ODIN_GPU_DEMO                    an nvidia-smi capture: a path, or the name of a file in
-#                                    exporters/gpu-exporter/demo/ (the repository's own, e.g.
-#                                    odin-demo.txt): run gpu-exporter on the fake nvidia-smi
-#                                    answering from it, for a machine without a GPU.
-#                                    DEMO DATA, logged as such.
+#   ODIN_GPU_DEMO                    an nvidia-smi capture for gpu-exporter's demo: a path, or a
+#                                    file in exporters/gpu-exporter/demo/; setting it forces
+#                                    the GPU demo
 #   ODIN_GPU_DEMO_SECTION            idle (default) or load: which part of the capture
-#   PROMETHEUS_PORT                  default 9090
-#   ODIN_RUN_DIR                     state (logs, TSDB), default .run/
+#   PROMETHEUS_PORT, ALERTMANAGER_PORT, WEBHOOK_PORT   default 9090, 9093, 5001
+#   ODIN_RUN_DIR                     state (logs, TSDB, demo data), default .run/
 set -euo pipefail
 cd "$(dirname "$0")/.."
-./scripts/setup.sh
 
 run_dir=${ODIN_RUN_DIR:-.run}
 prom_port=${PROMETHEUS_PORT:-9090}
+am_port=${ALERTMANAGER_PORT:-9093}
+hook_port=${WEBHOOK_PORT:-5001}
+demo_mode=${ODIN_DEMO:-auto}
+case "$demo_mode" in auto | all | none) ;; *) echo "ODIN_DEMO: auto, all or none, not $demo_mode" >&2; exit 2 ;; esac
 mkdir -p "$run_dir"
+lock="$run_dir/run-stack.pid"
+
+# A second run: say so instead of failing on busy ports.
+if [ -f "$lock" ] && kill -0 "$(cat "$lock")" 2>/dev/null; then
+  echo "run-stack is already running (pid $(cat "$lock")): its exporters, Prometheus on" \
+    "http://127.0.0.1:$prom_port/ and Alertmanager on http://127.0.0.1:$am_port/ are up." >&2
+  echo "Stop it with Ctrl-C in its terminal (or kill $(cat "$lock")) before starting another." >&2
+  exit 1
+fi
+echo $$ >"$lock"
+
+./scripts/setup.sh
 export NETWORK_EXPORTER_DNS_PROBE_NAME=${NETWORK_EXPORTER_DNS_PROBE_NAME:-example.com}
+
+manifest() { python3 scripts/manifest.py "$@"; }
+mapfile -t exporters < <(manifest names)
+[ "${#exporters[@]}" -gt 0 ] || { echo "exporters.toml lists no exporter" >&2; exit 1; }
+
+# Ports taken by something else: say which, before starting anything.
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+busy=()
+for name in "${exporters[@]}"; do
+  port=$(manifest field "$name" port)
+  port_busy "$port" && busy+=("$port ($name)")
+done
+for p in "$prom_port (Prometheus)" "$am_port (Alertmanager)" "$hook_port (webhook logger)"; do
+  port_busy "${p%% *}" && busy+=("$p")
+done
+if [ "${#busy[@]}" -gt 0 ]; then
+  echo "ports already in use on 127.0.0.1: ${busy[*]}" >&2
+  echo "something else listens there (ss -ltnp shows what); stop it, or set PROMETHEUS_PORT," \
+    "ALERTMANAGER_PORT or WEBHOOK_PORT for those three" >&2
+  rm -f "$lock"
+  exit 1
+fi
 
 echo "building exporters (release)..."
 cargo build --release --locked --bins -q
@@ -36,38 +88,62 @@ cleanup() {
   echo "stopping..."
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  rm -f "$lock"
   echo "stopped."
 }
 trap 'cleanup; exit 0' INT TERM
 trap cleanup EXIT
 
-# Extra environment per exporter (its flags are run_args in exporters.toml).
-# gpu-exporter: NVML when it loads, else nvidia-smi; on a machine with neither it still serves
-# (0 GPUs, the GPU component unhealthy in /health, GPUBackendUnavailable after 10 minutes).
-demo_dir=exporters/gpu-exporter/demo
-gpu_demo_args=()
-gpu_env=()
-if [ -n "${ODIN_GPU_DEMO:-}" ]; then
-  capture=$ODIN_GPU_DEMO
+# ---------------------------------------------------------------- demo data where needed
+# want_demo NAME HAS_HARDWARE(0/1): whether NAME runs on demo data.
+want_demo() {
+  case "$demo_mode" in
+    all) return 0 ;;
+    none) return 1 ;;
+    *) [ "$2" = 0 ] ;;
+  esac
+}
+have_gpu=0
+{ command -v nvidia-smi >/dev/null || [ -e /dev/nvidia0 ]; } && have_gpu=1
+have_power=0
+{ ls /sys/class/powercap/intel-rapl:* >/dev/null 2>&1 || grep -qx Battery /sys/class/power_supply/*/type 2>/dev/null; } && have_power=1
+have_razer=0
+{ ls -d /sys/bus/hid/drivers/razer*/0003:1532:* >/dev/null 2>&1 || grep -qs "HID_ID=0003:00001532" /sys/class/hidraw/*/device/uevent; } && have_razer=1
+have_claude=0
+[ -d "$HOME/.claude/projects" ] && [ -n "$(ls -A "$HOME/.claude/projects" 2>/dev/null)" ] && have_claude=1
+
+declare -A extra_args extra_env demo_note
+gpu_demo_dir=exporters/gpu-exporter/demo
+if [ -n "${ODIN_GPU_DEMO:-}" ] || want_demo gpu-exporter "$have_gpu"; then
+  capture=${ODIN_GPU_DEMO:-odin-demo.txt}
+  [ -f "$capture" ] || capture="$gpu_demo_dir/$capture"
   if [ ! -f "$capture" ]; then
-    capture="$demo_dir/$ODIN_GPU_DEMO"
-  fi
-  if [ ! -f "$capture" ]; then
-    echo "ODIN_GPU_DEMO: no capture file $ODIN_GPU_DEMO (neither a path nor a file in $demo_dir/)" >&2
+    echo "ODIN_GPU_DEMO: no capture file ${ODIN_GPU_DEMO:-} (neither a path nor a file in $gpu_demo_dir/)" >&2
     exit 1
   fi
   capture=$(cd "$(dirname "$capture")" && pwd)/$(basename "$capture")
-  gpu_demo_args=(--backend=nvidia-smi "--nvidia-smi.command=$PWD/exporters/gpu-exporter/tests/fake-nvidia-smi")
-  gpu_env=(FAKE_NVIDIA_SMI_CAPTURE="$capture" FAKE_NVIDIA_SMI_SECTION="${ODIN_GPU_DEMO_SECTION:-idle}")
-  echo "*** gpu-exporter DEMO MODE: its GPU metrics are a replay of the capture $(basename "$capture")"
-  echo "*** (section ${ODIN_GPU_DEMO_SECTION:-idle}) through the fake nvidia-smi, not this machine's GPUs."
+  extra_args[gpu-exporter]="--demo --backend=nvidia-smi --nvidia-smi.command=$PWD/exporters/gpu-exporter/tests/fake-nvidia-smi"
+  extra_env[gpu-exporter]="FAKE_NVIDIA_SMI_CAPTURE=$capture FAKE_NVIDIA_SMI_SECTION=${ODIN_GPU_DEMO_SECTION:-idle}"
+  demo_note[gpu-exporter]="the capture $(basename "$capture") (section ${ODIN_GPU_DEMO_SECTION:-idle}) through the fake nvidia-smi"
+fi
+if want_demo power-exporter "$have_power"; then
+  sys=$(python3 scripts/demo-data.py power "$run_dir/demo/power")
+  extra_args[power-exporter]="--demo --path.sysfs=$sys"
+  demo_note[power-exporter]="a laptop's /sys tree from its fixtures ($sys)"
+fi
+if want_demo razer-exporter "$have_razer"; then
+  extra_args[razer-exporter]="--demo --path.sysfs=$PWD/exporters/razer-exporter/tests/fixtures/desk/sys --path.dev=$run_dir/demo/razer-dev --hid.replay=$PWD/exporters/razer-exporter/demo/blade-15.toml"
+  mkdir -p "$run_dir/demo/razer-dev"
+  demo_note[razer-exporter]="the fixture desk (six peripherals) and a Blade 15's controller replay"
+fi
+if want_demo token-collector "$have_claude"; then
+  home=$(python3 scripts/demo-data.py token "$run_dir/demo/claude")
+  rm -rf "$run_dir/demo/token-state" && mkdir -p "$run_dir/demo/token-state"
+  extra_args[token-collector]="--demo --claude.config-dir=$home --storage.path=$run_dir/demo/token-state/state.db --spool.dir=$run_dir/demo/token-state/spool"
+  demo_note[token-collector]="six generated days of Claude Code history ($home/projects)"
 fi
 
-# Every exporter of exporters.toml (name, port, run_args). Every exporter that has been built
-# is started; a missing binary is skipped with a note.
-manifest() { python3 scripts/manifest.py "$@"; }
-mapfile -t exporters < <(manifest names)
-[ "${#exporters[@]}" -gt 0 ] || { echo "exporters.toml lists no exporter" >&2; exit 1; }
+# ---------------------------------------------------------------- start
 started=()
 for name in "${exporters[@]}"; do
   port=$(manifest field "$name" port)
@@ -76,18 +152,36 @@ for name in "${exporters[@]}"; do
     continue
   fi
   mapfile -t args < <(manifest field "$name" run_args)
-  envs=()
-  if [ "$name" = gpu-exporter ]; then
-    args+=("${gpu_demo_args[@]}")
-    envs=("${gpu_env[@]}")
-  fi
-  env "${envs[@]}" "$bin/$name" --web.listen-address="127.0.0.1:$port" "${args[@]}" \
+  read -r -a more <<<"${extra_args[$name]:-}"
+  read -r -a envs <<<"${extra_env[$name]:-}"
+  env "${envs[@]}" "$bin/$name" --web.listen-address="127.0.0.1:$port" "${args[@]}" "${more[@]}" \
     >"$run_dir/$name.log" 2>&1 &
   pids+=($!)
   started+=("$name:$port")
 done
 
-prometheus --config.file=deploy/prometheus/prometheus.yml \
+python3 scripts/webhook-logger.py --listen "127.0.0.1:$hook_port" --file "$run_dir/notifications.jsonl" \
+  >"$run_dir/webhook-logger.log" 2>&1 &
+pids+=($!)
+# Alertmanager's receivers post to the webhook logger; with another WEBHOOK_PORT, a copy of
+# the file points there.
+am_config=deploy/alertmanager/alertmanager.yml
+if [ "$hook_port" != 5001 ]; then
+  sed "s#127.0.0.1:5001#127.0.0.1:$hook_port#g" "$am_config" >"$run_dir/alertmanager.yml"
+  am_config="$run_dir/alertmanager.yml"
+fi
+prometheus-alertmanager --config.file="$am_config" --storage.path="$run_dir/alertmanager" \
+  --web.listen-address="127.0.0.1:$am_port" --cluster.listen-address= \
+  >"$run_dir/alertmanager.log" 2>&1 &
+pids+=($!)
+prom_config=deploy/prometheus/prometheus.yml
+if [ "$am_port" != 9093 ]; then
+  sed "s#127.0.0.1:9093#127.0.0.1:$am_port#g" "$prom_config" >"$run_dir/prometheus.yml"
+  # rule_files are relative to the config file: keep them pointing at rules/.
+  sed -i "s#\.\./\.\./rules/#$PWD/rules/#g" "$run_dir/prometheus.yml"
+  prom_config="$run_dir/prometheus.yml"
+fi
+prometheus --config.file="$prom_config" \
   --storage.tsdb.path="$run_dir/prometheus" \
   --web.listen-address="127.0.0.1:$prom_port" >"$run_dir/prometheus.log" 2>&1 &
 pids+=($!)
@@ -96,14 +190,16 @@ for entry in "${started[@]}"; do
   name=${entry%%:*}; port=${entry##*:}
   for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/ready" >/dev/null && break; sleep 0.1; done
   echo "$name: http://127.0.0.1:$port/  (metrics /metrics, health /health; log $run_dir/$name.log)"
+  if [ -n "${demo_note[$name]:-}" ]; then
+    echo "    *** DEMO DATA: ${demo_note[$name]}; not this machine's"
+  fi
 done
-if [ -n "${ODIN_GPU_DEMO:-}" ]; then
-  echo "*** reminder: gpu-exporter serves DEMO data from $(basename "$capture")"
-fi
 for _ in $(seq 300); do curl -fs "http://127.0.0.1:$prom_port/-/ready" >/dev/null && break; sleep 0.1; done
 echo "prometheus: http://127.0.0.1:$prom_port/  (targets /targets, rules /rules, alerts /alerts)"
+for _ in $(seq 100); do curl -fs "http://127.0.0.1:$am_port/-/ready" >/dev/null && break; sleep 0.1; done
+echo "alertmanager: http://127.0.0.1:$am_port/  (routes from $am_config)"
+echo "webhook logger: http://127.0.0.1:$hook_port/  (every notification Alertmanager sends: $run_dir/notifications.jsonl)"
 echo "Ctrl-C stops everything."
 rc=0
 wait -n "${pids[@]}" || rc=$?
-# A process that stops by itself with status 0 was told to (Ctrl-C reaches the whole group).
 [ "$rc" -eq 0 ] || echo "a process exited with status $rc; see $run_dir/*.log"
