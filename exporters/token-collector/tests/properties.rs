@@ -246,3 +246,29 @@ fn nested_spans_agree_with_scanning_from_each() {
         }
     }
 }
+
+/// A message object shown as the value of a `"message":` key of an object that cannot be
+/// read whole is not counted on its own; whether the key arrived in an earlier read must not
+/// change that (found by the `terminal_capture` fuzz target: in reads of 14 bytes the key had
+/// left the buffer and the message was counted).
+#[test]
+fn a_nested_message_is_judged_the_same_in_any_reads() {
+    let output = b"\x0e\x0e cut-short line\", \"message\": {\"id\": \"msg_01\", \"type\": \
+        \"message\", \"model\": \"claude-x\", \"usage\": {\"input_tokens\": 10, \
+        \"output_tokens\": 2}}}\n{\"custom_id\": \"req-2\"}\n";
+    let whole = recognise(output);
+    assert!(whole.is_empty(), "{whole:?}");
+    for step in 1..output.len() {
+        assert_eq!(scan_in_reads(output, step), whole, "reads of {step} bytes");
+    }
+    // The same for a repr's keyword argument whose name came in an earlier read.
+    let repr = b"Message(id='msg_02', usage=Usage(input_tokens=5, output_tokens=1), cut";
+    let whole = recognise(repr);
+    for step in 1..repr.len() {
+        assert_eq!(
+            scan_in_reads(repr, step),
+            whole,
+            "repr in reads of {step} bytes"
+        );
+    }
+}

@@ -94,6 +94,9 @@ pub const MAX_CANDIDATE: usize = 32 << 20;
 /// Bytes kept at the end of the buffer so that a marker split between chunks is still seen.
 const HOLD_BACK: usize = 32;
 
+/// Bytes of already scanned output kept for the look-behind checks.
+const CONTEXT: usize = 256;
+
 /// Python reprs looked for (the SDK's class names).
 const REPR_MARKERS: [&[u8]; 11] = [
     b"Usage(",
@@ -119,6 +122,9 @@ pub struct Scanner {
     buf: Vec<u8>,
     /// The byte just before `buf` (for "not inside a word" checks).
     before: u8,
+    /// The last [`CONTEXT`] bytes before `buf`: the look-behind checks (a `"message":` key, a
+    /// keyword argument) see them, so their answer does not depend on where reads ended.
+    context: Vec<u8>,
     found: Vec<Recognised>,
     /// A server-sent-event message whose `message_delta` may still come: the message and its
     /// usage object so far.
@@ -187,6 +193,10 @@ impl Scanner {
         let keep_from = wait_from.unwrap_or(buf.len());
         if keep_from > 0 {
             self.before = buf[keep_from - 1];
+            let gone = &buf[keep_from.saturating_sub(CONTEXT)..keep_from];
+            let drop = (self.context.len() + gone.len()).saturating_sub(CONTEXT);
+            self.context.drain(..drop.min(self.context.len()));
+            self.context.extend_from_slice(gone);
         }
         self.buf = buf[keep_from..].to_vec();
         self.retry_at = if wait_from.is_some() {
@@ -194,6 +204,15 @@ impl Scanner {
         } else {
             0
         };
+    }
+
+    /// The output before `buf[i]`: `buf[..i]`, preceded by the context when that is short.
+    fn behind<'a>(&self, buf: &'a [u8], i: usize) -> std::borrow::Cow<'a, [u8]> {
+        if i >= CONTEXT || self.context.is_empty() {
+            std::borrow::Cow::Borrowed(&buf[..i])
+        } else {
+            std::borrow::Cow::Owned([&self.context[..], &buf[..i]].concat())
+        }
     }
 
     fn step(&mut self, buf: &[u8], i: usize, prev: u8, eof: bool) -> Step {
@@ -218,7 +237,7 @@ impl Scanner {
                         serde_json::from_str::<Value>(&String::from_utf8_lossy(&rest[..n])).ok()
                     }) {
                     Some(v) => {
-                        let nested = after_message_key(&buf[..i]);
+                        let nested = after_message_key(&self.behind(buf, i));
                         self.top_level(&v, nested);
                         Step::Took(n)
                     }
@@ -228,7 +247,7 @@ impl Scanner {
                 span::Span::Invalid if starts_js_object(rest) => {
                     match pyrepr::parse_js_object(rest, MAX_CANDIDATE) {
                         pyrepr::Parsed::Complete(v, n) => {
-                            self.top_level(&v, after_message_key(&buf[..i]));
+                            self.top_level(&v, after_message_key(&self.behind(buf, i)));
                             Step::Took(n)
                         }
                         pyrepr::Parsed::Incomplete if !eof => Step::Wait,
@@ -243,7 +262,7 @@ impl Scanner {
                 // A keyword argument (`..., usage=Usage(...)`, `(message=Message(...`) of an
                 // enclosing repr that could not be read whole (cut short): part of something
                 // larger (a message with an id, a stream event), not counted on its own.
-                if is_keyword_argument(&buf[..i]) {
+                if is_keyword_argument(&self.behind(buf, i)) {
                     return Step::Next;
                 }
                 return match pyrepr::parse_call(rest, MAX_CANDIDATE) {
