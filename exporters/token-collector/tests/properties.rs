@@ -272,3 +272,20 @@ fn a_nested_message_is_judged_the_same_in_any_reads() {
         );
     }
 }
+
+/// Every capture fixture in reads of 1 to 64 bytes is recognised as when read whole (found by
+/// the `terminal_capture` fuzz target: a Node object literal whose read ended between `{` and
+/// the `:` of its first key was passed over).
+#[test]
+fn every_capture_is_recognised_the_same_in_reads_of_any_size() {
+    for (name, content) in captures() {
+        let whole = recognise(&content);
+        for step in 1..=64 {
+            assert_eq!(
+                scan_in_reads(&content, step),
+                whole,
+                "{name}: reads of {step} bytes"
+            );
+        }
+    }
+}

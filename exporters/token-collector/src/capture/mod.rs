@@ -254,6 +254,8 @@ impl Scanner {
                         _ => Step::Next,
                     }
                 }
+                // `{` then a bare key not followed by its `:` yet: the next read decides.
+                span::Span::Invalid if !eof && js_object_undecided(rest) => Step::Wait,
                 _ => Step::Next,
             };
         }
@@ -386,6 +388,17 @@ fn starts_js_object(rest: &[u8]) -> bool {
         .position(|b| !(b.is_ascii_alphanumeric() || *b == b'_'))
         .unwrap_or(t.len());
     n > 0 && !t[0].is_ascii_digit() && t[n..].trim_ascii_start().first() == Some(&b':')
+}
+
+/// `{` followed by nothing but whitespace and perhaps a bare key that the buffer ends in:
+/// what [`starts_js_object`] will say depends on output that has not come yet.
+fn js_object_undecided(rest: &[u8]) -> bool {
+    let t = rest[1..].trim_ascii_start();
+    let n = t
+        .iter()
+        .position(|b| !(b.is_ascii_alphanumeric() || *b == b'_'))
+        .unwrap_or(t.len());
+    t.first().map_or(true, |b| !b.is_ascii_digit()) && t[n..].trim_ascii_start().is_empty()
 }
 
 /// Does `before` end with the key `"message":` (or Node's `, message:`) (whitespace allowed)?
