@@ -11,7 +11,7 @@ use odin_common::{Collector, Context, Field, Labels, Mode, SampleValue, Sink};
 
 use crate::ingest::{lock, Ingester};
 use crate::live::Live;
-use crate::store::{OUTCOMES, TOKEN_TYPES};
+use crate::store::{Fault, OUTCOMES, TOKEN_TYPES};
 
 /// How often the ingest collector looks at file events.
 pub const FOLLOW_INTERVAL: Duration = Duration::from_secs(1);
@@ -115,6 +115,21 @@ impl Collector for Ingest {
 
     fn collect(&self, _ctx: &Context, out: &mut Sink) -> anyhow::Result<()> {
         let mut st = lock(&self.state);
+        // The database first: deleted, replaced or damaged since the last pass, it is rebuilt
+        // before anything more is counted. The run that rebuilds it fails, so that /health
+        // keeps the message; the next one is a full scan from where the counters are.
+        if let Some(fault) = st.ingester.fault() {
+            st.last_full = None;
+            match st.ingester.rebuild() {
+                Ok(msg) => {
+                    log::error!("{msg}");
+                    anyhow::bail!(msg);
+                }
+                Err(e) => anyhow::bail!(
+                    "{fault}; rebuilding it failed, tried again at the next run: {e:#}"
+                ),
+            }
+        }
         let events = std::mem::take(&mut *lock(&self.dirty));
         let full = st.last_full.map_or(true, |t| t.elapsed() >= self.rescan)
             || events.contains(&PathBuf::new())
@@ -135,7 +150,28 @@ impl Collector for Ingest {
         }
         let lag = pass.lagging_mtime.map_or(0.0, crate::ingest::lag_since);
         lock(&st.ingester.live).lag_seconds = lag;
-        // Every file failing (database unwritable, tree unreadable) fails the collector.
+        let db = st
+            .ingester
+            .store
+            .path()
+            .map_or_else(|| "(in memory)".to_string(), |p| p.display().to_string());
+        if let Some(why) = pass.corrupt {
+            st.ingester
+                .set_fault(Fault::Corrupt(format!("database {db} is damaged ({why})")));
+            st.last_full = None;
+            anyhow::bail!("database {db} is damaged ({why}); rebuilt at the next run");
+        }
+        // The database cannot be written (a full disk, an I/O error): nothing read since is
+        // counted or lost. Each run tries again (a full scan from the committed offsets)
+        // until it can be written.
+        if let Some(first) = pass.store_errors.first() {
+            st.last_full = None;
+            anyhow::bail!(
+                "cannot write database {db}: {first}; the lines read are not counted yet and \
+                 are read again at each run until it can be written"
+            );
+        }
+        // Every file failing (tree unreadable) fails the collector.
         if !pass.errors.is_empty() && pass.errors.len() == pass.attempted {
             anyhow::bail!(
                 "no file could be ingested ({} failed; first: {})",
@@ -170,6 +206,9 @@ impl Collector for Ingest {
         if let Some(e) = &st.watch_error {
             s.push_str("; ");
             s.push_str(e);
+        }
+        if let Some((at, why)) = &st.ingester.last_rebuild {
+            s.push_str(&format!("; database rebuilt at {at}: {why}"));
         }
         Some(s)
     }
@@ -364,6 +403,11 @@ impl Collector for Usage {
             "Transcript and spool files followed.",
         )
         .sample(&[], live.files_followed);
+        out.counter(
+            "database_rebuilds_total",
+            "Times the database was found deleted, replaced or damaged and rebuilt from the transcripts and captures on disk, since the collector started.",
+        )
+        .sample(&[], live.database_rebuilds);
         out.gauge(
             "ingest_lag_seconds",
             "Now minus the modification time of the newest file with appended lines not yet ingested (0 when caught up).",

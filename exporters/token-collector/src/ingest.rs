@@ -13,7 +13,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::SystemTime;
 
 use crate::live::Live;
-use crate::store::{Item, Outcomes, Store, MALFORMED, NO_USAGE};
+use crate::store::{self, Fault, Item, Outcomes, Store, MALFORMED, NO_USAGE};
 use crate::transcript::{parse_line, Line};
 use crate::usage::Captured;
 
@@ -144,6 +144,15 @@ pub struct Ingester {
     pub sources: Sources,
     /// Owner of each source root, looked up once (the first time a file of it is read).
     pub owners: HashMap<PathBuf, String>,
+    /// Every file's inode and offset as last committed: how far the live counters have
+    /// counted it, kept here too so that a database lost while running can be rebuilt up to
+    /// there without counting anything twice.
+    committed: HashMap<String, (u64, u64)>,
+    /// A database fault whose rebuild has not completed yet (no pass runs until it has), and
+    /// whether the new database is open already (a rebuild that failed half-way resumes).
+    pending: Option<(Fault, bool)>,
+    /// When and why the database was last rebuilt (at start or while running), for `/health`.
+    pub last_rebuild: Option<(jiff::Timestamp, String)>,
 }
 
 /// Result of one pass.
@@ -152,9 +161,26 @@ pub struct Pass {
     pub files: usize,
     /// Files read (or tried) in this pass.
     pub attempted: usize,
+    /// Files that could not be read (and, below, the database errors too).
     pub errors: Vec<String>,
+    /// Database errors (a full disk, an I/O error): what was read stays uncounted, to be
+    /// read again.
+    pub store_errors: Vec<String>,
+    /// A database error that says the file is damaged.
+    pub corrupt: Option<String>,
     /// mtime of the newest file with complete lines left unread (errors).
     pub lagging_mtime: Option<SystemTime>,
+}
+
+impl Pass {
+    /// Note a database error (not a file's).
+    fn store_error(&mut self, e: &anyhow::Error) {
+        let msg = format!("{e:#}");
+        if self.corrupt.is_none() && store::is_corruption(e) {
+            self.corrupt = Some(msg.clone());
+        }
+        self.store_errors.push(msg);
+    }
 }
 
 /// Seconds from `t` to now (0 when `t` is in the future).
@@ -173,6 +199,157 @@ fn now_ms() -> i64 {
 }
 
 impl Ingester {
+    /// An ingester on `store`, whose counters `live` was loaded from.
+    pub fn new(store: Store, live: Arc<Mutex<Live>>, sources: Sources) -> anyhow::Result<Self> {
+        let committed = store.file_offsets()?;
+        Ok(Ingester {
+            store,
+            live,
+            sources,
+            owners: HashMap::new(),
+            committed,
+            pending: None,
+            last_rebuild: None,
+        })
+    }
+
+    /// The database fault found before this pass, or pending from an earlier one.
+    pub fn fault(&mut self) -> Option<Fault> {
+        if self.pending.is_none() {
+            self.pending = self.store.check_file().err().map(|f| (f, false));
+        }
+        self.pending.as_ref().map(|(f, _)| f.clone())
+    }
+
+    /// Note a fault found by a pass (a corruption SQLite reported): rebuilt before the next.
+    pub fn set_fault(&mut self, fault: Fault) {
+        self.pending = Some((fault, false));
+    }
+
+    /// Rebuild the database after `fault`: open a new one at its path (a damaged one is moved
+    /// aside), then import every file again up to the offset the live counters have counted
+    /// it to, without adding to them; then make its persisted counters those served, which
+    /// still hold the usage of transcripts deleted since it was counted. The next pass goes
+    /// on from there, so nothing is counted twice and no counter goes back. A rebuild that
+    /// fails (the disk full meanwhile) is done again, resuming, before the next pass.
+    pub fn rebuild(&mut self) -> anyhow::Result<String> {
+        let Some((fault, reopened)) = self.pending.clone() else {
+            anyhow::bail!("no database fault to rebuild after");
+        };
+        let moved = if reopened {
+            None
+        } else {
+            let moved = self.store.reopen(&fault)?;
+            self.pending = Some((fault.clone(), true));
+            moved
+        };
+        let mut files: Vec<(PathBuf, Kind, u64, u64)> = self
+            .committed
+            .iter()
+            .filter_map(|(k, &(ino, off))| {
+                let p = PathBuf::from(k);
+                self.sources.kind_of(&p).map(|kind| (p, kind, ino, off))
+            })
+            .collect();
+        // The order of a full scan, which decides which file a response is counted from.
+        files.sort_by(|a, b| (a.1, &a.0).cmp(&(b.1, &b.0)));
+        let (mut redone, mut skipped) = (0, 0);
+        for (path, kind, ino, off) in files {
+            if self.catch_up(&path, kind, ino, off)? {
+                redone += 1;
+            } else {
+                skipped += 1;
+            }
+        }
+        {
+            let live = lock(&self.live);
+            let (series, unpriced, lines, label_user) = (
+                live.series.clone(),
+                live.unpriced.clone(),
+                live.lines,
+                live.label_user,
+            );
+            drop(live);
+            self.store
+                .align_totals(&series, &unpriced, lines, label_user)?;
+        }
+        self.pending = None;
+        lock(&self.live).database_rebuilds += 1;
+        let mut msg = format!(
+            "{fault}: rebuilt from the transcripts and captures on disk ({redone} files \
+             imported again up to what was counted, nothing counted twice"
+        );
+        if skipped > 0 {
+            msg.push_str(&format!(
+                "; {skipped} gone or rewritten since, their usage kept in the counters"
+            ));
+        }
+        msg.push(')');
+        if let Some(m) = moved {
+            msg.push_str(&format!("; the damaged file is kept as {}", m.display()));
+        }
+        self.last_rebuild = Some((jiff::Timestamp::now(), msg.clone()));
+        Ok(msg)
+    }
+
+    /// Import `path` into the (rebuilt) database up to `offset`, where the live counters have
+    /// counted it, without adding to them; resumes where the database's own offset is.
+    /// `Ok(false)` when the file is gone or is no longer the one counted (another inode, or
+    /// shorter): nothing of it can be imported.
+    fn catch_up(
+        &mut self,
+        path: &Path,
+        kind: Kind,
+        inode: u64,
+        offset: u64,
+    ) -> anyhow::Result<bool> {
+        let key = path.to_string_lossy().into_owned();
+        let Ok(mut f) = File::open(path) else {
+            return Ok(false);
+        };
+        let meta = f.metadata()?;
+        if meta.ino() != inode || meta.len() < offset {
+            return Ok(false);
+        }
+        let mut at = match self.store.file_offset(&key)? {
+            Some((ino, off)) if ino == inode && off <= offset => off,
+            _ => 0,
+        };
+        let user = self.user_of(path, kind);
+        f.seek(SeekFrom::Start(at))?;
+        let mut buf: Vec<u8> = Vec::new();
+        // The file position of the end of `buf`; `offset` is always at the end of a line.
+        let mut read_to = at;
+        while read_to < offset {
+            let want = usize::try_from(offset - read_to)
+                .unwrap_or(CHUNK)
+                .min(CHUNK);
+            let start = buf.len();
+            buf.resize(start + want, 0);
+            let n = f.read(&mut buf[start..])?;
+            buf.truncate(start + n);
+            if n == 0 {
+                break;
+            }
+            read_to += n as u64;
+            let cut = if read_to == offset {
+                buf.len()
+            } else {
+                match buf.iter().rposition(|&b| b == b'\n') {
+                    Some(i) => i + 1,
+                    None => continue, // one long line: read on
+                }
+            };
+            let (items, extra) = parse_chunk(&buf[..cut], kind);
+            at += cut as u64;
+            // What the live counters already hold: committed, not added again.
+            self.store
+                .commit_batch(Some((&key, inode, at)), &user, &items, extra)?;
+            buf.drain(..cut);
+        }
+        Ok(true)
+    }
+
     /// Every file of the tree and the spool. Files with at most [`PARALLEL_MAX`] bytes to read
     /// are read and parsed ahead by worker threads; the calling thread commits them in the
     /// order of the walk (which decides which file a response is counted from), several files
@@ -191,7 +368,7 @@ impl Ingester {
         let mut stored = match self.store.file_offsets() {
             Ok(m) => m,
             Err(e) => {
-                pass.errors.push(format!("read file offsets: {e:#}"));
+                pass.store_error(&e.context("read file offsets"));
                 pass.attempted = 1; // every file fails: so does the pass
                 return pass;
             }
@@ -238,8 +415,13 @@ impl Ingester {
         // Forget files that are gone (what they counted stays counted).
         if let Ok(known) = self.store.files() {
             let gone: Vec<String> = known.into_iter().filter(|k| !present.contains(k)).collect();
-            if let Err(e) = self.store.forget_files(&gone) {
-                pass.errors.push(format!("forget deleted files: {e:#}"));
+            match self.store.forget_files(&gone) {
+                Ok(()) => {
+                    for k in &gone {
+                        self.committed.remove(k);
+                    }
+                }
+                Err(e) => pass.store_error(&e.context("forget deleted files")),
             }
         }
         let now = now_ms();
@@ -337,23 +519,29 @@ impl Ingester {
             .map(|(k, ino, off, _)| (k.as_str(), *ino, *off))
             .collect();
         match self.store.commit_files(&files, &user, &g.items, g.extra) {
-            Ok((deltas, outcomes)) => lock(&self.live).apply(&deltas, outcomes, now_ms()),
+            Ok((deltas, outcomes)) => {
+                lock(&self.live).apply(&deltas, outcomes, now_ms());
+                for (k, ino, off, _) in g.files {
+                    self.committed.insert(k, (ino, off));
+                }
+            }
             Err(e) => {
+                pass.store_error(&e);
                 for (_, _, _, p) in &g.files {
-                    self.file_error(p, anyhow::anyhow!("{e:#}"), pass);
+                    lagging(p, pass);
                 }
             }
         }
     }
 
     fn file_error(&self, p: &Path, e: anyhow::Error, pass: &mut Pass) {
-        // The path is the user's own file name; never its content.
-        pass.errors.push(format!("{}: {e:#}", p.display()));
-        if let Ok(m) = std::fs::metadata(p) {
-            if let Ok(t) = m.modified() {
-                pass.lagging_mtime = pass.lagging_mtime.max(Some(t));
-            }
+        if store::is_store_error(&e) {
+            pass.store_error(&e);
+        } else {
+            // The path is the user's own file name; never its content.
+            pass.errors.push(format!("{}: {e:#}", p.display()));
         }
+        lagging(p, pass);
     }
 
     /// Only the given paths (from file events); directories are walked.
@@ -450,9 +638,19 @@ impl Ingester {
                 self.store
                     .commit_batch(Some((&key, inode, offset)), &user, &items, extra)?;
             lock(&self.live).apply(&deltas, outcomes, now_ms());
+            self.committed.insert(key.clone(), (inode, offset));
             buf.drain(..=last_nl);
         }
         Ok(())
+    }
+}
+
+/// A file whose complete lines are left unread: the lag counts from its mtime.
+fn lagging(p: &Path, pass: &mut Pass) {
+    if let Ok(m) = std::fs::metadata(p) {
+        if let Ok(t) = m.modified() {
+            pass.lagging_mtime = pass.lagging_mtime.max(Some(t));
+        }
     }
 }
 

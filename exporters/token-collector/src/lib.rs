@@ -139,7 +139,51 @@ pub fn setup(args: Args, _settings: &Settings) -> anyhow::Result<Setup> {
     } else {
         args.config_dirs.clone()
     };
-    let store = Store::open(&db, pricing, args.project_label, args.project_max)?;
+    let sources = Sources {
+        config_dirs,
+        spool_dir: spool_dir.clone(),
+    };
+    let owners = sources.owners();
+    let label_user = paths::label_user(args.label_user, &owners);
+    let open = |pricing: Pricing| -> anyhow::Result<(Store, Live)> {
+        let store = Store::open(&db, pricing, args.project_label, args.project_max)?;
+        let live = Live::load(
+            &store,
+            tz.clone(),
+            label_user,
+            jiff::Timestamp::now().as_millisecond(),
+        )?;
+        Ok((store, live))
+    };
+    // A damaged database is moved aside and rebuilt from the transcripts still on disk: the
+    // counters start again from what they hold (docs/token-collector.md, Storage).
+    let opened = match open(pricing.clone()) {
+        // SQLite may not have read the damaged part yet: its header says it too.
+        Ok((store, live)) => match store.check_file() {
+            Err(store::Fault::Corrupt(why)) => Err(why),
+            _ => Ok((store, live)),
+        },
+        Err(e) if store::is_corruption(&e) => Err(format!("{e:#}")),
+        Err(e) => return Err(e),
+    };
+    let (store, mut live, rebuilt) = match opened {
+        Ok((store, live)) => (store, live, None),
+        Err(damage) => {
+            let moved = store::move_aside(&db)?;
+            let why = format!(
+                "database {} is damaged ({damage}): moved to {}; rebuilt from the \
+                 transcripts and captures on disk",
+                db.display(),
+                moved.display()
+            );
+            log::error!("{why}");
+            let (store, live) = open(pricing)?;
+            (store, live, Some(why))
+        }
+    };
+    if rebuilt.is_some() {
+        live.database_rebuilds += 1;
+    }
     // The spool must exist for `wrap` to write to and for the watch; only its owner may read
     // what was captured.
     let made = std::fs::DirBuilder::new()
@@ -149,18 +193,6 @@ pub fn setup(args: Args, _settings: &Settings) -> anyhow::Result<Setup> {
     if let Err(e) = made {
         log::warn!("cannot create spool directory {}: {e}", spool_dir.display());
     }
-    let sources = Sources {
-        config_dirs,
-        spool_dir,
-    };
-    let owners = sources.owners();
-    let label_user = paths::label_user(args.label_user, &owners);
-    let live = Live::load(
-        &store,
-        tz,
-        label_user,
-        jiff::Timestamp::now().as_millisecond(),
-    )?;
     log::info!(
         "database {} loaded: {} series; user label {} (owners: {})",
         db.display(),
@@ -169,14 +201,11 @@ pub fn setup(args: Args, _settings: &Settings) -> anyhow::Result<Setup> {
         owners.join(", ")
     );
     let live = Arc::new(Mutex::new(live));
+    let mut ingester = Ingester::new(store, Arc::clone(&live), sources)?;
+    ingester.last_rebuild = rebuilt.map(|why| (jiff::Timestamp::now(), why));
     Ok(Setup {
-        live: Arc::clone(&live),
-        ingester: Mutex::new(Some(Ingester {
-            store,
-            live,
-            sources,
-            owners: Default::default(),
-        })),
+        live,
+        ingester: Mutex::new(Some(ingester)),
         rescan_interval: args.rescan_interval,
         budgets: collectors::Budgets {
             day_usd: args.budget_day_usd,

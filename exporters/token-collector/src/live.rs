@@ -36,6 +36,8 @@ pub struct Live {
     pub last_activity: BTreeMap<(String, String), i64>,
     pub files_followed: u64,
     pub lag_seconds: f64,
+    /// Times the database was found deleted, replaced or damaged and rebuilt, since start.
+    pub database_rebuilds: u64,
     /// The last block of `events`, worked out again only after `events` changed, so that a
     /// scrape's cost does not grow with the number of recent requests.
     last_block: std::sync::Mutex<Option<(u64, Option<Block>)>>,
@@ -110,6 +112,7 @@ impl Live {
             last_activity: BTreeMap::new(),
             files_followed: 0,
             lag_seconds: 0.0,
+            database_rebuilds: 0,
             last_block: std::sync::Mutex::new(None),
             events_version: 0,
         }

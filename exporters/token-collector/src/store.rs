@@ -14,8 +14,10 @@
 //!   `claude_code` only past the credit (per token type, cost in USD, one request), so totals
 //!   equal the larger of the two and no counter goes down.
 
-use std::collections::{HashMap, HashSet};
-use std::path::Path;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::Read as _;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
@@ -221,9 +223,77 @@ fn migrate(conn: &Connection) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Why the database a store has open can no longer be used, found by [`Store::check_file`] or
+/// by an error of SQLite: it is rebuilt (see `Ingester::rebuild`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    /// The file was deleted, or another file put in its place: what the open connection
+    /// writes would be lost at the next start.
+    Gone(String),
+    /// The file is damaged: SQLite says so, or its header is no longer SQLite's.
+    Corrupt(String),
+}
+
+impl std::fmt::Display for Fault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Fault::Gone(why) | Fault::Corrupt(why) => f.write_str(why),
+        }
+    }
+}
+
+/// Whether an error (of any store call) says the database file is damaged.
+pub fn is_corruption(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<rusqlite::Error>(),
+            Some(rusqlite::Error::SqliteFailure(f, _))
+                if matches!(f.code, rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase)
+        )
+    })
+}
+
+/// Whether an error comes from the database (rather than from a file being read).
+pub fn is_store_error(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| c.is::<rusqlite::Error>())
+}
+
+/// The first 16 bytes of every SQLite database file.
+const MAGIC: &[u8; 16] = b"SQLite format 3\0";
+
+/// `<path><suffix>`: the database's `-wal` and `-shm` files, and where a damaged one is moved.
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+/// Move a damaged database and its `-wal` and `-shm` files aside, to
+/// `<path>.corrupt-<unix seconds>` (kept for a look, never read again); returns that name.
+pub fn move_aside(path: &Path) -> anyhow::Result<PathBuf> {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let to = with_suffix(path, &format!(".corrupt-{secs}"));
+    for part in ["", "-wal", "-shm"] {
+        let from = with_suffix(path, part);
+        match std::fs::rename(&from, with_suffix(&to, part)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(e).with_context(|| format!("cannot move {} aside", from.display()))
+            }
+        }
+    }
+    Ok(to)
+}
+
 /// The database and what counting needs besides it.
 pub struct Store {
     conn: Connection,
+    /// The database file (`None` for a connection opened elsewhere) and the device and inode
+    /// it had when opened, to notice it being deleted or replaced.
+    file: Option<(PathBuf, (u64, u64))>,
     pricing: Pricing,
     project_mode: ProjectLabel,
     project_max: usize,
@@ -275,7 +345,182 @@ impl Store {
         }
         let conn = Connection::open(path)
             .with_context(|| format!("cannot open database {}", path.display()))?;
-        Store::with_connection(conn, pricing, project_mode, project_max)
+        let mut store = Store::with_connection(conn, pricing, project_mode, project_max)
+            .with_context(|| format!("database {}", path.display()))?;
+        store.file = Some((path.to_path_buf(), identity(path)?));
+        Ok(store)
+    }
+
+    /// The database file, when the store was opened from one.
+    pub fn path(&self) -> Option<&Path> {
+        self.file.as_ref().map(|(p, _)| p.as_path())
+    }
+
+    /// Whether the database file is still the one this store has open, and still looks like
+    /// a database. Cheap (a `stat` and a 16-byte read): run before every ingest pass.
+    pub fn check_file(&self) -> Result<(), Fault> {
+        let Some((path, id)) = &self.file else {
+            return Ok(());
+        };
+        let meta = match std::fs::metadata(path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Fault::Gone(format!(
+                    "database {} was deleted while in use",
+                    path.display()
+                )))
+            }
+            // Cannot tell (a permission change?): SQLite will say if it cannot go on.
+            Err(_) => return Ok(()),
+        };
+        if (meta.dev(), meta.ino()) != *id {
+            return Err(Fault::Gone(format!(
+                "database {} was replaced by another file while in use",
+                path.display()
+            )));
+        }
+        // A new database in WAL mode stays empty until its first checkpoint.
+        let mut head = [0u8; 16];
+        let read = std::fs::File::open(path).and_then(|mut f| f.read(&mut head));
+        match read {
+            Ok(16) if &head != MAGIC => Err(Fault::Corrupt(format!(
+                "database {} is damaged: its header is not SQLite's",
+                path.display()
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Close the database and open the file at its path again: after [`Fault::Gone`] a new
+    /// one (or the file now there), after [`Fault::Corrupt`] a new one, the damaged file moved
+    /// aside first. Returns where the damaged file went. The caller fills it again.
+    pub fn reopen(&mut self, fault: &Fault) -> anyhow::Result<Option<PathBuf>> {
+        let Some((path, _)) = self.file.clone() else {
+            anyhow::bail!("the database is not a file");
+        };
+        // Closing checkpoints into the old (deleted or damaged) file and lets go of its
+        // -wal and -shm, which must not be paired with the new file.
+        let old = std::mem::replace(&mut self.conn, Connection::open_in_memory()?);
+        drop(old);
+        let moved = match fault {
+            Fault::Corrupt(_) => Some(move_aside(&path)?),
+            Fault::Gone(_) => {
+                if !path.exists() {
+                    for part in ["-wal", "-shm"] {
+                        let _ = std::fs::remove_file(with_suffix(&path, part));
+                    }
+                }
+                None
+            }
+        };
+        // Its directory may have gone with it.
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        let conn = Connection::open(&path)
+            .with_context(|| format!("cannot open database {}", path.display()))?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        conn.execute_batch(SCHEMA)
+            .context("cannot create the schema")?;
+        migrate(&conn)?;
+        self.conn = conn;
+        self.file = Some((path.clone(), identity(&path)?));
+        Ok(moved)
+    }
+
+    /// Make the persisted counters those served (`series` keyed as the live counters are:
+    /// user `""` when the `user` label is off), after a rebuild that could not see usage of
+    /// transcripts deleted since it was counted. Series whose stored totals already agree are
+    /// left alone; the others get one row holding the served values. Also stores every
+    /// project label handed out, so that labels stay the same after a restart.
+    pub fn align_totals(
+        &mut self,
+        series: &BTreeMap<SeriesKey, Counts>,
+        unpriced: &BTreeMap<String, u64>,
+        lines: Outcomes,
+        label_user: bool,
+    ) -> anyhow::Result<()> {
+        let (stored, _, _) = self.load_totals()?;
+        let mut sums: HashMap<SeriesKey, Counts> = HashMap::new();
+        for ((source, model, project, user), c) in stored {
+            let user = if label_user { user } else { String::new() };
+            let s = sums.entry((source, model, project, user)).or_default();
+            for (t, v) in s.tokens.iter_mut().zip(c.tokens) {
+                *t += v;
+            }
+            s.cost += c.cost;
+            s.requests += c.requests;
+            s.web_search += c.web_search;
+        }
+        let same = |a: &Counts, b: &Counts| {
+            a.tokens == b.tokens
+                && a.requests == b.requests
+                && a.web_search == b.web_search
+                && (a.cost - b.cost).abs() <= 1e-9 * a.cost.abs().max(1.0)
+        };
+        let tx = self.conn.transaction()?;
+        for (key, want) in series {
+            if sums.get(key).is_some_and(|have| same(have, want)) {
+                continue;
+            }
+            let (source, model, project, user) = key;
+            // With the label off, the served series sums every user's rows.
+            if label_user {
+                tx.execute(
+                    "DELETE FROM totals
+                     WHERE source = ?1 AND model = ?2 AND project = ?3 AND user = ?4",
+                    params![source.label(), model, project, user],
+                )?;
+            } else {
+                tx.execute(
+                    "DELETE FROM totals WHERE source = ?1 AND model = ?2 AND project = ?3",
+                    params![source.label(), model, project],
+                )?;
+            }
+            tx.execute(
+                "INSERT INTO totals (source, model, project, input, output, cache_read, cw5, cw1h,
+                     ws, cost, requests, user)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                params![
+                    source.label(),
+                    model,
+                    project,
+                    i(want.tokens[0]),
+                    i(want.tokens[1]),
+                    i(want.tokens[2]),
+                    i(want.tokens[3]),
+                    i(want.tokens[4]),
+                    i(want.web_search),
+                    want.cost,
+                    i(want.requests),
+                    user,
+                ],
+            )?;
+        }
+        tx.execute("DELETE FROM unpriced", [])?;
+        for (model, n) in unpriced {
+            tx.execute(
+                "INSERT INTO unpriced (model, tokens) VALUES (?1, ?2)",
+                params![model, i(*n)],
+            )?;
+        }
+        tx.execute("DELETE FROM lines", [])?;
+        for (k, n) in OUTCOMES.iter().zip(lines) {
+            tx.execute(
+                "INSERT INTO lines (outcome, n) VALUES (?1, ?2)",
+                params![k, i(n)],
+            )?;
+        }
+        let prefix = mode_prefix(self.project_mode);
+        for (name, label) in &self.projects {
+            tx.execute(
+                "INSERT OR IGNORE INTO projects (name, label) VALUES (?1, ?2)",
+                params![format!("{prefix}{name}"), label],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
     }
 
     /// Open an existing database read-only (for `report`).
@@ -316,6 +561,7 @@ impl Store {
         }
         Ok(Store {
             conn,
+            file: None,
             pricing,
             project_mode,
             project_max,
@@ -556,6 +802,12 @@ impl Store {
         let rows = st.query_map([], |r| Ok(((r.get(0)?, r.get(1)?), r.get(2)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
+}
+
+/// The device and inode of `path`.
+fn identity(path: &Path) -> anyhow::Result<(u64, u64)> {
+    let m = std::fs::metadata(path).with_context(|| format!("cannot stat {}", path.display()))?;
+    Ok((m.dev(), m.ino()))
 }
 
 fn mode_prefix(mode: ProjectLabel) -> &'static str {

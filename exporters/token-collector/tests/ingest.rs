@@ -39,15 +39,15 @@ fn env() -> Env {
 fn ingester(e: &Env, max: usize) -> Ingester {
     let store = Store::open(&e.db, Pricing::shipped(), ProjectLabel::Name, max).unwrap();
     let live = Live::load(&store, jiff::tz::TimeZone::UTC, false, now()).unwrap();
-    Ingester {
+    Ingester::new(
         store,
-        live: Arc::new(Mutex::new(live)),
-        sources: Sources {
+        Arc::new(Mutex::new(live)),
+        Sources {
             config_dirs: vec![e.config.clone()],
             spool_dir: e.spool.clone(),
         },
-        owners: Default::default(),
-    }
+    )
+    .unwrap()
 }
 
 fn now() -> i64 {
