@@ -77,8 +77,10 @@ for t in "${targets[@]}"; do
       found=1; continue; }
   rm -rf "$TMPDIR"
   execs=$(( $(stat_of execs_done "$out") - before ))
+  # A resumed run moves earlier findings to crashes.<time> and hangs.<time>: count both.
   crashes=$(ls "$out/default/crashes" 2>/dev/null | grep -c '^id:' || true)
   hangs=$(ls "$out/default/hangs" 2>/dev/null | grep -c '^id:' || true)
+  earlier=$(find "$out/default" -path '*/crashes.*/id:*' -o -path '*/hangs.*/id:*' | wc -l)
   line=$(printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s' "$(date -u +%FT%TZ)" "$t" \
     $((minutes * 60)) "$execs" "$(stat_of execs_per_sec "$out")" \
     "$(stat_of edges_found "$out")" "$(stat_of bitmap_cvg "$out")" \
@@ -87,11 +89,12 @@ for t in "${targets[@]}"; do
   # afl-fuzz's log: only its end is worth keeping.
   tail -n 200 "$work/$t.log" >"$work/$t.log.tail" && mv "$work/$t.log.tail" "$work/$t.log"
   echo "fuzz.sh: $t: $execs executions, $(stat_of execs_per_sec "$out") execs/s (last)," \
-    "$(stat_of edges_found "$out") edges, $crashes crashes, $hangs hangs (all runs)"
+    "$(stat_of edges_found "$out") edges, $crashes crashes, $hangs hangs in this run," \
+    "$earlier from earlier runs"
   # Findings are kept across runs; what counts is whether they still fail with the code as it
-  # is now (a fixed crash stays in the folder as a record, and replays clean).
-  if [ "$crashes" -gt 0 ] || [ "$hangs" -gt 0 ]; then
-    ./target/release/check "$t" "$out/default/crashes" "$out/default/hangs" || found=1
+  # is now (a fixed crash stays in its folder as a record, and replays clean).
+  if [ $((crashes + hangs + earlier)) -gt 0 ]; then
+    ./target/release/check "$t" "$out"/default/crashes* "$out"/default/hangs* || found=1
   fi
 done
 echo "fuzz.sh: results in fuzz/work/results.tsv"
