@@ -46,7 +46,9 @@ VALUES = {"device": "eth0", "family": "ipv4", "state": "established", "cpu": "0"
           "sensor": "temp1", "label": "Package id 0", "chip_name": "coretemp",
           # razer-exporter (`device`, `type`, `name`, `zone`, `mode`, `kind`, `source` as above)
           "axis": "x", "component": "cpu", "level": "high", "firmware": "v1.2",
-          "driver": "razermouse"}
+          "driver": "razermouse",
+          # every exporter's build info: demo data or not
+          "demo": "false"}
 
 
 def documented_families() -> list[tuple[str, str, list[str]]]:
