@@ -3,6 +3,7 @@
 //! and look up samples in an exposition. Used by the integration tests of every exporter; a
 //! test crate names its binary once with an [`Exe`].
 
+pub mod faults;
 pub mod mutate;
 pub mod process;
 

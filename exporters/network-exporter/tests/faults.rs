@@ -12,6 +12,7 @@
 //! `EIO` is one item error and the rest is served; a missing secondary file is absence (IPv6
 //! off), `EINVAL` on an attribute is absence. `EAGAIN` comes from no file a test can make.
 
+use odin_testkit::faults::{answers, replace};
 use std::os::unix::fs::symlink;
 use std::path::Path;
 
@@ -34,20 +35,6 @@ fn host_a() -> tempfile::TempDir {
     let from = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/host-a");
     copy_tree(&from, dir.path());
     dir
-}
-
-fn replace(path: &Path, target: &str) {
-    std::fs::remove_file(path).unwrap_or_else(|e| panic!("remove {}: {e}", path.display()));
-    symlink(target, path).unwrap();
-}
-
-fn answers(path: &str, errno: i32) -> bool {
-    let got = std::fs::read(path);
-    let ok = got.as_ref().err().and_then(|e| e.raw_os_error()) == Some(errno);
-    if !ok {
-        eprintln!("skipped: {path} does not answer errno {errno} here ({got:?})");
-    }
-    ok
 }
 
 /// `--once` on the tree: (exposition, log).

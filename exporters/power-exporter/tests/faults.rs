@@ -9,6 +9,7 @@
 //! sysfs unit tests. A RAPL counter that fails between two samples of the in-process
 //! collector loses no energy.
 
+use odin_testkit::faults::{answers, replace};
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -37,22 +38,6 @@ fn scratch(name: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     copy_tree(&fixture(name), dir.path());
     dir
-}
-
-/// Put a symlink to `target` where `path` was (a file or a link).
-fn replace(path: &Path, target: &str) {
-    std::fs::remove_file(path).unwrap_or_else(|e| panic!("remove {}: {e}", path.display()));
-    symlink(target, path).unwrap();
-}
-
-/// Whether reading `path` fails here with `errno` (a kernel without it skips the test).
-fn answers(path: &str, errno: i32) -> bool {
-    let got = std::fs::read(path);
-    let ok = got.as_ref().err().and_then(|e| e.raw_os_error()) == Some(errno);
-    if !ok {
-        eprintln!("skipped: {path} does not answer errno {errno} here ({got:?})");
-    }
-    ok
 }
 
 /// `--once` with only `collector` on the tree at `root`: the exposition (exit 0 required).

@@ -7,6 +7,7 @@
 //! `EAGAIN` and `ETIMEDOUT` come from no file a test can make; odin-common's sysfs unit tests
 //! classify them as `EIO` is.
 
+use odin_testkit::faults::{answers, replace};
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 
@@ -36,20 +37,6 @@ fn desk() -> tempfile::TempDir {
 
 fn device_file(root: &Path, device_dir: &str, file: &str) -> PathBuf {
     root.join(USB).join(device_dir).join(file)
-}
-
-fn replace(path: &Path, target: &str) {
-    std::fs::remove_file(path).unwrap_or_else(|e| panic!("remove {}: {e}", path.display()));
-    symlink(target, path).unwrap();
-}
-
-fn answers(path: &str, errno: i32) -> bool {
-    let got = std::fs::read(path);
-    let ok = got.as_ref().err().and_then(|e| e.raw_os_error()) == Some(errno);
-    if !ok {
-        eprintln!("skipped: {path} does not answer errno {errno} here ({got:?})");
-    }
-    ok
 }
 
 /// `--once` with the openrazer collector only: the exposition; the run must succeed.
