@@ -66,7 +66,8 @@ pub struct Args {
           value_parser = parse_duration)]
     pub smi_timeout: Duration,
 
-    /// Time between nvidia-smi collections (NVML is read on every scrape instead).
+    /// Time between nvidia-smi collections; with NVML, between PCIe throughput samples (the
+    /// rest of NVML is read on every scrape).
     #[arg(long = "collect.interval", value_name = "DURATION", default_value = "10s",
           value_parser = parse_duration)]
     pub interval: Duration,
@@ -136,7 +137,7 @@ pub fn setup(args: Args, _settings: &Settings) -> anyhow::Result<Setup> {
     let start = backend_select::start(
         args.backend,
         args.nvml_library.as_deref(),
-        nvml::open,
+        |library| nvml::open_with(library, args.interval),
         Arc::new(smi),
     );
     Ok(Setup {

@@ -283,7 +283,7 @@ const SPLIT: &[SplitField<GpuReading>] = &[
     ),
     SplitField::gauge(
         "pcie_throughput_bytes_per_second",
-        "PCIe throughput (direction: rx, tx).",
+        "PCIe throughput (direction: rx, tx) over a 20 ms window, sampled every --collect.interval.",
         "direction",
         &[
             ("rx", |r| r.pcie_rx_bytes_per_second),

@@ -266,7 +266,11 @@ fn check(file: &str, phase: Phase, g: &GpuReading, e: &Expect) {
 }
 
 fn run_case(file: &str, phase: Phase, e: &Expect) {
-    let cap = Capture::load(file);
+    run_case_on(&Capture::load(file), phase, e);
+}
+
+fn run_case_on(cap: &Capture, phase: Phase, e: &Expect) {
+    let file = cap.file.as_str();
     let parsed = parse_query_gpu(cap.query_gpu(phase), Layout::Header).expect("header");
     assert!(
         parsed.problems.is_empty(),
@@ -706,4 +710,103 @@ fn damaged_capture_output() {
     // Header with no rows: no GPUs, not an error.
     let p = parse_query_gpu(&format!("{header}\n"), Layout::Header).unwrap();
     assert!(p.items.is_empty() && p.problems.is_empty());
+}
+
+/// This crate's own capture: an H200 recorded through the exporter's nvidia-smi backend by
+/// `bench/gpu_real.py` (its exact queries, not the every-field query of the shared captures).
+fn h200() -> Capture {
+    Capture::from_path(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/captures/nvidia-h200__580.159.04.txt"),
+    )
+}
+
+const H200: Expect = Expect {
+    name: "NVIDIA H200",
+    bus_id: "00000000:00:06.0",
+    driver: "580.159.04",
+    vbios: "96.00.A5.00.1A",
+    compute_cap: "9.0",
+    serial: Some("0000000000000"),
+    pstate: 0,
+    persistence: true,
+    display_active: false,
+    temp: 32.0,
+    mem_temp: Some(35.0),
+    tlimit: Some(55.0),
+    power: (81.29, Some(81.29), 81.32),
+    limits: (700.0, 200.0, 700.0),
+    memory: (143771.0, 616.0, 0.0, 143156.0),
+    util: Some((0.0, 0.0, 0.0, 0.0)),
+    clocks: (885.0, 885.0, 3201.0, 900.0),
+    max_clocks: (1980.0, 1980.0, 3201.0),
+    fan: None,
+    pcie: (5.0, 5.0, 16.0, 16.0),
+    active_mask: 0x1,
+    active: &[GpuIdle],
+    sw_power_cap_us: 0.0,
+    ecc_enabled: Some(true),
+    ecc_zero: true,
+    mig: Some(false),
+    remapped: true,
+    encoder: (0.0, 0.0, 0.0),
+};
+
+#[test]
+fn h200_idle() {
+    run_case_on(&h200(), Phase::Idle, &H200);
+}
+
+/// Under a matrix-product load at 692 W of its 700 W limit: the software power cap holds the
+/// clocks down (bit 0x4) and its counter runs.
+#[test]
+fn h200_load() {
+    run_case_on(
+        &h200(),
+        Phase::Load,
+        &Expect {
+            temp: 53.0,
+            mem_temp: Some(45.0),
+            tlimit: Some(34.0),
+            power: (692.28, Some(692.28), 692.80),
+            memory: (143771.0, 616.0, 1139.0, 142018.0),
+            util: Some((100.0, 24.0, 0.0, 0.0)),
+            clocks: (1470.0, 1470.0, 3201.0, 1500.0),
+            active_mask: 0x4,
+            active: &[SwPowerCap],
+            sw_power_cap_us: 5128699.0,
+            ..H200
+        },
+    );
+}
+
+#[test]
+fn h200_processes_and_fields() {
+    let cap = h200();
+    for (phase, want) in [
+        (Phase::Idle, vec![]),
+        (
+            Phase::Load,
+            vec![(788, "/opt/torch/.venv/bin/python3".to_owned(), mib(1130.0))],
+        ),
+    ] {
+        let p = parse_compute_apps(cap.compute_apps(phase), Layout::Header).expect("header");
+        assert!(p.problems.is_empty(), "{phase:?}: {:?}", p.problems);
+        let got: Vec<_> = p
+            .items
+            .iter()
+            .map(|r| {
+                (
+                    r.pid,
+                    r.process_name.clone().unwrap_or_default(),
+                    r.used_memory_bytes,
+                )
+            })
+            .collect();
+        assert_eq!(got, want, "{phase:?}");
+    }
+    let cat = FieldCatalog::from_help(cap.help_query_gpu());
+    let wanted: Vec<String> = GPU_FIELDS.iter().map(|s| (*s).to_owned()).collect();
+    assert_eq!(cat.select(GPU_FIELDS), wanted);
+    assert!(!cat.knows("kmd_version"), "580 predates kmd_version");
 }

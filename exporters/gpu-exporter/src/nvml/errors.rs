@@ -9,8 +9,49 @@
 //! - any other error leaves the value `None` and is reported.
 
 use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
 
 use nvml_wrapper::error::NvmlError;
+
+/// Per-call timing of one read, for `examples/nvml-call-times.rs` (never on the serving
+/// path). Every NVML result reaches [`ErrorPolicy::value`] the moment its call returns, so the
+/// time between two `value` calls is the later call's own (plus a few instructions of glue).
+#[derive(Debug, Default)]
+pub struct CallClock {
+    last: Option<(Instant, Duration)>,
+    /// (NVML function, wall time, this thread's CPU time) in call order.
+    pub calls: Vec<(String, Duration, Duration)>,
+}
+
+/// CPU time of the calling thread.
+fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec through a valid pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+impl CallClock {
+    /// Starts (or restarts) the clock: the next call is timed from now.
+    pub fn start(&mut self) {
+        self.last = Some((Instant::now(), thread_cpu()));
+    }
+
+    fn lap(&mut self, function: &str) {
+        let (now, cpu) = (Instant::now(), thread_cpu());
+        if let Some((last, last_cpu)) = self.last {
+            self.calls.push((
+                function.to_owned(),
+                now - last,
+                cpu.saturating_sub(last_cpu),
+            ));
+        }
+        self.last = Some((now, cpu));
+    }
+}
 
 /// Applies the policy to the calls made for one device, collecting what went wrong.
 pub(crate) struct ErrorPolicy<'a> {
@@ -22,6 +63,8 @@ pub(crate) struct ErrorPolicy<'a> {
     pub missing_functions: &'a mut BTreeSet<String>,
     /// A call answered `GpuLost`.
     pub gpu_lost: bool,
+    /// Times each call when set (the timing example only).
+    pub clock: Option<&'a mut CallClock>,
 }
 
 impl<'a> ErrorPolicy<'a> {
@@ -35,12 +78,16 @@ impl<'a> ErrorPolicy<'a> {
             problems,
             missing_functions,
             gpu_lost: false,
+            clock: None,
         }
     }
 
     /// The value of one NVML call, or `None` as the policy says. `function`: the NVML entry
     /// point behind `result`, as problems name it.
     pub fn value<T>(&mut self, function: &str, result: Result<T, NvmlError>) -> Option<T> {
+        if let Some(clock) = self.clock.as_deref_mut() {
+            clock.lap(function);
+        }
         match result {
             Ok(v) => Some(v),
             Err(NvmlError::NotSupported) => None,

@@ -17,29 +17,45 @@
 
 pub(crate) mod device;
 pub(crate) mod errors;
+pub use errors::CallClock;
 mod events;
 pub(crate) mod library;
 mod mig;
+mod pcie;
 mod processes;
 mod raw;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use nvml_wrapper::error::NvmlError;
 use nvml_wrapper::Nvml;
 
 use crate::reading::{Backend, Snapshot};
+use device::Fixed;
 use errors::ErrorPolicy;
 use events::XidEvents;
 pub use library::DEFAULT_LIBRARY;
+use pcie::PcieSampler;
+
+/// How often PCIe throughput is sampled when nothing else is said (`--collect.interval`'s
+/// default).
+pub const DEFAULT_PCIE_PERIOD: Duration = Duration::from_secs(10);
 
 /// Load NVML (from `library`, or the system's `libnvidia-ml.so.1`), initialise it, and return
 /// a backend. `Err` carries a one-line reason (library not found, init failed, no permission).
 pub fn open(library: Option<&Path>) -> anyhow::Result<Box<dyn Backend>> {
-    Ok(Box::new(NvmlBackend::open(library)?))
+    open_with(library, DEFAULT_PCIE_PERIOD)
+}
+
+/// [`open`], with PCIe throughput sampled every `pcie_period`.
+pub fn open_with(
+    library: Option<&Path>,
+    pcie_period: Duration,
+) -> anyhow::Result<Box<dyn Backend>> {
+    Ok(Box::new(NvmlBackend::open_with(library, pcie_period)?))
 }
 
 /// The NVML backend. Holds the initialised library for its whole life (`nvmlShutdown` and
@@ -50,7 +66,8 @@ pub struct NvmlBackend {
     state: Mutex<State>,
     driver_version: Option<String>,
     cuda_version: Option<String>,
-    nvml: Nvml,
+    pcie: PcieSampler,
+    nvml: Arc<Nvml>,
 }
 
 /// What one backend remembers between reads.
@@ -60,11 +77,18 @@ struct State {
     missing_functions: BTreeSet<String>,
     /// Notes from `open` (for example: XID events not supported) for the first read.
     notes: Vec<String>,
+    /// What never changes while the driver is loaded, by GPU UUID, once read cleanly.
+    fixed: HashMap<String, Fixed>,
 }
 
 impl NvmlBackend {
     pub fn open(library: Option<&Path>) -> anyhow::Result<NvmlBackend> {
-        let nvml = library::load(library)?;
+        NvmlBackend::open_with(library, DEFAULT_PCIE_PERIOD)
+    }
+
+    /// [`NvmlBackend::open`], with PCIe throughput sampled every `pcie_period`.
+    pub fn open_with(library: Option<&Path>, pcie_period: Duration) -> anyhow::Result<NvmlBackend> {
+        let nvml = Arc::new(library::load(library)?);
         let driver_version = nvml.sys_driver_version().ok();
         let cuda_version = nvml
             .sys_cuda_driver_version()
@@ -77,9 +101,11 @@ impl NvmlBackend {
                 xid,
                 missing_functions: BTreeSet::new(),
                 notes,
+                fixed: HashMap::new(),
             }),
             driver_version,
             cuda_version,
+            pcie: PcieSampler::start(Arc::clone(&nvml), pcie_period),
             nvml,
         })
     }
@@ -99,6 +125,20 @@ impl Backend for NvmlBackend {
 
     /// NVML calls do not block on anything slow, so `timeout` is not needed here.
     fn read(&self, _timeout: Duration) -> anyhow::Result<Snapshot> {
+        self.read_with(None)
+    }
+}
+
+impl NvmlBackend {
+    /// One read with every NVML call timed into `clock` (`examples/nvml-call-times.rs`).
+    pub fn read_timed(&self, clock: &mut CallClock) -> anyhow::Result<Snapshot> {
+        self.read_with(Some(clock))
+    }
+
+    fn read_with(&self, mut clock: Option<&mut CallClock>) -> anyhow::Result<Snapshot> {
+        if let Some(c) = clock.as_deref_mut() {
+            c.start();
+        }
         let mut guard = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let state = &mut *guard;
         let count = self
@@ -112,16 +152,23 @@ impl Backend for NvmlBackend {
         snap.problems.append(&mut state.notes);
         state.xid.drain(&self.nvml, &mut snap.problems);
         for i in 0..count {
-            self.read_device(i, state, &mut snap);
+            self.read_device(i, state, &mut snap, clock.as_deref_mut());
         }
         Ok(snap)
     }
-}
 
-impl NvmlBackend {
     /// Read device `i` (the GPU, its processes and MIG devices) into `snap`, or note why it
     /// is skipped.
-    fn read_device(&self, i: u32, state: &mut State, snap: &mut Snapshot) {
+    fn read_device(
+        &self,
+        i: u32,
+        state: &mut State,
+        snap: &mut Snapshot,
+        mut clock: Option<&mut CallClock>,
+    ) {
+        if let Some(c) = clock.as_deref_mut() {
+            c.start();
+        }
         let dev = match self.nvml.device_by_index(i) {
             Ok(d) => d,
             Err(NvmlError::GpuLost) => {
@@ -138,7 +185,23 @@ impl NvmlBackend {
         let mut problems = Vec::new();
         let mut errors =
             ErrorPolicy::new(i.to_string(), &mut problems, &mut state.missing_functions);
-        let mut g = device::read_gpu(&self.nvml, &dev, self.driver_version.clone(), &mut errors);
+        errors.clock = clock;
+        let mut g = device::read_gpu(
+            &self.nvml,
+            &dev,
+            self.driver_version.clone(),
+            &mut state.fixed,
+            &mut errors,
+        );
+        if let Some((rx, tx)) = self.pcie.get(i) {
+            let bytes_per_second = |kilobytes: u32| f64::from(kilobytes) * 1024.0;
+            g.pcie_rx_bytes_per_second = errors
+                .value("nvmlDeviceGetPcieThroughput", rx)
+                .map(bytes_per_second);
+            g.pcie_tx_bytes_per_second = errors
+                .value("nvmlDeviceGetPcieThroughput", tx)
+                .map(bytes_per_second);
+        }
         let index = g.index.unwrap_or(i);
         g.index = Some(index);
         let processes = processes::read_processes(&self.nvml, &dev, &g, &mut errors);

@@ -92,9 +92,19 @@ fn is_rule(line: &str) -> bool {
 
 impl Capture {
     pub fn load(file: &str) -> Capture {
-        let text = std::fs::read_to_string(capture_path(file)).expect("read capture");
+        Capture::from_path(&capture_path(file))
+    }
+
+    /// A capture file anywhere, such as this crate's own `tests/captures/` (recorded on a
+    /// real GPU by `bench/gpu_real.py`).
+    pub fn from_path(path: &Path) -> Capture {
+        let text = std::fs::read_to_string(path)
+            .unwrap_or_else(|e| panic!("read capture {}: {e}", path.display()));
         Capture {
-            file: file.to_owned(),
+            file: path
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or_default(),
             sections: split_sections(&text),
         }
     }
