@@ -58,21 +58,23 @@ pub fn absent(cell: &str) -> Option<Absent> {
     })
 }
 
-/// The multiplier from a unit nvidia-smi prints to the base unit we export (bytes, hertz,
-/// watts, seconds; percent and celsius stay as they are). `None` for a unit we do not know.
-pub fn unit_scale(unit: &str) -> Option<f64> {
+/// How a unit nvidia-smi prints becomes the base unit we export (bytes, hertz, watts,
+/// seconds; percent and celsius stay as they are): multiplied by `.0`, or, for the units
+/// below the base, divided by `.1` (dividing by a power of ten rounds correctly, multiplying
+/// by its inverse does not: `200740215 us` must be the 200.740215 s that NVML's nanoseconds
+/// give). `None` for a unit we do not know.
+pub fn unit_scale(unit: &str) -> Option<(f64, f64)> {
     Some(match unit {
-        "" | "%" | "C" | "W" | "s" | "B" | "Hz" => 1.0,
-        "KiB" => 1024.0,
-        "MiB" => 1024.0 * 1024.0,
-        "GiB" => 1024.0 * 1024.0 * 1024.0,
-        "kHz" | "KHz" => 1e3,
-        "MHz" => 1e6,
-        "GHz" => 1e9,
-        "mW" => 1e-3,
-        "ms" => 1e-3,
-        "us" => 1e-6,
-        "ns" => 1e-9,
+        "" | "%" | "C" | "W" | "s" | "B" | "Hz" => (1.0, 1.0),
+        "KiB" => (1024.0, 1.0),
+        "MiB" => (1024.0 * 1024.0, 1.0),
+        "GiB" => (1024.0 * 1024.0 * 1024.0, 1.0),
+        "kHz" | "KHz" => (1e3, 1.0),
+        "MHz" => (1e6, 1.0),
+        "GHz" => (1e9, 1.0),
+        "mW" | "ms" => (1.0, 1e3),
+        "us" => (1.0, 1e6),
+        "ns" => (1.0, 1e9),
         _ => return None,
     })
 }
@@ -115,7 +117,7 @@ pub fn quantity(
         .parse()
         .map_err(|_| BadValue(format!("not a number: {cell:?}")))?;
     // Finite as printed is not enough: `1e308 GiB` overflows once converted to bytes.
-    let v = v * scale;
+    let v = v * scale.0 / scale.1;
     if !v.is_finite() {
         return Err(BadValue(format!("not a finite number: {cell:?}")));
     }

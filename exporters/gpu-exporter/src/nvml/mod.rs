@@ -17,6 +17,7 @@
 
 pub(crate) mod device;
 pub(crate) mod errors;
+pub use device::{clock_event_fields_renumbered, CLOCK_EVENT_FIELDS};
 pub use errors::CallClock;
 mod events;
 pub(crate) mod library;

@@ -197,6 +197,22 @@ pub fn data_file(
                 put(k, &conv(v));
             }
         }
+        // The clock-event time counters, in nanoseconds, under the field ids this driver
+        // version uses (the ids of 251-255 moved to 269-273 from driver 580.82 on).
+        let renumbered = g
+            .driver_version
+            .as_deref()
+            .is_some_and(|d| crate::nvml::clock_event_fields_renumbered(d));
+        for (id, reason) in crate::nvml::CLOCK_EVENT_FIELDS {
+            if let Some(s) = g.clock_events.time_seconds(reason) {
+                let id = if renumbered && (251..=255).contains(&id) {
+                    id + 18
+                } else {
+                    id
+                };
+                put(&format!("field{id}"), &int(s * 1e9));
+            }
+        }
         let ecc = [
             ("ecc0.0", g.ecc_corrected_volatile_total),
             ("ecc0.1", g.ecc_corrected_aggregate_total),
