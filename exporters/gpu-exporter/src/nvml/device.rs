@@ -208,7 +208,9 @@ pub const CLOCK_EVENT_FIELDS: [(u32, ClockEventReason); 5] = [
 /// Whether a driver numbers fields 251-255 as 269-273 (580.82 and later; `nvml-wrapper`
 /// asks for the new numbers there). For the fake library's data, which speaks as a driver.
 pub fn clock_event_fields_renumbered(driver_version: &str) -> bool {
-    let mut parts = driver_version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    let mut parts = driver_version
+        .split('.')
+        .map(|p| p.parse::<u32>().unwrap_or(0));
     let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
     major > 580 || (major == 580 && minor >= 82)
 }
