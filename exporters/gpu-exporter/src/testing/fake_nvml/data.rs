@@ -202,7 +202,7 @@ pub fn data_file(
         let renumbered = g
             .driver_version
             .as_deref()
-            .is_some_and(|d| crate::nvml::clock_event_fields_renumbered(d));
+            .is_some_and(crate::nvml::clock_event_fields_renumbered);
         for (id, reason) in crate::nvml::CLOCK_EVENT_FIELDS {
             if let Some(s) = g.clock_events.time_seconds(reason) {
                 let id = if renumbered && (251..=255).contains(&id) {
