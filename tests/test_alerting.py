@@ -4,28 +4,36 @@ silence stops them.
 
 What runs: scripts/webhook-logger.py, Alertmanager (prometheus-alertmanager, cluster port
 off) with deploy/alertmanager/alertmanager.yml, a Prometheus (scrape and evaluation every
-second) with every rules/*.rules.yml, and two exporters: power-exporter on a copy of its
-`battery-laptop` fixture tree (BAT0, a system battery, at 60% and charging) and gpu-exporter
+second) with every rules/*.rules.yml, a dnsmasq on loopback (odin.dnsmasq: its own hosts
+file and port, no system resolver) and three exporters: power-exporter on a copy of its
+`battery-laptop` fixture tree (BAT0, a system battery, at 60% and charging), gpu-exporter
 on the nvidia-smi backend with the fake nvidia-smi answering from a copy of a real RTX 4080
-SUPER capture (43 °C). To fit a test run, the rules and the Alertmanager configuration are
-the real files passed through scripts/shorten-rules.py (`for:` and Alertmanager's waiting
-times divided by 60, at least 1 s; webhooks sent to the test's logger), never hand-edited
-copies.
+SUPER capture (43 °C), and network-exporter on its `host-a` fixture tree probing two names
+through that dnsmasq every second (ok.odin.test and flaky.odin.test, both answered). To fit
+a test run, the rules and the Alertmanager configuration are the real files passed through
+scripts/shorten-rules.py (`for:` and Alertmanager's waiting times divided by 60, at least
+1 s; webhooks sent to the test's logger), never hand-edited copies.
 
 The conditions, in order (each test builds on the state the one before left):
 
+- flaky.odin.test dropped from dnsmasq's hosts file (it answers NXDOMAIN): the probe fails
+  while ok.odin.test still resolves; the alert is checked further down, so that its `for:`
+  and Alertmanager's wait pass while the battery tests run;
 - BAT0 discharging at 10%: PowerBatteryLow (warning) reaches /odin/warning with its labels
   and its summary, description and runbook_url filled in;
 - at 3%: PowerBatteryCritical reaches /odin/critical, and Alertmanager holds the warning as
   inhibited by it (same `condition`, same battery);
 - charging at 60% again: both resolutions arrive, and nothing about the warning came between
   its first notification and its resolution;
+- NetworkDNSProbeFailing for flaky.odin.test has reached /odin/critical with the probe's
+  labels (name, server) and its annotations; flaky.odin.test is put back into the hosts file;
 - an `amtool silence add` for PowerBatteryLow on this instance, then 10% and discharging
   again: Prometheus fires the alert, Alertmanager holds it as silenced and nothing arrives;
   `amtool silence expire` and the notification arrives;
 - the GPU's capture rewritten to 91 °C: GPUTemperatureCritical reaches /odin/critical with
   the GPU's labels, GPUTemperatureHigh fires in Prometheus but is inhibited before it was
-  ever sent; back at 43 °C the resolution arrives.
+  ever sent; back at 43 °C the resolution arrives;
+- the resolution of NetworkDNSProbeFailing has arrived.
 
 Finally: nothing else arrived, and the logger printed on stdout the lines it wrote to its file.
 """
@@ -40,6 +48,7 @@ import pytest
 
 from odin import REPO, shared_dir
 from odin.alerting import Alertmanager, WebhookLogger, amtool, shorten
+from odin.dnsmasq import Dnsmasq
 from odin.exporters import binary
 from odin.gpufakes import FAKE_SMI
 from odin.prometheus import Stack, Target
@@ -47,7 +56,11 @@ from odin.runbooks import base_of, follow
 
 BATTERY = REPO / "exporters/power-exporter/tests/fixtures/battery-laptop"
 CAPTURE = "linux-x86_64__nvidia-geforce-rtx-4080-super__595.71.05.txt"
-EXPECTED = {"PowerBatteryLow", "PowerBatteryCritical", "GPUTemperatureCritical"}
+NETWORK = REPO / "exporters/network-exporter/tests/fixtures/host-a"
+# What dnsmasq answers; FLAKY is the name that stops resolving.
+NAMES = {"ok.odin.test": "127.0.0.9", "flaky.odin.test": "127.0.0.10"}
+FLAKY = "flaky.odin.test"
+EXPECTED = {"PowerBatteryLow", "PowerBatteryCritical", "GPUTemperatureCritical", "NetworkDNSProbeFailing"}
 # The shortened warning route's group_interval (10m / 60), the longest wait for a warning.
 WARNING_INTERVAL = 10
 
@@ -89,6 +102,7 @@ class Env:
         self.capture_src = shared_dir() / "captures/nvidia-smi" / CAPTURE
         self.capture = work / "capture.txt"
         gpu_capture(self.capture_src, self.capture)
+        self.dns = Dnsmasq(work / "dns", NAMES)
         self.logger = WebhookLogger(work)
         self.rules, config = shorten(work / "short", webhook_url=self.logger.url)
         self.am = Alertmanager(config, work / "am")
@@ -98,10 +112,15 @@ class Env:
                            "--collect.interval=1s"],
                    env={"FAKE_NVIDIA_SMI_CAPTURE": str(self.capture), "FAKE_NVIDIA_SMI_SECTION": "idle"},
                    job="gpu-exporter"),
+            Target("net", [binary("network-exporter"), f"--path.procfs={NETWORK / 'proc'}",
+                           f"--path.sysfs={NETWORK / 'sys'}", *(f"--dns.probe-name={n}" for n in NAMES),
+                           f"--dns.server={self.dns.server}", "--dns.interval=1s", "--dns.timeout=1s"],
+                   job="network-exporter"),
         ], min_samples=2, rules=self.rules, alertmanager=self.am.address)
         self.stack.start()
         self.power = self.stack["laptop"].address
         self.gpu = self.stack["gpu"].address
+        self.net = self.stack["net"].address
 
     def battery(self, percent: int, status: str) -> None:
         write(self.bat / "capacity", f"{percent}\n")
@@ -131,9 +150,10 @@ class Env:
         self.stack.stop()
         self.am.stop()
         self.logger.stop()
+        self.dns.stop()
 
     def tails(self):
-        return "\n".join([self.stack.tails(), self.am.proc.tail(), self.logger.proc.tail()])
+        return "\n".join([self.stack.tails(), self.am.proc.tail(), self.logger.proc.tail(), self.dns.tail()])
 
 
 @pytest.fixture(scope="module")
@@ -159,6 +179,28 @@ def check_runbook(annotations):
     heading = follow(url, base)
     assert not isinstance(heading, str), heading
     return heading
+
+
+def probe_success(env, name):
+    got = env.stack.client.query(f'network_dns_probe_success{{job="network-exporter",name="{name}"}}')
+    return [r["value"][1] for r in got]
+
+
+def wait_probe(env, name, value, timeout=15):
+    deadline = time.time() + timeout
+    while probe_success(env, name) != [value] and time.time() < deadline:
+        time.sleep(0.5)
+    return probe_success(env, name)
+
+
+def test_dns_name_stops_resolving(env):
+    assert wait_probe(env, FLAKY, "1") == ["1"], "flaky.odin.test does not resolve to begin with"
+    env.dns.answer({n: a for n, a in NAMES.items() if n != FLAKY})
+    assert wait_probe(env, FLAKY, "0") == ["0"], "the probe of flaky.odin.test still succeeds"
+    nx = env.stack.client.wait_query(
+        f'increase(network_dns_lookups_total{{name="{FLAKY}",rcode="nxdomain"}}[1m]) > 0', timeout=10)
+    assert nx, "no NXDOMAIN counted for flaky.odin.test"
+    assert probe_success(env, "ok.odin.test") == ["1"]
 
 
 def test_battery_low_arrives_as_a_warning(env):
@@ -203,6 +245,28 @@ def test_resolutions_arrive(env):
     assert lows == ["firing", "resolved"], lows
 
 
+def test_dns_failure_arrives_as_critical(env):
+    server = env.dns.server
+    r = env.arrived("NetworkDNSProbeFailing", name=FLAKY)
+    assert r, f"no NetworkDNSProbeFailing notification: {env.logger.records()}"
+    assert r["path"] == "/odin/critical" and r["receiver"] == "odin-critical", r
+    assert r["labels"] == {
+        "alertname": "NetworkDNSProbeFailing", "severity": "critical", "condition": "dns-lookup",
+        "job": "network-exporter", "instance": env.net, "host": "net",
+        "name": FLAKY, "server": server}, r["labels"]
+    ann = r["annotations"]
+    assert ann["summary"] == f"DNS lookups of {FLAKY} via {server} fail on {env.net}", ann
+    assert ann["description"].startswith(
+        f"The DNS prober on {env.net} has got no address for {FLAKY} from resolver {server} "), ann
+    assert check_runbook(ann)[1] == "NetworkDNSProbeFailing"
+    # Only the name that stopped resolving: the other one, probed on the same server, is fine.
+    names = {x["labels"].get("name") for x in env.logger.records()
+             if x["labels"]["alertname"] == "NetworkDNSProbeFailing"}
+    assert names == {FLAKY}, names
+    env.dns.answer(NAMES)
+    assert wait_probe(env, FLAKY, "1") == ["1"], "flaky.odin.test does not resolve again"
+
+
 def test_amtool_silence_stops_the_alert(env):
     p = amtool("silence", "add", f"--alertmanager.url={env.am.url}", "--author=test_alerting",
                "--comment=battery test", "--duration=10m",
@@ -218,7 +282,9 @@ def test_amtool_silence_stops_the_alert(env):
     assert low and low["status"]["state"] == "suppressed" and low["status"]["silencedBy"] == [silence], low
     # A new warning would have gone out within group_wait + group_interval.
     time.sleep(WARNING_INTERVAL + 2)
-    assert env.logger.records()[before:] == [], env.logger.records()[before:]
+    # (The DNS alert's resolution may arrive meanwhile: nothing from the laptop may.)
+    laptop = [r for r in env.logger.records()[before:] if r["labels"].get("instance") == env.power]
+    assert laptop == [], laptop
     # Without the silence it arrives: the silence, not slowness, held it back.
     p = amtool("silence", "expire", f"--alertmanager.url={env.am.url}", silence)
     assert p.returncode == 0, p.stdout + p.stderr
@@ -251,6 +317,13 @@ def test_hot_gpu_arrives_as_critical_and_the_warning_is_inhibited(env):
     assert r, env.logger.records()[before:]
     names = [x["labels"]["alertname"] for x in env.logger.records()[before:]]
     assert "GPUTemperatureHigh" not in names, names
+
+
+def test_dns_resolution_arrives(env):
+    r = env.arrived("NetworkDNSProbeFailing", status="resolved", name=FLAKY, instance=env.net)
+    assert r, [x for x in env.logger.records() if x["labels"]["alertname"] == "NetworkDNSProbeFailing"]
+    assert r["path"] == "/odin/critical" and r["endsAt"] > r["startsAt"], r
+    assert r["annotations"]["runbook_url"], r
 
 
 def test_nothing_else_arrived(env):

@@ -6,12 +6,11 @@ dnsmasq on loopback. Prometheus loads every rule file of rules/.
 """
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from odin import REPO, checks, dashboards, manifest, metricsdoc, promql, rules
-from odin.exporters import Proc, binary, free_port
+from odin.dnsmasq import Dnsmasq
+from odin.exporters import binary
 from odin.exposition import families, normalize, parse, promtool_findings
 from odin.prometheus import Stack, Target
 
@@ -24,16 +23,9 @@ HOSTS = ["live", "fixture"]
 def scenario(tmp_path_factory):
     work = tmp_path_factory.mktemp("e2e-network")
     exporter = binary(EXPORTER["name"])
-    dns_port = free_port()
-    dnsmasq = Proc(["/usr/sbin/dnsmasq", "--no-daemon", "--no-resolv", "--no-hosts",
-                    "--bind-interfaces", "--listen-address=127.0.0.1", f"--port={dns_port}",
-                    "--local=/odin.test/", "--address=/ok.odin.test/127.0.0.9", "--user=root",
-                    "--pid-file="], work / "dnsmasq.log")
-    deadline = time.time() + 10
-    while "started" not in dnsmasq.output() and time.time() < deadline:
-        time.sleep(0.05)
+    dnsmasq = Dnsmasq(work, {"ok.odin.test": "127.0.0.9"})
     dns = ["--dns.probe-name=ok.odin.test", "--dns.probe-name=missing.odin.test",
-           f"--dns.server=127.0.0.1:{dns_port}", "--dns.interval=1s", "--dns.timeout=1s"]
+           f"--dns.server={dnsmasq.server}", "--dns.interval=1s", "--dns.timeout=1s"]
     yield Stack(work, EXPORTER["name"], [
         Target("live", [exporter, *dns]),
         Target("fixture", [exporter, f"--path.procfs={FIXTURE / 'proc'}",
