@@ -11,7 +11,7 @@ import re
 
 import pytest
 
-from odin import REPO, dashboards, manifest
+from odin import REPO, dashboards, manifest, promql
 from odin.docexporter import DocExporter
 from odin.exporters import Proc
 from odin.prometheus import Client
@@ -84,6 +84,17 @@ def test_query_prefixes_knows_compatibility_names():
     assert dashboards.query_prefixes(q) == {"nvidia_gpu"}
 
 
+def test_query_prefixes_counts_an_exact_job_as_its_exporters():
+    """`up{job="<name>"}` needs that exporter's run (the overview's health panels); a job regex
+    names none, and a job of no exporter of exporters.toml is nobody's."""
+    for e in manifest.load():
+        q = dashboards.Query("x", "t", "A", f'max by (instance) (up{{job="{e["name"]}", instance=~"$instance"}})')
+        assert dashboards.query_prefixes(q) == {e["prefix"]}, e["name"]
+    for expr in ('up{job=~".*exporter.*|token-collector", instance=~"$instance"}',
+                 'up{job="prometheus", instance=~"$instance"}', 'up{job!="gpu-exporter", instance=~"$instance"}'):
+        assert dashboards.query_prefixes(dashboards.Query("x", "t", "A", expr)) == set(), expr
+
+
 def test_lint_catches_a_query_of_two_exporters(capsys, tmp_path):
     d = json.loads((REPO / "dashboards/token.json").read_text())
     p = next(x for x in d["panels"] if x.get("title") == "Cost today")
@@ -108,6 +119,97 @@ def test_list_metrics(capsys):
     assert "network_receive_bytes_total" in names
     assert "network_dns_lookup_duration_seconds_bucket" in names
     assert "up" not in names
+
+
+# ------------------------------------------------------------------ the overview
+
+INSTANCE_IN_URL = re.compile(r"[?&](?:\$\{instance:queryparam\}|var-instance=\$\{?instance\b)")
+
+
+def overview_rows(data):
+    """[(row panel, panels under it)] as Grafana shows them: a collapsed row holds its panels,
+    an open one is followed by the top-level panels below it, up to the next row."""
+    rows = []
+    for p in sorted(data["panels"], key=lambda p: (p["gridPos"]["y"], p["gridPos"]["x"])):
+        if p.get("type") == "row":
+            rows.append((p, list(p.get("panels") or [])))
+        elif rows:
+            rows[-1][1].append(p)
+    return rows
+
+
+def overview_problems(data):
+    """What keeps the overview from being the single pane exporters.toml asks for: for every
+    exporter a row whose panels read that exporter alone (its metrics, or `job="<name>"`), among
+    them a health panel (`up{job="<name>"}` and `<prefix>_collector_success`), and a link to the
+    exporter's dashboard (exporters.toml's `dashboard`) that carries $instance there, which must
+    have an `instance` variable; and a panel of firing alerts."""
+    owners = dashboards.metric_owners()
+    problems = []
+    rows = overview_rows(data)
+
+    def prefixes(panel):
+        out = set()
+        for t in panel.get("targets") or []:
+            if t.get("expr"):
+                out |= dashboards.query_prefixes(dashboards.Query("odin-overview", panel.get("title", ""),
+                                                                  t.get("refId", ""), t["expr"]), owners)
+        return out
+
+    def names(panel):
+        return [(set(promql.metric_names(t["expr"])[0]), set(dashboards.JOB_MATCHER.findall(t["expr"])))
+                for t in panel.get("targets") or [] if t.get("expr")]
+
+    for e in manifest.load():
+        name, prefix = e["name"], e["prefix"]
+        target = json.loads((REPO / "dashboards" / f"{e['dashboard']}.json").read_text())
+        if not any(v.get("name") == "instance" for v in target.get("templating", {}).get("list", [])):
+            problems.append(f"dashboards/{e['dashboard']}.json ({name}'s) has no `instance` variable to link to")
+        mine = [(row, panels) for row, panels in rows
+                if panels and all(prefixes(p) == {prefix} for p in panels)]
+        if not mine:
+            problems.append(f"{name}: no row whose panels all read {name} alone")
+            continue
+        row, panels = mine[0]
+        where = f'{name}: row "{row.get("title")}"'
+        if not any(any("up" in n and name in jobs for n, jobs in names(p))
+                   and any(f"{prefix}_collector_success" in n for n, _ in names(p)) for p in panels):
+            problems.append(f'{where} has no health panel (up{{job="{name}"}} and {prefix}_collector_success)')
+        urls = [link.get("url", "") for p in panels for link in p.get("links") or []]
+        if not any(f"/d/{target['uid']}" in u and INSTANCE_IN_URL.search(u) for u in urls):
+            problems.append(f"{where} links to no /d/{target['uid']} with the instance kept "
+                            f"(${{instance:queryparam}} or var-instance=$instance): {urls}")
+    if not any('ALERTS{alertstate="firing"' in (t.get("expr") or "").replace(" ", "")
+               for _, panels in rows for p in panels for t in p.get("targets") or []):
+        problems.append("no panel of firing alerts")
+    return problems
+
+
+def test_overview_has_a_row_per_exporter():
+    """dashboards/overview.json: a row per exporter of exporters.toml with its health, its
+    headline values and a link into its dashboard that keeps the instance."""
+    data = json.loads((REPO / "dashboards/overview.json").read_text())
+    assert not overview_problems(data), "\n".join(overview_problems(data))
+
+
+def test_overview_check_catches_a_missing_link_health_panel_and_row():
+    """The check above fails on an overview that loses a link, a health query or a whole row."""
+    data = json.loads((REPO / "dashboards/overview.json").read_text())
+    first, last = manifest.load()[0], manifest.load()[-1]
+    rows = overview_rows(data)
+    for _, panels in rows:
+        for p in panels:
+            for t in p.get("targets") or []:
+                t["expr"] = t["expr"].replace(f'up{{job="{first["name"]}"', 'up{job="elsewhere"')
+            for link in p.get("links") or []:
+                link["url"] = link["url"].replace("${instance:queryparam}", "")
+    last_row = next(i for i, (row, panels) in enumerate(rows)
+                    if panels and all(last["prefix"] + "_" in json.dumps(p.get("targets")) for p in panels))
+    data["panels"] = [p for p in data["panels"] if p not in rows[last_row][1]]
+    found = "\n".join(overview_problems(data))
+    assert f'{first["name"]}: row' in found and "no health panel" in found, found
+    assert "with the instance kept" in found, found
+    assert f"{last['name']}: no row" in found, found
 
 
 @pytest.fixture(scope="module")

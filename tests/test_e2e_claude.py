@@ -12,7 +12,8 @@ loopback port, told to outlive its session) comes from --mcp-config. Then:
     -k secret      the key in its environment and a marker on its command line appear in no
                    answer and no log line of the exporter
     -k prometheus  a real Prometheus scrapes it with rules/ loaded; the metric reference
-                   matches; every claude_ query of dashboards/token.json returns data
+                   matches; every claude_ query of dashboards/token.json and of the overview's
+                   claude-process-exporter row returns data
     -k lifecycle   killed (SIGKILL): its series go, the exit counter moves, the MCP server
                    and the tool shell it leaves behind are counted as orphans; started again
                    in the same directory: a restart is counted
@@ -312,7 +313,8 @@ def test_prometheus_metrics_doc_matches_live_output(stack):
 
 
 def test_prometheus_every_process_panel_query_returns_data(stack):
-    rc, report = checks.query_dashboards(stack.url, ["dashboards/token.json"], prefix=EXPORTER["prefix"])
+    rc, report = checks.query_dashboards(stack.url, ["dashboards/token.json", "dashboards/overview.json"],
+                                         prefix=EXPORTER["prefix"], allow_empty="dashboards/e2e-allow-empty-claude.tsv")
     assert rc == 0, report
 
 

@@ -108,7 +108,7 @@ def test_prometheus_metrics_doc_matches_live_output(stack):
 
 def test_prometheus_every_power_query_returns_data(stack):
     rc, report = checks.query_dashboards(stack.url, ["dashboards/power.json", "dashboards/overview.json"],
-                                         prefix=EXPORTER["prefix"], allow_empty="dashboards/e2e-allow-empty.tsv")
+                                         prefix=EXPORTER["prefix"], allow_empty="dashboards/e2e-allow-empty-power.tsv")
     assert rc == 0, report
 
 

@@ -14,8 +14,9 @@
                    cost agrees to the cent, and where the pricing rules differ (long context,
                    web search) each side's number is asserted
     -k prometheus  a real Prometheus scrapes the collector with rules/ loaded; every query of
-                   dashboards/token.json that needs only token-collector (its `llm_` metrics,
-                   odin.dashboards.select_by_prefix) returns data; the Processes row is
+                   dashboards/token.json and dashboards/overview.json that needs only
+                   token-collector (its `llm_` metrics or job, odin.dashboards.select_by_prefix)
+                   returns data; the Processes row is
                    claude-process-exporter's, checked by its own end-to-end test
     -k secret      a secret planted in a prompt appears in no file or answer of the collector
     -k fakeapi     the fake API on its own (JSON and streamed answers)
@@ -661,8 +662,9 @@ def test_prometheus_metrics_doc_matches_live_output(stack):
 
 
 def test_prometheus_every_dashboard_query_returns_data(stack, capsys):
-    rc = dashboards.check_prefix_queries(stack.url, EXPORTER["prefix"], [REPO / "dashboards/token.json"],
-                                         allow_empty=REPO / "dashboards/e2e-allow-empty.tsv")
+    rc = dashboards.check_prefix_queries(stack.url, EXPORTER["prefix"],
+                                         [REPO / "dashboards/token.json", REPO / "dashboards/overview.json"],
+                                         allow_empty=REPO / "dashboards/e2e-allow-empty-token.tsv")
     out = capsys.readouterr()
     assert rc == 0, "\n".join(ln for ln in out.out.splitlines() if not ln.startswith("OK")) + out.err[-2000:]
 

@@ -267,11 +267,16 @@ def metric_owners(path=None):
     return owners
 
 
+JOB_MATCHER = re.compile(r'\bjob\s*=\s*"([^"]*)"')
+
+
 def query_prefixes(q, owners=None, prefixes=None):
     """The exporters, by metric prefix (exporters.toml), whose metrics query `q` names: a name
     belongs to the prefix it starts with (the longest, should two match), else to the exporter
     whose section of docs/metrics.md lists it (DCGM_* to gpu-exporter). Prometheus's own series
-    (up, ALERTS) and `{__name__=~...}` regexes belong to no exporter."""
+    (up, ALERTS) and `{__name__=~...}` regexes belong to no exporter, unless the query names an
+    exporter's job exactly (`up{job="gpu-exporter"}`): then it is that exporter's, as only its
+    run can answer it. A job regex (`job=~".*exporter.*"`) names no one exporter."""
     owners = metric_owners() if owners is None else owners
     prefixes = sorted(manifest.prefixes() if prefixes is None else prefixes, key=len, reverse=True)
     names, _ = query_metric_names(q, {})
@@ -280,6 +285,10 @@ def query_prefixes(q, owners=None, prefixes=None):
         prefix = next((p for p in prefixes if name.startswith(p + "_")), None) or owners.get(name)
         if prefix:
             out.add(prefix)
+    jobs = {e["name"]: e["prefix"] for e in manifest.load()}
+    for job in JOB_MATCHER.findall(q.expr):
+        if jobs.get(job) in prefixes:
+            out.add(jobs[job])
     return out
 
 
