@@ -11,11 +11,13 @@
 # build info series), and this script says so:
 #   gpu-exporter     no nvidia-smi and no /dev/nvidia0: the fake nvidia-smi answering from a
 #                    capture (exporters/gpu-exporter/demo/odin-demo.txt, or ODIN_GPU_DEMO)
-#   power-exporter   no RAPL and no battery under /sys: a laptop's tree (scripts/demo-data.py)
+#   power-exporter   no RAPL and no battery under /sys: a laptop's tree (scripts/demo-data.py);
+#                    its GPU power from gpu-exporter's demo GPUs when those are demo too
 #   razer-exporter   no openrazer device and no Razer hidraw device: the fixture desk and a
 #                    Blade's controller replay (exporters/razer-exporter/tests/fixtures/desk,
 #                    exporters/razer-exporter/demo/blade-15.toml)
-#   token-collector  no ~/.claude/projects: six generated days of Claude Code history
+#   token-collector  no ~/.claude/projects: six generated days of Claude Code history, with
+#                    a daily and a 5-hour block budget ($20, $10) for the budget panels
 # network-exporter and claude-process-exporter read the machine as it is (no Claude Code
 # process is fine).
 #
@@ -51,6 +53,10 @@ if [ -f "$lock" ] && kill -0 "$(cat "$lock")" 2>/dev/null; then
   exit 1
 fi
 echo $$ >"$lock"
+# Until the stack's own cleanup takes over below: the lock goes however this ends (a failed
+# setup or build, Ctrl-C during them).
+trap 'rm -f "$lock"' EXIT
+trap 'exit 130' INT TERM
 
 ./scripts/setup.sh
 export NETWORK_EXPORTER_DNS_PROBE_NAME=${NETWORK_EXPORTER_DNS_PROBE_NAME:-example.com}
@@ -130,6 +136,12 @@ if want_demo power-exporter "$have_power"; then
   sys=$(python3 scripts/demo-data.py power "$run_dir/demo/power")
   extra_args[power-exporter]="--demo --path.sysfs=$sys"
   demo_note[power-exporter]="a laptop's /sys tree from its fixtures ($sys)"
+  if [ -n "${extra_env[gpu-exporter]:-}" ]; then
+    # GPU power from the same demo GPUs as gpu-exporter's (the fake nvidia-smi).
+    extra_args[power-exporter]+=" --gpu.backend=nvidia-smi --gpu.nvidia-smi-command=$PWD/exporters/gpu-exporter/tests/fake-nvidia-smi"
+    extra_env[power-exporter]=${extra_env[gpu-exporter]}
+    demo_note[power-exporter]+=", GPU power from gpu-exporter's demo capture"
+  fi
 fi
 if want_demo razer-exporter "$have_razer"; then
   extra_args[razer-exporter]="--demo --path.sysfs=$PWD/exporters/razer-exporter/tests/fixtures/desk/sys --path.dev=$run_dir/demo/razer-dev --hid.replay=$PWD/exporters/razer-exporter/demo/blade-15.toml"
@@ -139,8 +151,8 @@ fi
 if want_demo token-collector "$have_claude"; then
   home=$(python3 scripts/demo-data.py token "$run_dir/demo/claude")
   rm -rf "$run_dir/demo/token-state" && mkdir -p "$run_dir/demo/token-state"
-  extra_args[token-collector]="--demo --claude.config-dir=$home --storage.path=$run_dir/demo/token-state/state.db --spool.dir=$run_dir/demo/token-state/spool"
-  demo_note[token-collector]="six generated days of Claude Code history ($home/projects)"
+  extra_args[token-collector]="--demo --claude.config-dir=$home --storage.path=$run_dir/demo/token-state/state.db --spool.dir=$run_dir/demo/token-state/spool --budget.day-usd=20 --budget.block-usd=10"
+  demo_note[token-collector]="six generated days of Claude Code history ($home/projects), budgets of \$20 a day and \$10 a block"
 fi
 
 # ---------------------------------------------------------------- start
@@ -195,11 +207,17 @@ for entry in "${started[@]}"; do
   fi
 done
 for _ in $(seq 300); do curl -fs "http://127.0.0.1:$prom_port/-/ready" >/dev/null && break; sleep 0.1; done
-echo "prometheus: http://127.0.0.1:$prom_port/  (targets /targets, rules /rules, alerts /alerts)"
+# Debian's prometheus package has no React UI: its pages are the classic ones under /classic/.
+ui=
+curl -fs -o /dev/null "http://127.0.0.1:$prom_port/targets" || ui=/classic
+echo "prometheus: http://127.0.0.1:$prom_port/  (targets $ui/targets, rules $ui/rules, alerts $ui/alerts)"
 for _ in $(seq 100); do curl -fs "http://127.0.0.1:$am_port/-/ready" >/dev/null && break; sleep 0.1; done
 echo "alertmanager: http://127.0.0.1:$am_port/  (routes from $am_config)"
 echo "webhook logger: http://127.0.0.1:$hook_port/  (every notification Alertmanager sends: $run_dir/notifications.jsonl)"
 echo "Ctrl-C stops everything."
 rc=0
 wait -n "${pids[@]}" || rc=$?
-[ "$rc" -eq 0 ] || echo "a process exited with status $rc; see $run_dir/*.log"
+# Nothing of the stack should stop by itself: one that did is a failed run (exit 1), whatever
+# its own status; the EXIT trap stops the rest.
+echo "a process of the stack exited (status $rc); see $run_dir/*.log" >&2
+exit 1

@@ -50,6 +50,9 @@ suite shutdown pytest_suite tests/test_shutdown.py
 suite secrets pytest_suite tests/test_secrets.py
 suite web-config pytest_suite tests/test_web_config.py
 suite images .venv/bin/pytest -q tests/test_images.py
+# The README's main command itself: scripts/run-stack.sh with every exporter on its default port
+# (after images, which built the release binaries it runs).
+suite e2e-stack pytest_suite tests/test_e2e_stack.py
 
 echo
 for f in "${failed[@]}"; do echo "failed suite: $f"; done
