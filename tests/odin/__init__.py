@@ -17,6 +17,12 @@
     odin.claude       the real Claude Code client and ccusage, installed by scripts/setup.sh
     odin.transcripts  seeded generator of Claude Code transcript trees, with what must be counted
     odin.fleet        every exporter of exporters.toml started alike, its files under one root
+    odin.gpufakes     gpu-exporter's fake NVML and fake nvidia-smi, for every test that reads GPUs
+    odin.mcpserver    a minimal stdio MCP server (claude-process-exporter's orphan test)
+    odin.measure      what the benchmarks measure of a server process, and how they scrape it
+    odin.alerting     Alertmanager, amtool and the webhook logger (tests/test_alert*.py)
+    odin.runbooks     following alerts' runbook_url links to headings of docs/runbooks.md
+    odin.dnsmasq      a dnsmasq on loopback answering the names a test gives it
 
 Standard library only, except where YAML is read (odin.rules, odin.deploychecks, odin.layout:
 PyYAML, in .venv).
