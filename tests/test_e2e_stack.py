@@ -76,8 +76,10 @@ def port_open(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-def group_members(pgid: int) -> dict[int, str]:
-    """pid -> command line of every live (not zombie) process whose process group is pgid."""
+def group_members(pgid: int, parent: int | None = None) -> dict[int, str]:
+    """pid -> command line of every live (not zombie) process whose process group is pgid
+    (and whose parent is `parent`, if given: the script's own children, not the nvidia-smi
+    runs of the demo GPUs that come and go)."""
     found = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -88,7 +90,7 @@ def group_members(pgid: int) -> dict[int, str]:
         except OSError:
             continue
         fields = stat[stat.rindex(")") + 2:].split()  # state ppid pgrp ...
-        if fields[0] != "Z" and int(fields[2]) == pgid:
+        if fields[0] != "Z" and int(fields[2]) == pgid and parent in (None, int(fields[1])):
             found[int(entry.name)] = cmd.strip()
     return found
 
@@ -393,7 +395,7 @@ def test_alertmanager_delivers_to_the_receiver(run):
 
 
 def test_second_run_says_it_is_already_running(run):
-    members = group_members(run.p.pid)
+    members = group_members(run.p.pid, parent=run.p.pid)
     start = time.monotonic()
     second = subprocess.run([str(SCRIPT)], cwd=REPO, env=run.env, capture_output=True, text=True,
                             timeout=60)
@@ -404,14 +406,14 @@ def test_second_run_says_it_is_already_running(run):
     assert took < 10, f"the second run took {took:.1f}s to give up"
     # The first is untouched: still running, the same processes, its lock, its URLs.
     assert run.p.poll() is None, run.output
-    assert group_members(run.p.pid) == members
+    assert group_members(run.p.pid, parent=run.p.pid) == members
     assert (run.run_dir / "run-stack.pid").read_text().strip() == str(run.p.pid)
     for e in EXPORTERS:
         assert http_get(f"http://127.0.0.1:{e['port']}/health")[0] == 200, e["name"]
 
 
 def test_ctrl_c_stops_everything(run):
-    members = group_members(run.p.pid)
+    members = group_members(run.p.pid, parent=run.p.pid)
     commands = " ".join(members.values())
     for e in EXPORTERS:
         assert f"/{e['name']} " in commands, f"no {e['name']} process in {members}"
