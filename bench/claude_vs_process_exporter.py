@@ -277,6 +277,140 @@ def build_ours(no_build: bool, given: str | None) -> Path | None:
     return path
 
 
+def peer_spec(work: Path, cheap: bool = False):
+    """process-exporter with the comm-per-group config (written to `work`), its default flags
+    or (`cheap`) `-threads=false -gather-smaps=false`: (name, port -> argv)."""
+    config = work / "process-exporter.yml"
+    config.write_text(PEER_CONFIG)
+    extra = ["-threads=false", "-gather-smaps=false"] if cheap else []
+    name = "process-exporter" + (" " + " ".join(extra) if extra else "")
+    return name, lambda port: [PEER_BIN, f"-web.listen-address=127.0.0.1:{port}",
+                               f"-config.path={config}", *extra]
+
+
+def our_spec(ours_bin: Path, pss: bool = False):
+    """claude-process-exporter with its default collectors, or with `--collector.pss` too:
+    (name, port -> argv)."""
+    extra = ["--collector.pss"] if pss else []
+    name = OURS + (" " + " ".join(extra) if extra else "")
+    return name, lambda port: [ours_bin, f"--web.listen-address=127.0.0.1:{port}",
+                               "--log.level=warn", *extra]
+
+
+def stop_host(fleet: Fleet | None, procs: dict) -> None:
+    """Stops the exporters, closes the scrape connections, kills the fillers."""
+    for proc, _ in procs.values():
+        proc.stop()
+    measure.close_all()
+    if fleet:
+        fleet.kill()
+
+
+def start_host(work: Path, processes: int, specs: list) -> tuple[Fleet, dict]:
+    """The host: the fake Claude Code instances, sleepers up to `processes` processes in /proc,
+    and the exporters of `specs` ([(name, port -> argv)]) started on it and serving:
+    (fleet, {name: (Exporter, port)}). On an error everything started is stopped first."""
+    fleet = None
+    procs: dict[str, tuple[Exporter, int]] = {}
+    try:
+        before = proc_count()
+        fleet = Fleet(work)
+        fleet.claudes(FAKE_CLAUDES, CLAUDE_CHILDREN)
+        # the exporters count as processes of the host too
+        fleet.sleepers(processes - proc_count() - len(specs))
+        for name, argv in specs:
+            port = free_port()
+            procs[name] = (Exporter(argv(port), work / f"{name.split()[0]}-{len(procs)}.log"), port)
+        fleet.sleepers(processes - proc_count())  # top up what came and went meanwhile
+        print(f"host: {before} processes before, {proc_count()} with the fillers "
+              f"({fleet.spawned} spawned, {len(fleet.claude_pids)} fake claude, "
+              f"{CLAUDE_CHILDREN} children under pid {fleet.claude_pids[0]})", file=sys.stderr)
+        for name, (proc, port) in procs.items():
+            deadline = time.time() + 60
+            while True:
+                if proc.p.poll() is not None:
+                    raise RuntimeError(f"{name} exited with status {proc.p.returncode}")
+                try:
+                    wait_http(f"http://127.0.0.1:{port}/metrics", timeout=1)
+                    break
+                except TimeoutError:
+                    if time.time() > deadline:
+                        raise
+        return fleet, procs
+    except BaseException:
+        explain_deaths(procs)
+        stop_host(fleet, procs)
+        raise
+
+
+def explain_deaths(procs: dict) -> None:
+    for proc, _ in procs.values():
+        if proc.p.poll() is not None:  # an exporter that died: say why
+            print(proc.tail(), file=sys.stderr)
+
+
+def measure_paced(procs: dict, scrapes: int, rounds: int, interval: float, warmup: int) -> dict:
+    """Every exporter of `procs` scraped in turn, one scrape each, `scrapes` each in `rounds`
+    rounds, two scrapes of one exporter at least `interval` s apart, after `warmup` unmeasured
+    turns. Returns n (scrapes each), lat (s) and the last gzip body per name, cpu per name
+    ((user, system) s from just before the first measured scrape to 0.5 s after the last),
+    mem per name ((VmRSS, VmHWM) KiB after the run) and the process count at each round."""
+    per_round = max(1, scrapes // rounds)
+    last = {k: 0.0 for k in procs}
+    t_start = time.time()
+
+    def paced_scrape(name: str) -> tuple[float, bytes]:
+        """A scrape at least `interval` after the start of the exporter's previous one."""
+        wait = last[name] + interval - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+        last[name] = time.monotonic()
+        return scrape_once(procs[name][1])
+
+    for _ in range(warmup):
+        for name in procs:
+            paced_scrape(name)
+    lat = {k: [] for k in procs}
+    body = {}
+    counts = []
+    cpu0 = {name: cpu_times(proc.p.pid) for name, (proc, _) in procs.items()}
+    for r in range(rounds):
+        counts.append(proc_count())
+        for _ in range(per_round):
+            for name in procs:
+                dt, b = paced_scrape(name)
+                lat[name].append(dt)
+                body[name] = b
+        print(f"round {r + 1}/{rounds} done ({time.time() - t_start:.0f} s)", file=sys.stderr)
+    time.sleep(0.5)  # work an exporter does after its last response is still counted
+    cpu = {name: tuple(b - a for a, b in zip(cpu0[name], cpu_times(proc.p.pid)))
+           for name, (proc, _) in procs.items()}  # (user, system) over the scrapes
+    counts.append(proc_count())
+    mem = {name: memory_kib(proc.p.pid) for name, (proc, _) in procs.items()}
+    return {"n": per_round * rounds, "lat": lat, "body": body, "cpu": cpu, "mem": mem,
+            "counts": counts}
+
+
+def summarize(m: dict) -> dict:
+    """measure_paced's result as one row per exporter: CPU ms per scrape (and its system
+    part), latency p50/p99 (ms), RSS and peak RSS (MiB), gzip body bytes, series."""
+    rows = {}
+    n = m["n"]
+    for name, xs in m["lat"].items():
+        xs = sorted(xs)
+        rows[name] = {
+            "cpu_ms": sum(m["cpu"][name]) / n * 1000,
+            "sys_ms": m["cpu"][name][1] / n * 1000,
+            "p50_ms": statistics.median(xs) * 1000,
+            "p99_ms": xs[int(0.99 * (len(xs) - 1))] * 1000,
+            "rss_mib": m["mem"][name][0] / 1024,
+            "hwm_mib": m["mem"][name][1] / 1024,
+            "gzip_bytes": len(m["body"][name]),
+            "series": len(samples(m["body"][name])),
+        }
+    return rows
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--processes", type=int, default=2000,
@@ -295,7 +429,6 @@ def main() -> int:
     ap.add_argument("--ours-bin", help=f"the {OURS} binary to measure (default: build "
                     f"target/release/{OURS})")
     args = ap.parse_args()
-    per_round = max(1, args.scrapes // args.rounds)
 
     ours_bin = build_ours(args.no_build, args.ours_bin)
     if not Path(PEER_BIN).exists():
@@ -305,85 +438,14 @@ def main() -> int:
     # SIGTERM ends the run like Ctrl-C does: through the finally below.
     signal.signal(signal.SIGTERM, _interrupted)
     work = Path(tempfile.mkdtemp(prefix="odin-bench-claude-"))
-    (work / "process-exporter.yml").write_text(PEER_CONFIG)
-    specs = [
-        ("process-exporter", lambda port: [
-            PEER_BIN, f"-web.listen-address=127.0.0.1:{port}",
-            f"-config.path={work / 'process-exporter.yml'}"]),
-        ("process-exporter -threads=false -gather-smaps=false", lambda port: [
-            PEER_BIN, f"-web.listen-address=127.0.0.1:{port}",
-            f"-config.path={work / 'process-exporter.yml'}", "-threads=false",
-            "-gather-smaps=false"]),
-    ]
+    specs = [peer_spec(work), peer_spec(work, cheap=True)]
     if ours_bin:
-        specs += [
-            (OURS, lambda port: [ours_bin, f"--web.listen-address=127.0.0.1:{port}",
-                                 "--log.level=warn"]),
-            (f"{OURS} --collector.pss", lambda port: [
-                ours_bin, f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn",
-                "--collector.pss"]),
-        ]
+        specs += [our_spec(ours_bin), our_spec(ours_bin, pss=True)]
 
-    fleet = None
-    procs: dict[str, tuple[Exporter, int]] = {}
-    counts: list[int] = []
-    t_start = time.time()
+    fleet, procs = None, {}
     try:
-        before = proc_count()
-        fleet = Fleet(work)
-        fleet.claudes(FAKE_CLAUDES, CLAUDE_CHILDREN)
-        # the exporters count as processes of the host too
-        fleet.sleepers(args.processes - proc_count() - len(specs))
-        for name, argv in specs:
-            port = free_port()
-            procs[name] = (Exporter(argv(port), work / f"{name.split()[0]}-{len(procs)}.log"), port)
-        fleet.sleepers(args.processes - proc_count())  # top up what came and went meanwhile
-        print(f"host: {before} processes before, {proc_count()} with the fillers "
-              f"({fleet.spawned} spawned, {len(fleet.claude_pids)} fake claude, "
-              f"{CLAUDE_CHILDREN} children under pid {fleet.claude_pids[0]})", file=sys.stderr)
-
-        for name, (proc, port) in procs.items():
-            deadline = time.time() + 60
-            while True:
-                if proc.p.poll() is not None:
-                    raise RuntimeError(f"{name} exited with status {proc.p.returncode}")
-                try:
-                    wait_http(f"http://127.0.0.1:{port}/metrics", timeout=1)
-                    break
-                except TimeoutError:
-                    if time.time() > deadline:
-                        raise
-        last = {k: 0.0 for k in procs}
-
-        def paced_scrape(name: str) -> tuple[float, bytes]:
-            """A scrape at least --interval after the start of the exporter's previous one."""
-            wait = last[name] + args.interval - time.monotonic()
-            if wait > 0:
-                time.sleep(wait)
-            last[name] = time.monotonic()
-            return scrape_once(procs[name][1])
-
-        for _ in range(args.warmup):
-            for name in procs:
-                paced_scrape(name)
-
-        lat = {k: [] for k in procs}
-        body = {}
-        cpu0 = {name: cpu_times(proc.p.pid) for name, (proc, _) in procs.items()}
-        for r in range(args.rounds):
-            counts.append(proc_count())
-            for _ in range(per_round):
-                for name in procs:
-                    dt, b = paced_scrape(name)
-                    lat[name].append(dt)
-                    body[name] = b
-            print(f"round {r + 1}/{args.rounds} done ({time.time() - t_start:.0f} s)",
-                  file=sys.stderr)
-        time.sleep(0.5)  # work an exporter does after its last response is still counted
-        cpu = {name: tuple(b - a for a, b in zip(cpu0[name], cpu_times(proc.p.pid)))
-               for name, (proc, _) in procs.items()}  # (user, system) over the scrapes
-        counts.append(proc_count())
-        mem = {name: memory_kib(proc.p.pid) for name, (proc, _) in procs.items()}
+        fleet, procs = start_host(work, args.processes, specs)
+        m = measure_paced(procs, args.scrapes, args.rounds, args.interval, args.warmup)
         idle = {}
         if args.idle_s > 0:
             c0 = {name: cpu_seconds(proc.p.pid) for name, (proc, _) in procs.items()}
@@ -401,33 +463,16 @@ def main() -> int:
                 seen[name] = (sample_sum(lines, 'namedprocess_namegroup_num_procs{groupname="claude"}'),
                               sample_sum(lines, "namedprocess_namegroup_num_procs{"))
     except BaseException:
-        for proc, _ in procs.values():
-            if proc.p.poll() is not None:  # an exporter that died: say why
-                print(proc.tail(), file=sys.stderr)
+        explain_deaths(procs)
         raise
     finally:
-        for proc, _ in procs.values():
-            proc.stop()
-        measure.close_all()
-        if fleet:
-            fleet.kill()
+        stop_host(fleet, procs)
         shutil.rmtree(work, ignore_errors=True)
 
-    n = per_round * args.rounds
-    rows = {}
-    for name in procs:
-        xs = sorted(lat[name])
-        rows[name] = {
-            "cpu_ms": sum(cpu[name]) / n * 1000,
-            "sys_ms": cpu[name][1] / n * 1000,
-            "p50_ms": statistics.median(xs) * 1000,
-            "p99_ms": xs[int(0.99 * (len(xs) - 1))] * 1000,
-            "rss_mib": mem[name][0] / 1024,
-            "hwm_mib": mem[name][1] / 1024,
-            "idle_ms_s": idle.get(name, float("nan")) * 1000,
-            "gzip_bytes": len(body[name]),
-            "series": len(samples(body[name])),
-        }
+    n, counts = m["n"], m["counts"]
+    rows = summarize(m)
+    for name in rows:
+        rows[name]["idle_ms_s"] = idle.get(name, float("nan")) * 1000
 
     print(f"\n{n} scrapes each, in turn, at least {args.interval:g} s apart per exporter, gzip, "
           "kept-alive connection; "

@@ -16,16 +16,28 @@ Usage: python3 bench/network_vs_node_exporter.py [--scrapes 1000] [--rounds 10]
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from odin import REPO, target_dir  # noqa: E402
 from odin import measure  # noqa: E402
-from odin.exporters import Proc, free_port, wait_http  # noqa: E402
+from benchkit import build, start_pair, stop  # noqa: E402
 
+OURS, PEER = "network-exporter", "node_exporter"
+
+
+def start(ours_bin: Path, work: Path, ours_args=()) -> dict:
+    """network-exporter with the collectors that overlap node_exporter's (netclass, softnet,
+    wireless and dns off) and node_exporter with netdev, netstat, sockstat and tcpstat, each on
+    a free loopback port, serving: {name: (Proc, port)}."""
+    return start_pair(
+        work,
+        (OURS, [ours_bin, "--log.level=warn", "--no-collector.netclass", "--no-collector.softnet",
+                "--no-collector.wireless", "--no-collector.dns", *ours_args]),
+        (PEER, ["prometheus-node-exporter", "--collector.disable-defaults", "--collector.netdev",
+                "--collector.netstat", "--collector.sockstat", "--collector.tcpstat",
+                "--log.level=warn"]))
 
 
 def main() -> int:
@@ -36,29 +48,16 @@ def main() -> int:
                     help="extra flag for network-exporter, e.g. --collector.tcpstat.source=procfs")
     args = ap.parse_args()
 
-    subprocess.run(["cargo", "build", "--release", "--locked", "-q", "-p", "network-exporter"],
-                   cwd=REPO, check=True)
-    ours_bin = target_dir() / "release" / "network-exporter"
-    work = Path(tempfile.mkdtemp(prefix="odin-bench-"))
-    p_ours, p_node = free_port(), free_port()
-    ours = Proc([ours_bin, f"--web.listen-address=127.0.0.1:{p_ours}", "--log.level=warn",
-                 "--no-collector.netclass", "--no-collector.softnet", "--no-collector.wireless",
-                 "--no-collector.dns", *args.ours_arg], work / "ours.log")
-    node = Proc(["prometheus-node-exporter", f"--web.listen-address=127.0.0.1:{p_node}",
-                 "--collector.disable-defaults", "--collector.netdev", "--collector.netstat",
-                 "--collector.sockstat", "--collector.tcpstat", "--log.level=warn"], work / "node.log")
-    targets = {"network-exporter": (ours, p_ours), "node_exporter": (node, p_node)}
+    ours_bin = build(OURS)[OURS]
+    targets = start(ours_bin, Path(tempfile.mkdtemp(prefix="odin-bench-")), args.ours_arg)
     try:
-        for _, port in targets.values():
-            wait_http(f"http://127.0.0.1:{port}/metrics")
         rows, n = measure.head_to_head(targets, args.scrapes, args.rounds)
     finally:
-        ours.stop()
-        node.stop()
+        stop(targets)
 
     print(f"\n{n} scrapes each, {args.rounds} alternating rounds, gzip, kept-alive connection"
           f"{'; network-exporter ' + ' '.join(args.ours_arg) if args.ours_arg else ''}\n")
-    ratio = measure.print_head_to_head(rows, "network-exporter", "node_exporter", "network/node")
+    ratio = measure.print_head_to_head(rows, OURS, PEER, "network/node")
     print(f"\ntargets: CPU ratio <= 0.5 ({'met' if ratio['cpu_per_1000'] <= 0.5 else 'NOT met'}), "
           f"RSS ratio <= 0.5 ({'met' if ratio['rss_mib'] <= 0.5 else 'NOT met'})")
     return 0

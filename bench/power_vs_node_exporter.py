@@ -18,20 +18,34 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from odin import REPO, measure, target_dir  # noqa: E402
-from odin.exporters import Proc, free_port, wait_http  # noqa: E402
+from odin import REPO, measure  # noqa: E402
 from odin.measure import cpu_seconds  # noqa: E402
+from benchkit import build, start_pair, stop  # noqa: E402
 
+OURS, PEER = "power-exporter", "node_exporter"
 FIXTURES = REPO / "exporters/power-exporter/tests/fixtures"
 TREES = ["rapl-desktop", "host-desktop", "battery-laptop"]
 NODE_COLLECTORS = ["rapl", "powersupplyclass", "thermal_zone", "hwmon"]
+
+
+def start(ours_bin: Path, work: Path) -> dict:
+    """The fixture trees merged into work/sys; power-exporter (gpu collector off) and
+    node_exporter (rapl, powersupplyclass, thermal_zone, hwmon) reading it, each on a free
+    loopback port, serving: {name: (Proc, port)}."""
+    for name in TREES:
+        shutil.copytree(FIXTURES / name / "sys", work / "sys", dirs_exist_ok=True, symlinks=True)
+    sysfs = work / "sys"
+    return start_pair(
+        work,
+        (OURS, [ours_bin, f"--path.sysfs={sysfs}", "--log.level=warn", "--no-collector.gpu"]),
+        (PEER, ["prometheus-node-exporter", f"--path.sysfs={sysfs}", "--collector.disable-defaults",
+                *[f"--collector.{c}" for c in NODE_COLLECTORS]]))
 
 
 def main() -> int:
@@ -41,36 +55,24 @@ def main() -> int:
     ap.add_argument("--idle", type=float, default=60, help="seconds to measure the RAPL sampler alone")
     args = ap.parse_args()
 
-    subprocess.run(["cargo", "build", "--release", "--locked", "-q", "-p", "power-exporter"],
-                   cwd=REPO, check=True)
-    ours_bin = target_dir() / "release" / "power-exporter"
+    ours_bin = build(OURS)[OURS]
     work = Path(tempfile.mkdtemp(prefix="odin-bench-power-"))
-    for name in TREES:
-        shutil.copytree(FIXTURES / name / "sys", work / "sys", dirs_exist_ok=True, symlinks=True)
-    sysfs = work / "sys"
-    ports = {"power-exporter": free_port(), "node_exporter": free_port()}
-    ours = Proc([ours_bin, f"--web.listen-address=127.0.0.1:{ports['power-exporter']}",
-                 f"--path.sysfs={sysfs}", "--log.level=warn", "--no-collector.gpu"], work / "ours.log")
-    node = Proc(["prometheus-node-exporter", f"--web.listen-address=127.0.0.1:{ports['node_exporter']}",
-                 f"--path.sysfs={sysfs}", "--collector.disable-defaults",
-                 *[f"--collector.{c}" for c in NODE_COLLECTORS]], work / "node.log")
-    targets = {"power-exporter": (ours, ports["power-exporter"]), "node_exporter": (node, ports["node_exporter"])}
+    targets = {}
     try:
-        for _, port in targets.values():
-            wait_http(f"http://127.0.0.1:{port}/metrics")
+        targets = start(ours_bin, work)
+        ours = targets[OURS][0]
         rows, n = measure.head_to_head(targets, args.scrapes, args.rounds)
         measure.close_all()
         c0, t0 = cpu_seconds(ours.p.pid), time.monotonic()
         time.sleep(args.idle)
         idle_share = (cpu_seconds(ours.p.pid) - c0) / (time.monotonic() - t0)
     finally:
-        ours.stop()
-        node.stop()
+        stop(targets)
         shutil.rmtree(work, ignore_errors=True)
 
     print(f"\n{n} scrapes each, {args.rounds} alternating rounds, gzip, kept-alive connection, "
           f"tree: {' + '.join(TREES)}\n")
-    ratio = measure.print_head_to_head(rows, "power-exporter", "node_exporter", "power/node")
+    ratio = measure.print_head_to_head(rows, OURS, PEER, "power/node")
     print(f"\nRAPL sampler alone, {args.idle:.0f} s without scrapes: {idle_share * 100:.4f}% of one core")
     print(f"\ntargets: CPU ratio <= 0.5 ({'met' if ratio['cpu_per_1000'] <= 0.5 else 'NOT met'}), "
           f"RSS ratio <= 0.5 ({'met' if ratio['rss_mib'] <= 0.5 else 'NOT met'}), "

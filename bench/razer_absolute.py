@@ -20,22 +20,37 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from odin import REPO, measure, target_dir  # noqa: E402
+from odin import REPO, measure  # noqa: E402
 from odin.exporters import Proc, free_port, wait_http  # noqa: E402
 from odin.measure import cpu_seconds, memory_kib  # noqa: E402
+from benchkit import build, start_pair, stop  # noqa: E402
 
+OURS, FLOOR = "razer-exporter", "node_exporter (floor)"
 CRATE = REPO / "exporters/razer-exporter"
 SYSFS = CRATE / "tests/fixtures/desk/sys"
 REPLAY = CRATE / "demo/blade-15.toml"
 READ_INTERVAL = 0.1
 DEFAULT_INTERVAL = 30.0
+# node_exporter with every collector off: it serves only its own process and Go metrics
+FLOOR_ARGV = ["prometheus-node-exporter", "--collector.disable-defaults"]
+
+
+def base_argv(ours_bin: Path, work: Path) -> list:
+    """razer-exporter on the desk fixture and the Blade replay (no address)."""
+    (work / "dev").mkdir(exist_ok=True)
+    return [ours_bin, f"--path.sysfs={SYSFS}", f"--path.dev={work / 'dev'}", f"--hid.replay={REPLAY}",
+            "--log.level=warn"]
+
+
+def start(ours_bin: Path, work: Path) -> dict:
+    """razer-exporter and the floor, each on a free loopback port, serving: {name: (Proc, port)}."""
+    return start_pair(work, (OURS, base_argv(ours_bin, work)), (FLOOR, FLOOR_ARGV))
 
 
 def main() -> int:
@@ -45,28 +60,16 @@ def main() -> int:
     ap.add_argument("--idle", type=float, default=20, help="seconds to measure each background collector")
     args = ap.parse_args()
 
-    subprocess.run(["cargo", "build", "--release", "--locked", "-q", "-p", "razer-exporter"],
-                   cwd=REPO, check=True)
-    ours_bin = target_dir() / "release" / "razer-exporter"
+    ours_bin = build(OURS)[OURS]
     work = Path(tempfile.mkdtemp(prefix="odin-bench-razer-"))
-    (work / "dev").mkdir()
-    base = [ours_bin, f"--path.sysfs={SYSFS}", f"--path.dev={work / 'dev'}", f"--hid.replay={REPLAY}",
-            "--log.level=warn"]
+    base = base_argv(ours_bin, work)
     procs = []
     try:
-        ports = {"razer-exporter": free_port(), "node_exporter (floor)": free_port()}
-        ours = Proc([*base, f"--web.listen-address=127.0.0.1:{ports['razer-exporter']}"], work / "ours.log")
-        node = Proc(["prometheus-node-exporter", f"--web.listen-address=127.0.0.1:{ports['node_exporter (floor)']}",
-                     "--collector.disable-defaults"], work / "node.log")
-        procs += [ours, node]
-        targets = {"razer-exporter": (ours, ports["razer-exporter"]),
-                   "node_exporter (floor)": (node, ports["node_exporter (floor)"])}
-        for _, port in targets.values():
-            wait_http(f"http://127.0.0.1:{port}/metrics")
+        targets = start(ours_bin, work)
+        procs += [p for p, _ in targets.values()]
         rows, n = measure.head_to_head(targets, args.scrapes, args.rounds)
         measure.close_all()
-        ours.stop()
-        node.stop()
+        stop(targets)
 
         reads = {}
         for name, off in [("openrazer", "hid"), ("hid", "openrazer")]:
@@ -89,7 +92,7 @@ def main() -> int:
 
     print(f"\n{n} scrapes each, {args.rounds} alternating rounds, gzip, kept-alive connection, "
           f"desk fixture (6 openrazer devices) + demo replay (1 laptop)\n")
-    measure.print_head_to_head(rows, "razer-exporter", "node_exporter (floor)", "razer/floor")
+    measure.print_head_to_head(rows, OURS, FLOOR, "razer/floor")
     print(f"\nbackground reads, each collector alone every {READ_INTERVAL * 1000:.0f} ms for {args.idle:.0f} s, no scrapes:\n")
     print("| collector | CPU per read (ms) | share of one core at the default 30 s interval | RSS (MiB) |")
     print("|---|---|---|---|")
