@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -97,7 +97,8 @@ def token(dest: Path) -> Path:
     if (dest / "projects").exists():
         shutil.rmtree(dest / "projects")
     days = 6
-    generate(dest, seed=11, start=date.today() - timedelta(days=days - 1), days=days)
+    now = datetime.now(timezone.utc)
+    generate(dest, seed=11, start=date.today() - timedelta(days=days - 1), days=days, now=now)
     return dest
 
 

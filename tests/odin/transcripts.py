@@ -289,14 +289,23 @@ class _Gen:
 
 def generate(root: Path, seed: int = 7, start: date = date(2026, 10, 1), days: int = 6,
              sessions_per_day: int = 6, tz: str = "America/New_York",
-             models: list[str] | None = None, projects: list[str] | None = None) -> Tree:
+             models: list[str] | None = None, projects: list[str] | None = None,
+             now: datetime | None = None) -> Tree:
     """Writes a tree under root/projects/ and returns what was written. Sessions start at
     random times of each local day in `tz` (some just before midnight, so that the zone
-    decides the day)."""
+    decides the day).
+
+    With `now` (an aware datetime), the tree is a history as it stands at `now`: sessions
+    that would start later than 6 hours before it are left out (none runs into the future,
+    and 5 hours pass without activity), and one last session of a few turns ends a few
+    minutes before it, so that a 5-hour block begins then and is active at `now` (the demo
+    data of scripts/run-stack.sh). Without it nothing changes: the same seed writes the same
+    bytes."""
     rng = random.Random(seed)
     zone = ZoneInfo(tz)
     g = _Gen(Path(root), rng, zone, models or MODELS)
     projects = projects or PROJECTS
+    cutoff = None if now is None else now.astimezone(timezone.utc) - timedelta(hours=6)
     for d in range(days):
         day = start + timedelta(days=d)
         for s in range(sessions_per_day):
@@ -307,11 +316,19 @@ def generate(root: Path, seed: int = 7, start: date = date(2026, 10, 1), days: i
                 offset = timedelta(seconds=rng.randint(0, 22 * 3600))
             t0 = (local + offset).astimezone(timezone.utc)
             cwd = rng.choice(projects)
+            if cutoff is not None and t0 > cutoff:
+                continue
             lines = g.session(cwd, t0, rng.randint(2, 10), rng.choice(g.models))
             if rng.random() < 0.25:  # resumed later: the new file starts with the old lines
                 keep = g.fork(lines[: rng.randint(1, len(lines))])
-                g.session(cwd, t0 + timedelta(hours=rng.randint(1, 30)), rng.randint(1, 4),
-                          rng.choice(g.models), resume_from=keep)
+                resumed = t0 + timedelta(hours=rng.randint(1, 30))
+                if cutoff is None or resumed <= cutoff:
+                    g.session(cwd, resumed, rng.randint(1, 4), rng.choice(g.models),
+                              resume_from=keep)
+    if now is not None:
+        # At most ~2.5 minutes a turn (a subagent's included): 4 turns end before `now`.
+        g.session(projects[0], now.astimezone(timezone.utc) - timedelta(minutes=14), 4,
+                  g.models[0])
     return g.tree
 
 
