@@ -50,9 +50,8 @@ def serving(targets: dict, timeout: float = 30) -> dict:
 
 def start_pair(work: Path, ours: tuple[str, list], other: tuple[str, list], env: dict | None = None) -> dict:
     """{name: (Proc, port)} of two exporters, serving. `ours` and `other` are (name, argv
-    without --web.listen-address); the flag is added with a free loopback port (Go-style for
-    node_exporter and process-exporter alike: both take `--web.listen-address=`). `env` is
-    given to ours only."""
+    without --web.listen-address); the flag (which node_exporter spells the same) is added with
+    a free loopback port. `env` is given to ours only."""
     targets = {}
     try:
         for (name, argv), extra_env, log in ((ours, env, "ours.log"), (other, None, "peer.log")):
