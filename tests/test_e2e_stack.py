@@ -14,7 +14,10 @@ the same time. It is held to what it promises (README.md, the script's header):
   /health ("demo": true) and as demo="true" on its build info series; the others say nothing
   of the kind;
 - every query of every dashboard of dashboards/ returns data, save the few entries of
-  dashboards/e2e-allow-empty-stack.tsv;
+  dashboards/e2e-allow-empty-stack.tsv; claude-process-exporter reads the machine as it is,
+  so for its panels a real Claude Code (odin.claude.LiveInstance: interactive in tmux against
+  a fake API on loopback, with a Bash tool's shell and sleep and an MCP server listening on
+  loopback) runs from before the script starts until the module ends;
 - a second run while it runs exits non-zero at once, saying it is already running, and leaves
   the first alone;
 - Ctrl-C (SIGINT to its process group) stops it: exit status 0, "stopped.", its lock file
@@ -41,6 +44,7 @@ import pytest
 import yaml
 
 from odin import REPO, checks, manifest
+from odin.claude import LiveInstance, ToolMissing
 from odin.exporters import free_port, http_get
 from odin.prometheus import Client
 
@@ -188,15 +192,29 @@ def run(request, tmp_path_factory):
                **{k: str(v) for k, v in ports.items()})
     env.pop("ODIN_GPU_DEMO", None)
     env.pop("ODIN_GPU_DEMO_SECTION", None)
+    # A real Claude Code for claude-process-exporter, started first so that its exporter
+    # sees it from the first scrape (CPU rates need two samples of the live instance); where
+    # Claude Code is not installed yet, the script's setup.sh installs it and it starts then.
+    claude_dir = tmp_path_factory.mktemp("claude")
+    try:
+        claude = LiveInstance(claude_dir).start()
+    except ToolMissing:
+        claude = None
     stack = RunStack(run_dir, env)
     stack.ports = ports
     failed_before = request.session.testsfailed
     try:
         if not stack.wait_line(READY_LINE, START_TIMEOUT):
             pytest.fail(f"no {READY_LINE!r} line (status {stack.p.poll()}):\n{stack.output[-4000:]}")
+        if claude is None:
+            claude = LiveInstance(claude_dir).start()
+        stack.claude = claude
+        stack.claude_parts = claude.wait()
         yield stack
     finally:
         stack.kill()
+        if claude is not None:
+            claude.stop()
         if request.session.testsfailed > failed_before:
             logs = "\n".join(f"--- {f.name} (tail)\n{f.read_text(errors='replace')[-1500:]}"
                              for f in sorted(run_dir.glob("*.log")))
@@ -351,6 +369,9 @@ def test_every_dashboard_query_returns_data(run, prom):
         if len(counts) == len(EXPORTERS) and min(float(r["value"][1]) for r in counts) >= 3:
             break
         time.sleep(1)
+    # The Claude Code this module started is one of claude-process-exporter's instances.
+    assert prom.wait_query(f'claude_instance_info{{pid="{run.claude.pid}"}}', timeout=30), \
+        f"claude-process-exporter does not report the Claude Code of pid {run.claude.pid}"
     files = sorted(str(p.relative_to(REPO)) for p in (REPO / "dashboards").glob("*.json"))
     assert files
     rc, report = checks.query_dashboards(prom.url, files, allow_empty=ALLOW_EMPTY,

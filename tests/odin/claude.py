@@ -5,6 +5,10 @@
                                           FakeAnthropic; run.result is its JSON result object
     transcript_responses(home.config)     {message id: (model, largest Usage)} of every
                                           transcript under <config>/projects/
+    live = LiveInstance(tmp); live.start(); live.wait(); ...; live.stop()
+                                          one interactive instance that stays alive with a
+                                          tree: a Bash tool's shell and sleep, an MCP server
+                                          with a loopback port (tests/test_e2e_stack.py)
     ccusage_daily(config, tz)             `ccusage claude daily --json --offline --breakdown`:
                                           {(day, model): (Usage-like dict, cost)}
 
@@ -17,13 +21,15 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import signal
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import REPO
-from .fakeapi import FakeAnthropic, Usage
+from .fakeapi import FakeAnthropic, Usage, tool_then_text
 
 NPM = REPO / ".tools/npm/node_modules"
 CLAUDE = NPM / "@anthropic-ai/claude-code/bin/claude.exe"
@@ -211,3 +217,114 @@ class Interactive:
         self.tmux.run("send-keys", "-t", self.name, "-l", text)
         time.sleep(0.3)
         self.tmux.run("send-keys", "-t", self.name, "Enter")
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                stat = (d / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat[stat.rfind(")") + 2:].split()[1]) == pid:
+                out.append(int(d.name))
+    return out
+
+
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return "?"
+
+
+def _started(pid: int) -> int | None:
+    """The process's start time (field 22 of /proc/PID/stat), None when it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat[stat.rfind(")") + 2:].split()[19])
+
+
+class LiveInstance:
+    """One real Claude Code, interactive in a tmux session of its own under `work`, that stays
+    alive with a tree until stop(): the fake API answers its prompt with a Bash tool call
+    running a long sleep (a tool shell and its child), and --mcp-config starts the stdio MCP
+    server of tests/odin/mcpserver.py with --listen (a port on 127.0.0.1 and an established
+    connection to it). start() returns once tmux runs it; wait() until the tool and the MCP
+    server run under it; stop() ends the session and everything under it."""
+
+    PROMPT = "run the long command"
+
+    def __init__(self, work: Path, name: str = "live"):
+        tool(CLAUDE)
+        self.work, self.name = Path(work), name
+        self.work.mkdir(parents=True, exist_ok=True)
+        self.home = Home(self.work / "home")
+        self.project = self.home.project("demo")
+        trust(self.home, self.project)
+        self.api = FakeAnthropic(script=tool_then_text("echo start; sleep 3600"))
+        self.mcp_config = self.work / "mcp.json"
+        self.mcp_config.write_text(json.dumps({"mcpServers": {"pinger": {
+            "command": sys.executable,
+            "args": [str(REPO / "tests/odin/mcpserver.py"), "--listen"]}}}))
+        self.tmux = Tmux(self.work / "tmux.sock")
+        self.session: Interactive | None = None
+        self.tree: list[int] = []  # pids under the instance, as last seen by wait()
+
+    @property
+    def pid(self) -> int:
+        assert self.session, "not started"
+        return self.session.pid
+
+    def start(self) -> "LiveInstance":
+        self.api.start()
+        self.session = Interactive(self.tmux, self.name, self.home, self.api, self.project,
+                                   extra=["--mcp-config", str(self.mcp_config)])
+        return self
+
+    def parts(self) -> dict | None:
+        """{'mcp': pid, 'shell': pid, 'sleep': pid} when all three run under the instance."""
+        kids = _children(self.pid)
+        mcp = [k for k in kids if _comm(k).startswith("python")]
+        shells = [k for k in kids if _comm(k) in ("bash", "zsh", "sh", "dash")]
+        sleeps = [g for sh in shells for g in _children(sh) if _comm(g) == "sleep"]
+        if mcp and shells and sleeps:
+            return {"mcp": mcp[0], "shell": shells[0], "sleep": sleeps[0]}
+        return None
+
+    def wait(self, timeout: float = 120) -> dict:
+        """Sends the prompt once the session is ready; returns parts() once they all run."""
+        deadline = time.monotonic() + timeout
+        self.session.wait_screen("bypass permissions", timeout=timeout)
+        self.session.send(self.PROMPT)
+        while time.monotonic() < deadline:
+            found = self.parts()
+            if found:
+                self.tree = [self.pid, *found.values()]
+                return found
+            time.sleep(0.5)
+        raise AssertionError(f"no tool shell, sleep and MCP server under Claude Code "
+                             f"(pid {self.pid}) after {timeout}s; screen:\n{self.session.screen()}")
+
+    def stop(self) -> None:
+        if not self.session:
+            return
+        # (pid, start time): a pid that a new process took in the meantime is left alone.
+        left = {(p, _started(p)) for p in self.tree}
+        todo = [self.session.pid]
+        while todo:
+            p = todo.pop()
+            left.add((p, _started(p)))
+            todo += _children(p)
+        self.tmux.kill()
+        for pid, started in left:
+            if started is not None and _started(pid) == started:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        self.api.stop()
+        self.session = None
