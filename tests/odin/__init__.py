@@ -14,7 +14,8 @@
                       units, scrape jobs, ServiceMonitors (also a CLI for deploy/test.sh)
     odin.layout       what every exporter must have in the repository (tests/test_layout.py)
     odin.fakeapi      a fake Anthropic Messages API on loopback (streaming and not)
-    odin.claude       the real Claude Code client and ccusage, installed by scripts/setup.sh
+    odin.claude       the real Claude Code client and ccusage, installed by scripts/setup.sh;
+                      a live interactive instance with a tool and an MCP server (LiveInstance)
     odin.transcripts  seeded generator of Claude Code transcript trees, with what must be counted
     odin.fleet        every exporter of exporters.toml started alike, its files under one root
     odin.gpufakes     gpu-exporter's fake NVML and fake nvidia-smi, for every test that reads GPUs
