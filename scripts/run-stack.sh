@@ -9,17 +9,26 @@
 # Where this machine lacks what an exporter reads, the exporter runs on demo data from the
 # repository, with --demo (a warning in its log, "demo": true in /health, demo="true" on its
 # build info series), and this script says so:
-#   gpu-exporter     no nvidia-smi and no /dev/nvidia0: the fake nvidia-smi answering from a
-#                    capture (exporters/gpu-exporter/demo/odin-demo.txt, or ODIN_GPU_DEMO)
+#   gpu-exporter     no nvidia-smi and no /dev/nvidia0: its NVML backend on the fake
+#                    libnvidia-ml (exporters/gpu-exporter/tests/fake-nvml/fake_nvml.c, built
+#                    with cc into the run directory) answering from a capture
+#                    (exporters/gpu-exporter/demo/odin-demo.txt, two made-up GPUs, the second
+#                    split into MIG devices; or ODIN_GPU_DEMO), whose data file the example
+#                    fake-nvml-data writes (built once in release: about 10 s on the first run);
+#                    an XID 31 on GPU 0 at start (the GPUXidError warning fires for 10 minutes)
 #   power-exporter   no RAPL and no battery under /sys: a laptop's tree (scripts/demo-data.py);
-#                    its GPU power from gpu-exporter's demo GPUs when those are demo too
+#                    its GPU power from gpu-exporter's demo GPUs (same backend) when those
+#                    are demo too
 #   razer-exporter   no openrazer device and no Razer hidraw device: the fixture desk and a
 #                    Blade's controller replay (exporters/razer-exporter/tests/fixtures/desk,
 #                    exporters/razer-exporter/demo/blade-15.toml)
 #   token-collector  no ~/.claude/projects: six generated days of Claude Code history, with
 #                    a daily and a 5-hour block budget ($20, $10) for the budget panels
-# network-exporter and claude-process-exporter read the machine as it is (no Claude Code
-# process is fine).
+#   network-exporter only with ODIN_DEMO=all (otherwise it reads this machine, whatever it
+#                    has): the interfaces of the fixture host
+#                    exporters/network-exporter/tests/fixtures/host-a (link speeds, a wireless
+#                    link) beside this machine's TCP/UDP/IP counters; DNS probes still go out
+# claude-process-exporter reads the machine as it is (no Claude Code process is fine).
 #
 # Environment (all optional):
 #   ODIN_DEMO                        auto (default: demo data where the machine lacks it),
@@ -31,6 +40,9 @@
 #                                    file in exporters/gpu-exporter/demo/; setting it forces
 #                                    the GPU demo
 #   ODIN_GPU_DEMO_SECTION            idle (default) or load: which part of the capture
+#   ODIN_GPU_DEMO_BACKEND            nvml (default: the fake libnvidia-ml, every series) or
+#                                    nvidia-smi (the fake nvidia-smi answering from the
+#                                    capture: no PCIe throughput, replays or MIG devices)
 #   PROMETHEUS_PORT, ALERTMANAGER_PORT, WEBHOOK_PORT   default 9090, 9093, 5001
 #   ODIN_RUN_DIR                     state (logs, TSDB, demo data), default .run/
 set -euo pipefail
@@ -42,6 +54,8 @@ am_port=${ALERTMANAGER_PORT:-9093}
 hook_port=${WEBHOOK_PORT:-5001}
 demo_mode=${ODIN_DEMO:-auto}
 case "$demo_mode" in auto | all | none) ;; *) echo "ODIN_DEMO: auto, all or none, not $demo_mode" >&2; exit 2 ;; esac
+gpu_backend=${ODIN_GPU_DEMO_BACKEND:-nvml}
+case "$gpu_backend" in nvml | nvidia-smi) ;; *) echo "ODIN_GPU_DEMO_BACKEND: nvml or nvidia-smi, not $gpu_backend" >&2; exit 2 ;; esac
 mkdir -p "$run_dir"
 lock="$run_dir/run-stack.pid"
 
@@ -52,13 +66,30 @@ if [ -f "$lock" ] && kill -0 "$(cat "$lock")" 2>/dev/null; then
   echo "Stop it with Ctrl-C in its terminal (or kill $(cat "$lock")) before starting another." >&2
   exit 1
 fi
-echo $$ >"$lock"
 # Until the stack's own cleanup takes over below: the lock goes however this ends (a failed
 # setup or build, Ctrl-C during them).
 trap 'rm -f "$lock"' EXIT
 trap 'exit 130' INT TERM
+echo $$ >"$lock"
 
-./scripts/setup.sh
+# Ctrl-C during setup.sh stops this script at once. In the foreground bash would run the INT
+# trap only once setup.sh has ended, and setup.sh itself carries on when the command it runs
+# catches the SIGINT and exits normally (pip, apt-get, a prompt). So it runs as a job waited
+# for with `wait`, which a trapped signal interrupts at once; the trap then stops it. The
+# subshell gives it back the default SIGINT (a script's background jobs ignore it) and its
+# standard input (they get /dev/null), so its commands see Ctrl-C and the terminal as before.
+setup_pid=
+stop_setup() {
+  [ -z "$setup_pid" ] || kill -TERM "$setup_pid" 2>/dev/null || true
+  echo "interrupted during setup" >&2
+  exit 130
+}
+trap stop_setup INT TERM
+(trap - INT; exec ./scripts/setup.sh) <&0 &
+setup_pid=$!
+wait "$setup_pid"
+setup_pid=
+trap 'exit 130' INT TERM
 export NETWORK_EXPORTER_DNS_PROBE_NAME=${NETWORK_EXPORTER_DNS_PROBE_NAME:-example.com}
 
 manifest() { python3 scripts/manifest.py "$@"; }
@@ -118,7 +149,7 @@ have_razer=0
 have_claude=0
 [ -d "$HOME/.claude/projects" ] && [ -n "$(ls -A "$HOME/.claude/projects" 2>/dev/null)" ] && have_claude=1
 
-declare -A extra_args extra_env demo_note
+declare -A extra_args extra_env demo_note demo_real
 gpu_demo_dir=exporters/gpu-exporter/demo
 if [ -n "${ODIN_GPU_DEMO:-}" ] || want_demo gpu-exporter "$have_gpu"; then
   capture=${ODIN_GPU_DEMO:-odin-demo.txt}
@@ -128,17 +159,60 @@ if [ -n "${ODIN_GPU_DEMO:-}" ] || want_demo gpu-exporter "$have_gpu"; then
     exit 1
   fi
   capture=$(cd "$(dirname "$capture")" && pwd)/$(basename "$capture")
-  extra_args[gpu-exporter]="--demo --backend=nvidia-smi --nvidia-smi.command=$PWD/exporters/gpu-exporter/tests/fake-nvidia-smi"
-  extra_env[gpu-exporter]="FAKE_NVIDIA_SMI_CAPTURE=$capture FAKE_NVIDIA_SMI_SECTION=${ODIN_GPU_DEMO_SECTION:-idle}"
-  demo_note[gpu-exporter]="the capture $(basename "$capture") (section ${ODIN_GPU_DEMO_SECTION:-idle}) through the fake nvidia-smi"
+  section=${ODIN_GPU_DEMO_SECTION:-idle}
+  case "$section" in idle | load) ;; *) echo "ODIN_GPU_DEMO_SECTION: idle or load, not $section" >&2; exit 2 ;; esac
+  case "$gpu_backend" in
+    nvml)
+      # NVML (the backend of a real machine): the fake library, its data file from the
+      # capture (MIG devices from its `nvidia-smi -L` section), energy counters that grow
+      # with the power drawn.
+      gpu_demo=$(cd "$run_dir" && pwd)/demo/gpu
+      mkdir -p "$gpu_demo"
+      fake_nvml=$gpu_demo/libnvidia-ml.so.1
+      "${CC:-cc}" -shared -fPIC -O2 -o "$fake_nvml" exporters/gpu-exporter/tests/fake-nvml/fake_nvml.c -lpthread
+      cargo build --release --locked -q -p gpu-exporter --example fake-nvml-data
+      "$bin/examples/fake-nvml-data" "$capture" "$section" as-is >"$gpu_demo/nvml-data.txt"
+      echo "energy_follows_power=1" >>"$gpu_demo/nvml-data.txt"
+      extra_args[gpu-exporter]="--demo --backend=nvml --nvml.library=$fake_nvml"
+      # An XID 31 (an application's GPU memory page fault) on GPU 0 at start, for the XID
+      # panel and the GPUXidError warning (it fires for 10 minutes).
+      extra_env[gpu-exporter]="FAKE_NVML_DATA=$gpu_demo/nvml-data.txt FAKE_NVML_XID_AT_START=0:31"
+      demo_note[gpu-exporter]="the capture $(basename "$capture") (section $section) through the fake libnvidia-ml, an XID 31 on GPU 0 at start"
+      ;;
+    nvidia-smi)
+      extra_args[gpu-exporter]="--demo --backend=nvidia-smi --nvidia-smi.command=$PWD/exporters/gpu-exporter/tests/fake-nvidia-smi"
+      extra_env[gpu-exporter]="FAKE_NVIDIA_SMI_CAPTURE=$capture FAKE_NVIDIA_SMI_SECTION=$section"
+      demo_note[gpu-exporter]="the capture $(basename "$capture") (section $section) through the fake nvidia-smi"
+      ;;
+  esac
+fi
+# network-exporter's point is this machine's network: its fixture host only with ODIN_DEMO=all
+# (want_demo with "hardware present" is true for "all" alone).
+if want_demo network-exporter 1; then
+  # The fixture host's interfaces (net/dev, net/wireless, /sys/class/net: link speeds, a
+  # wireless link), this machine's protocol counters and sockets (the host-wide files of
+  # /proc/net, so that rates such as the TCP retransmission ratio have traffic to divide by).
+  net_fixture=$PWD/exporters/network-exporter/tests/fixtures/host-a
+  net_demo=$(cd "$run_dir" && pwd)/demo/network
+  rm -rf "$net_demo" && mkdir -p "$net_demo/proc/net"
+  ln -s "$net_fixture/proc/net/dev" "$net_fixture/proc/net/wireless" "$net_demo/proc/net/"
+  for f in netstat snmp snmp6 sockstat sockstat6 softnet_stat tcp tcp6; do
+    if [ -e "/proc/net/$f" ]; then ln -s "/proc/net/$f" "$net_demo/proc/net/$f"; fi
+  done
+  extra_args[network-exporter]="--demo --path.procfs=$net_demo/proc --path.sysfs=$net_fixture/sys"
+  demo_note[network-exporter]="the interfaces of the fixture host $net_fixture (link speeds, a wireless link)"
+  demo_real[network-exporter]="TCP/UDP/IP counters, sockets and DNS probes of $NETWORK_EXPORTER_DNS_PROBE_NAME are"
 fi
 if want_demo power-exporter "$have_power"; then
   sys=$(python3 scripts/demo-data.py power "$run_dir/demo/power")
   extra_args[power-exporter]="--demo --path.sysfs=$sys"
   demo_note[power-exporter]="a laptop's /sys tree from its fixtures ($sys)"
   if [ -n "${extra_env[gpu-exporter]:-}" ]; then
-    # GPU power from the same demo GPUs as gpu-exporter's (the fake nvidia-smi).
-    extra_args[power-exporter]+=" --gpu.backend=nvidia-smi --gpu.nvidia-smi-command=$PWD/exporters/gpu-exporter/tests/fake-nvidia-smi"
+    # GPU power from the same demo GPUs as gpu-exporter's, through the same fake.
+    case "$gpu_backend" in
+      nvml) extra_args[power-exporter]+=" --gpu.backend=nvml --gpu.nvml-library=$fake_nvml" ;;
+      nvidia-smi) extra_args[power-exporter]+=" --gpu.backend=nvidia-smi --gpu.nvidia-smi-command=$PWD/exporters/gpu-exporter/tests/fake-nvidia-smi" ;;
+    esac
     extra_env[power-exporter]=${extra_env[gpu-exporter]}
     demo_note[power-exporter]+=", GPU power from gpu-exporter's demo capture"
   fi
@@ -203,7 +277,7 @@ for entry in "${started[@]}"; do
   for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/ready" >/dev/null && break; sleep 0.1; done
   echo "$name: http://127.0.0.1:$port/  (metrics /metrics, health /health; log $run_dir/$name.log)"
   if [ -n "${demo_note[$name]:-}" ]; then
-    echo "    *** DEMO DATA: ${demo_note[$name]}; not this machine's"
+    echo "    *** DEMO DATA: ${demo_note[$name]}; not this machine's${demo_real[$name]:+ (its ${demo_real[$name]})}"
   fi
 done
 for _ in $(seq 300); do curl -fs "http://127.0.0.1:$prom_port/-/ready" >/dev/null && break; sleep 0.1; done
