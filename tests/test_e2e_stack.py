@@ -206,6 +206,7 @@ def run(request, tmp_path_factory):
     try:
         if not stack.wait_line(READY_LINE, START_TIMEOUT):
             pytest.fail(f"no {READY_LINE!r} line (status {stack.p.poll()}):\n{stack.output[-4000:]}")
+        stack.started = time.monotonic()  # every process of the stack is up
         if claude is None:
             claude = LiveInstance(claude_dir).start()
         stack.claude = claude
@@ -413,6 +414,29 @@ def test_alertmanager_delivers_to_the_receiver(run):
     assert got[0]["path"] == "/odin/critical" and got[0]["receiver"] == "odin-critical", got[0]
     assert got[0]["status"] == "firing", got[0]
     assert name in (run.run_dir / "webhook-logger.log").read_text(), "not printed by the receiver"
+
+
+def test_a_real_alert_from_the_demo_reaches_the_receiver(run, prom):
+    """What a newcomer sees without doing anything: the demo GPU's XID at start fires
+    GPUXidError (no `for:`) in Prometheus, and the warning route (group wait 1 m) delivers it
+    from a real exporter, with its annotations, to /odin/warning."""
+    jsonl = run.run_dir / "notifications.jsonl"
+    deadline = run.started + 15 + 15 + 60 + 45  # scrape, evaluation, group wait, slack
+    got = []
+    while time.monotonic() < deadline and not got:
+        if jsonl.exists():
+            for line in jsonl.read_text().splitlines():
+                rec = json.loads(line)
+                if rec.get("labels", {}).get("alertname") == "GPUXidError":
+                    got.append(rec)
+        time.sleep(1)
+    firing = prom.query('ALERTS{alertname="GPUXidError", alertstate="firing"}')
+    assert got, f"GPUXidError not in {jsonl} {time.monotonic() - run.started:.0f}s after the start; firing in Prometheus: {firing}"
+    rec = got[0]
+    assert rec["status"] == "firing" and rec["path"] == "/odin/warning", rec
+    assert rec["labels"]["job"] == "gpu-exporter" and rec["labels"]["xid"], rec
+    for key in ("summary", "description", "runbook_url"):
+        assert rec.get("annotations", {}).get(key), (key, rec)
 
 
 def test_second_run_says_it_is_already_running(run):
