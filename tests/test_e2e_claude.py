@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from odin import REPO, checks, manifest, metricsdoc
+from odin import REPO, checks, manifest, metricsdoc, procs
 from odin.claude import CLAUDE, NPM, FAKE_KEY, Home, Interactive, Tmux, tool, trust
 from odin.exporters import Proc, binary, free_port, http_get, wait_http
 from odin.exposition import families, parse, promtool_findings, sample
@@ -41,34 +41,9 @@ MARKER = "odin-e2e-cmdline-marker-5c1d"
 PROMPT = "run the long command"
 
 
-def children_of(pid: int) -> list[int]:
-    out = []
-    for d in Path("/proc").iterdir():
-        if not d.name.isdigit():
-            continue
-        try:
-            stat = (d / "stat").read_text()
-        except OSError:
-            continue
-        if int(stat[stat.rfind(")") + 2:].split()[1]) == pid:
-            out.append(int(d.name))
-    return out
-
-
-def tree_of(pid: int) -> list[int]:
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        todo += children_of(p)
-    return out
-
-
-def comm(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/comm").read_text().strip()
-    except OSError:
-        return "?"
+children_of = procs.children
+tree_of = procs.tree
+comm = procs.comm
 
 
 def status_value(pid: int, key: str) -> int:

@@ -53,7 +53,7 @@ from pathlib import Path
 
 import pytest
 
-from odin import manifest
+from odin import manifest, procs
 from odin.exporters import binary, free_port, http_get
 from odin.exposition import parse
 from odin.fleet import Isolated
@@ -177,17 +177,7 @@ def start_stand_in(where: Path) -> tuple[subprocess.Popen, Path]:
     return p, exe
 
 
-def children(pid: int) -> list[int]:
-    out = []
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                stat = (d / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat[stat.rfind(")") + 2:].split()[1]) == pid:
-                out.append(int(d.name))
-    return out
+children = procs.children
 
 
 def supports_web_config(name: str) -> bool:

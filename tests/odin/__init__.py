@@ -24,6 +24,7 @@
     odin.alerting     Alertmanager, amtool and the webhook logger (tests/test_alert*.py)
     odin.runbooks     following alerts' runbook_url links to headings of docs/runbooks.md
     odin.dnsmasq      a dnsmasq on loopback answering the names a test gives it
+    odin.procs        a process's children, tree, comm and start time from /proc
 
 Standard library only, except where YAML is read (odin.rules, odin.deploychecks, odin.layout:
 PyYAML, in .venv).

@@ -28,7 +28,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import REPO
+from . import REPO, procs
 from .fakeapi import FakeAnthropic, Usage, tool_then_text
 
 NPM = REPO / ".tools/npm/node_modules"
@@ -219,35 +219,6 @@ class Interactive:
         self.tmux.run("send-keys", "-t", self.name, "Enter")
 
 
-def _children(pid: int) -> list[int]:
-    out = []
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                stat = (d / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat[stat.rfind(")") + 2:].split()[1]) == pid:
-                out.append(int(d.name))
-    return out
-
-
-def _comm(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/comm").read_text().strip()
-    except OSError:
-        return "?"
-
-
-def _started(pid: int) -> int | None:
-    """The process's start time (field 22 of /proc/PID/stat), None when it is gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return int(stat[stat.rfind(")") + 2:].split()[19])
-
-
 class LiveInstance:
     """One real Claude Code, interactive in a tmux session of its own under `work`, that stays
     alive with a tree until stop(): the fake API answers its prompt with a Bash tool call
@@ -287,10 +258,10 @@ class LiveInstance:
 
     def parts(self) -> dict | None:
         """{'mcp': pid, 'shell': pid, 'sleep': pid} when all three run under the instance."""
-        kids = _children(self.pid)
-        mcp = [k for k in kids if _comm(k).startswith("python")]
-        shells = [k for k in kids if _comm(k) in ("bash", "zsh", "sh", "dash")]
-        sleeps = [g for sh in shells for g in _children(sh) if _comm(g) == "sleep"]
+        kids = procs.children(self.pid)
+        mcp = [k for k in kids if procs.comm(k).startswith("python")]
+        shells = [k for k in kids if procs.comm(k) in ("bash", "zsh", "sh", "dash")]
+        sleeps = [g for sh in shells for g in procs.children(sh) if procs.comm(g) == "sleep"]
         if mcp and shells and sleeps:
             return {"mcp": mcp[0], "shell": shells[0], "sleep": sleeps[0]}
         return None
@@ -313,15 +284,15 @@ class LiveInstance:
         if not self.session:
             return
         # (pid, start time): a pid that a new process took in the meantime is left alone.
-        left = {(p, _started(p)) for p in self.tree}
+        left = {(p, procs.started(p)) for p in self.tree}
         todo = [self.session.pid]
         while todo:
             p = todo.pop()
-            left.add((p, _started(p)))
-            todo += _children(p)
+            left.add((p, procs.started(p)))
+            todo += procs.children(p)
         self.tmux.kill()
         for pid, started in left:
-            if started is not None and _started(pid) == started:
+            if started is not None and procs.started(pid) == started:
                 try:
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
