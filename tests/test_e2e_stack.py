@@ -370,6 +370,10 @@ def test_every_dashboard_query_returns_data(run, prom):
         if len(counts) == len(EXPORTERS) and min(float(r["value"][1]) for r in counts) >= 3:
             break
         time.sleep(1)
+    # The demo GPU's XID at start fires GPUXidError (no `for:`) at the first evaluations:
+    # the overview's "Firing alerts" panel has it to show.
+    assert prom.wait_query('ALERTS{alertstate="firing"}', timeout=60), \
+        "no alert firing: the demo GPU's XID should fire GPUXidError"
     # The Claude Code this module started is one of claude-process-exporter's instances.
     assert prom.wait_query(f'claude_instance_info{{pid="{run.claude.pid}"}}', timeout=30), \
         f"claude-process-exporter does not report the Claude Code of pid {run.claude.pid}"
