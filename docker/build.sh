@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the OCI image of one ODIN exporter with buildah, without pulling anything: `scratch`
 # plus the files docker/rootfs.sh lays out (the release binary, the shared libraries it and
-# NVML need, /etc/passwd and /etc/group), run as user 65534, the exporter as entrypoint.
+# NVML need, /etc/passwd and /etc/group) and the third-party notices docker/notices.py writes
+# ($ODIN_NOTICES), run as user 65534, the exporter as entrypoint.
 #
 #   docker/build.sh [--binary PATH] [--tag IMAGE] EXPORTER
 #
@@ -69,6 +70,9 @@ cleanup() {
 trap cleanup EXIT
 
 bash "$here/rootfs.sh" "$binary" "$exporter" "$work/rootfs"
+# The licence and notice texts of what the binary links and the image holds, at $ODIN_NOTICES.
+python3 "$here/notices.py" --rootfs "$work/rootfs" --manifest-path "$repo/Cargo.toml" "$exporter" >&2 ||
+  die "$exporter: no third-party notices (docker/notices.py)"
 
 bah() { buildah --storage-driver vfs "$@"; }
 ctr=$(bah from --name "odin-build-$exporter-$$" scratch)

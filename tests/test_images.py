@@ -16,7 +16,11 @@ only the files the image holds. Checked here:
   C library's stubs that the image adds for NVML, the same run fails to load the library;
 - the image's user, entrypoint, exposed port, labels and files agree with docker/image.env and
   docker/Dockerfile, and the Dockerfile's build context (.dockerignore) holds the whole
-  workspace.
+  workspace;
+- the image's third-party notices ($ODIN_NOTICES, written by docker/notices.py) have a section
+  with licence text for every crate `cargo tree` says the binary links, and no other crate;
+  for the Rust standard library; and for the Debian package of every other file the image
+  holds. notices.py refuses a crate that ships no licence file.
 
 Run: `.venv/bin/pytest tests/test_images.py` (as root: buildah's vfs storage). Needs buildah,
 promtool, cc, readelf and cargo; the nvidia-smi captures of ../shared/captures (or
@@ -244,6 +248,9 @@ def test_image_config(images, name):
     assert labels.get("org.opencontainers.image.version") == want
     for key in ("description", "licenses", "revision", "created"):
         assert labels.get(f"org.opencontainers.image.{key}"), f"label {key} missing: {labels}"
+    # ODIN's own licence (Cargo.toml); the third-party ones are in the notices file.
+    want = next(p["license"] for p in json.loads(version)["packages"] if p["name"] == name)
+    assert labels.get("org.opencontainers.image.licenses") == want
 
 
 @pytest.mark.parametrize("name", EXPORTERS)
@@ -269,6 +276,115 @@ def test_image_files(images, release_binaries, name):
         group = (root / "etc/group").read_text()
         assert f"{env['ODIN_GROUP']}:x:{env['ODIN_GID']}:" in group
         assert not (root / "bin/sh").exists() and not resolve_in(root, "/bin/sh").exists()
+
+
+# ------------------------------------------------------------------------- third-party notices
+
+NOTICE_RULE = "=" * 80
+# What a licence or notice text says somewhere; a crate's name alone does not.
+LICENCE_WORDS = re.compile(r"permission|licen[cs]e|copyright|warrant|redistribut|public domain", re.I)
+
+
+def linked_crates(name: str) -> tuple[set[tuple[str, str]], set[str]]:
+    """(name, version) of every crate `cargo tree` says the binary links (normal dependencies
+    for this machine's target), and which of them are workspace crates (path dependencies)."""
+    out = sh(["cargo", "tree", "--locked", "--offline", "--package", name, "--edges", "normal",
+              "--prefix", "none", "--format", "{p}"]).stdout
+    crates, own = set(), set()
+    for line in out.splitlines():
+        m = re.match(r"(\S+) v(\S+)( \((/[^)]*)\))?", line)
+        if m:
+            crates.add((m.group(1), m.group(2)))
+            if m.group(4):
+                own.add(m.group(1))
+    return crates, own
+
+
+def notice_sections(text: str) -> dict[str, str]:
+    """The notices file's sections by their first line (`crate: NAME VERSION`, ...)."""
+    sections = {}
+    for part in text.split(NOTICE_RULE + "\n")[1:]:
+        head, _, body = part.partition("\n")
+        sections[head] = body
+    return sections
+
+
+def licence_texts(section: str) -> list[str]:
+    """The texts of a section's `file:` parts that read like a licence (not just a name)."""
+    texts = []
+    for part in section.split("-" * 80 + "\n")[1:]:
+        head, _, body = part.partition("\n")
+        if head.startswith("file:") and len(body.strip()) >= 100 and LICENCE_WORDS.search(body):
+            texts.append(body)
+    return texts
+
+
+@pytest.mark.parametrize("name", EXPORTERS)
+def test_notices(images, release_binaries, name):
+    """$ODIN_NOTICES in the image: a section with licence text for every crate the binary
+    links (and none for a crate it does not), ODIN's own crates named, the standard library's
+    notices, and the Debian copyright text of every library the image holds."""
+    crates, own = linked_crates(name)
+    assert (name, version_of(name)) in crates and name in own
+    with container(images[name]) as ctr, mounted(ctr) as root:
+        notices = resolve_in(root, IMAGE_ENV["ODIN_NOTICES"])
+        assert notices.is_file(), f"{IMAGE_ENV['ODIN_NOTICES']} missing from the image"
+        assert notices.stat().st_mode & 0o004, "the notices are not world-readable"
+        text = notices.read_text()
+        skip = {resolve_in(root, f"{IMAGE_ENV['ODIN_BIN_DIR']}/{name}"), notices,
+                root / "etc/passwd", root / "etc/group"}
+        libraries = sorted("/" + str(p.relative_to(root)) for p in root.rglob("*")
+                           if p.is_file() and not p.is_symlink() and p not in skip)
+    sections = notice_sections(text)
+    crate_sections = {k.removeprefix("crate: ") for k in sections if k.startswith("crate: ")}
+    third_party = {f"{n} {v}" for n, v in crates if n not in own}
+    std = {c for c in crate_sections if c.startswith("Rust standard library")}
+    assert len(std) == 1, "no section for the Rust standard library"
+    assert crate_sections - std == third_party, (
+        f"crates the binary links without a section: {sorted(third_party - crate_sections)}; "
+        f"sections for crates it does not link: {sorted(crate_sections - std - third_party)}")
+    no_text = [c for c in sorted(third_party | std) if not licence_texts(sections[f"crate: {c}"])]
+    assert not no_text, f"sections without licence text: {no_text}"
+    odin = "\n" + next(body for head, body in sections.items() if head.startswith("ODIN"))
+    for n, v in crates:
+        if n in own:
+            assert f"\n  {n} {v} (" in odin, f"{n} {v} not listed as ODIN's own"
+    assert licence_texts(odin), "ODIN's own licence text missing"
+    # Every library of the image in a Debian package's section that holds its copyright file.
+    assert libraries and any(lib.endswith("/libc.so.6") for lib in libraries), libraries
+    debian = {head: body for head, body in sections.items() if head.startswith("debian package: ")}
+    for lib in libraries:
+        holders = [h for h, body in debian.items() if f"\n  {lib} (in the image)\n" in body]
+        assert len(holders) == 1, f"{lib}: in {len(holders)} Debian package sections"
+        assert licence_texts(debian[holders[0]]), f"{holders[0]}: no copyright text"
+    libc6 = next(h for h, body in debian.items() if "/libc.so.6 (in the image)" in body)
+    assert "libc6 " in libc6 and re.search(r"GNU\s+Lesser\s+General\s+Public\s+License", debian[libc6])
+
+
+def test_notices_refuse_a_crate_without_licence_file(tools, tmp_path):
+    """docker/notices.py on a workspace whose member depends on a crate with no licence file
+    (not one of its EXCEPTIONS) exits 1 naming it; with a LICENSE added, its text is there."""
+    ws, dep = tmp_path / "ws", tmp_path / "no-licence-dep"
+    for crate, manifest in (
+        (ws / "app", '[package]\nname = "app"\nversion = "0.1.0"\nedition = "2021"\nlicense = "Apache-2.0"\n'
+                     '[dependencies]\nno-licence-dep = { path = "../../no-licence-dep" }\n'),
+        (dep, '[package]\nname = "no-licence-dep"\nversion = "1.2.3"\nedition = "2021"\nlicense = "MIT"\n'),
+    ):
+        (crate / "src").mkdir(parents=True)
+        (crate / "Cargo.toml").write_text(manifest)
+        (crate / "src/lib.rs").write_text("")
+    (ws / "Cargo.toml").write_text('[workspace]\nresolver = "2"\nmembers = ["app"]\n')
+    sh(["cargo", "generate-lockfile", "--offline"], cwd=ws)
+    out = tmp_path / "NOTICES"
+    cmd = [DOCKER / "notices.py", "--manifest-path", ws / "Cargo.toml", "--out", out, "app"]
+    p = sh(cmd, check=False)
+    assert p.returncode == 1 and "no-licence-dep 1.2.3 (MIT" in p.stderr, p.stderr
+    assert not out.exists()
+    (dep / "LICENSE").write_text("Copyright (c) 2026 Someone\n\nPermission is hereby granted, " * 3)
+    p = sh(cmd)
+    sections = notice_sections(out.read_text())
+    assert licence_texts(sections["crate: no-licence-dep 1.2.3"])
+    assert "\n  app 0.1.0 (Apache-2.0)" in "\n" + next(b for h, b in sections.items() if h.startswith("ODIN"))
 
 
 def dockerfile_stages() -> list[list[tuple[str, str]]]:
@@ -301,6 +417,8 @@ def test_dockerfile_agrees_with_image_env_and_images(images):
     assert instr["EXPOSE"] == ["${PORT}"]
     run = " ".join(a for i, a in builder if i == "RUN")
     assert 'docker/rootfs.sh "target/release/${EXPORTER}" "${EXPORTER}" /rootfs' in run
+    # The notices go into /rootfs after rootfs.sh, at image.env's path (notices.py reads it).
+    assert run.index("docker/rootfs.sh") < run.index('python3 docker/notices.py --rootfs /rootfs "${EXPORTER}"')
     assert 'cargo build --release --locked -p "${EXPORTER}"' in run
     # The defaults are one exporter of the manifest, with its port.
     assert args["EXPORTER"] in MANIFEST and int(args["PORT"]) == MANIFEST[args["EXPORTER"]]["port"]
@@ -312,6 +430,8 @@ def test_dockerfile_agrees_with_image_env_and_images(images):
         image_labels = {k for k in config["Labels"] if k.startswith("org.opencontainers.image.")}
         # build.sh adds .source where Cargo.toml names a repository; a Dockerfile user adds it.
         assert dockerfile_labels == image_labels - {"org.opencontainers.image.source"}
+        licence = re.search(r'org\.opencontainers\.image\.licenses="([^"]+)"', " ".join(instr["LABEL"]))
+        assert licence and licence.group(1) == config["Labels"]["org.opencontainers.image.licenses"]
 
 
 def docker_context(dest: Path) -> None:
@@ -379,7 +499,7 @@ def test_dockerfile_builder_stage_sees_the_whole_workspace(tmp_path, tools):
     # from what the release build already downloaded.
     sh(["cargo", "tree", "--locked", "--offline", "--workspace", "-e", "normal,build,dev", "--prefix", "none"],
        cwd=workdir)
-    for f in ("docker/rootfs.sh", "docker/image.env", "exporters.toml", "Cargo.lock"):
+    for f in ("docker/rootfs.sh", "docker/notices.py", "docker/image.env", "exporters.toml", "Cargo.lock"):
         assert (workdir / f).is_file(), f"{f} not in the builder stage"
     assert not (workdir / "target").exists() and not (workdir / ".git").exists()
 
