@@ -5,6 +5,11 @@
 use std::os::unix::fs::symlink;
 use std::path::Path;
 
+/// A file whose read fails with `EIO` (offset 0 of the reader's own memory is unmapped).
+pub const EIO: &str = "/proc/self/mem";
+/// A file whose read fails with `EINVAL` (it has no read method).
+pub const EINVAL: &str = "/proc/self/clear_refs";
+
 /// Put a symlink to `target` where `path` was (a file or a link).
 pub fn replace(path: &Path, target: &str) {
     std::fs::remove_file(path).unwrap_or_else(|e| panic!("remove {}: {e}", path.display()));

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use claude_process_exporter::detect::Extra;
 use claude_process_exporter::scan::{Config, InstanceReport, Scanner, Snapshot};
+use odin_testkit::faults::{answers, replace, EIO};
 
 const BTIME: u64 = 1_700_000_000;
 
@@ -93,12 +94,10 @@ fn instance(s: &Snapshot, pid: i32) -> &InstanceReport {
         .unwrap_or_else(|| panic!("no instance {pid}"))
 }
 
-#[test]
-fn a_member_that_exits_between_its_stat_and_its_other_files() {
-    let (_dir, root) = fixture_root();
-    write_proc(
-        &root,
-        &P {
+/// init (pid 1) and a Claude Code instance (pid 100) under it.
+fn init_and_claude(root: &Path) {
+    for p in [
+        P {
             pid: 1,
             ppid: 0,
             comm: "init",
@@ -106,10 +105,7 @@ fn a_member_that_exits_between_its_stat_and_its_other_files() {
             read_bytes: 0,
             voluntary: 0,
         },
-    );
-    write_proc(
-        &root,
-        &P {
+        P {
             pid: 100,
             ppid: 1,
             comm: "claude",
@@ -117,7 +113,15 @@ fn a_member_that_exits_between_its_stat_and_its_other_files() {
             read_bytes: 4096,
             voluntary: 10,
         },
-    );
+    ] {
+        write_proc(root, &p);
+    }
+}
+
+#[test]
+fn a_member_that_exits_between_its_stat_and_its_other_files() {
+    let (_dir, root) = fixture_root();
+    init_and_claude(&root);
     let child = P {
         pid: 101,
         ppid: 100,
@@ -160,34 +164,11 @@ fn a_member_that_exits_between_its_stat_and_its_other_files() {
 
 #[test]
 fn an_io_file_answering_eio_is_one_item_error() {
-    let probe = fs::read("/proc/self/mem");
-    if probe.as_ref().err().and_then(|e| e.raw_os_error()) != Some(libc::EIO) {
-        eprintln!("skipped: /proc/self/mem does not answer EIO here ({probe:?})");
+    if !answers(EIO, libc::EIO) {
         return;
     }
     let (_dir, root) = fixture_root();
-    write_proc(
-        &root,
-        &P {
-            pid: 1,
-            ppid: 0,
-            comm: "init",
-            utime: 1,
-            read_bytes: 0,
-            voluntary: 0,
-        },
-    );
-    write_proc(
-        &root,
-        &P {
-            pid: 100,
-            ppid: 1,
-            comm: "claude",
-            utime: 100,
-            read_bytes: 4096,
-            voluntary: 10,
-        },
-    );
+    init_and_claude(&root);
     write_proc(
         &root,
         &P {
@@ -202,8 +183,7 @@ fn an_io_file_answering_eio_is_one_item_error() {
     let s = scanner(&root, Extra::default());
     let first = s.scan_now().unwrap();
     let io = root.join("101/io");
-    fs::remove_file(&io).unwrap();
-    symlink("/proc/self/mem", &io).unwrap();
+    replace(&io, EIO);
     let snap = s.scan_now().expect("the scan succeeds");
     assert_eq!(snap.errors.len(), 1, "{:?}", snap.errors);
     assert!(snap.errors[0].contains("/proc/101/io"), "{:?}", snap.errors);

@@ -12,7 +12,7 @@
 //! `EIO` is one item error and the rest is served; a missing secondary file is absence (IPv6
 //! off), `EINVAL` on an attribute is absence. `EAGAIN` comes from no file a test can make.
 
-use odin_testkit::faults::{answers, replace};
+use odin_testkit::faults::{answers, replace, EINVAL, EIO};
 use std::os::unix::fs::symlink;
 use std::path::Path;
 
@@ -23,8 +23,6 @@ const EXPORTER: Exe = Exe {
     env_prefix: "NETWORK_EXPORTER_",
 };
 
-const EIO: &str = "/proc/self/mem";
-const EINVAL: &str = "/proc/self/clear_refs";
 const GONE: &str = "/nonexistent/odin-vanished";
 const COLLECTORS: [&str; 7] = [
     "netdev", "netclass", "wireless", "softnet", "tcpstat", "netstat", "sockstat",

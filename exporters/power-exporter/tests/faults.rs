@@ -9,7 +9,7 @@
 //! sysfs unit tests. A RAPL counter that fails between two samples of the in-process
 //! collector loses no energy.
 
-use odin_testkit::faults::{answers, replace};
+use odin_testkit::faults::{answers, replace, EINVAL, EIO};
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -24,8 +24,6 @@ const EXPORTER: Exe = Exe {
 };
 
 const COLLECTORS: [&str; 5] = ["rapl", "gpu", "battery", "thermal", "hwmon"];
-const EIO: &str = "/proc/self/mem";
-const EINVAL: &str = "/proc/self/clear_refs";
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -7,7 +7,7 @@
 //! `EAGAIN` and `ETIMEDOUT` come from no file a test can make; odin-common's sysfs unit tests
 //! classify them as `EIO` is.
 
-use odin_testkit::faults::{answers, replace};
+use odin_testkit::faults::{answers, replace, EINVAL, EIO};
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 
@@ -18,8 +18,6 @@ const EXPORTER: Exe = Exe {
     env_prefix: "RAZER_EXPORTER_",
 };
 
-const EIO: &str = "/proc/self/mem";
-const EINVAL: &str = "/proc/self/clear_refs";
 const USB: &str = "sys/devices/pci0000:00/0000:00:14.0";
 /// The charging mouse and the laptop's keyboard of the desk fixture.
 const MOUSE: &str = "1532:00B7@3-2:1.0";
