@@ -556,6 +556,45 @@ pub fn sink_label_values(sink: &odin_common::Sink, name: &str, label: &str) -> V
         .collect()
 }
 
+/// Every regular file under `dir`, depth first in name order; symbolic links are not followed
+/// (a sysfs tree links back into itself). The files of a fixture tree a test mutates one by
+/// one.
+pub fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
+    fn walk(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+        let entries =
+            std::fs::read_dir(dir).unwrap_or_else(|e| panic!("read {}: {e}", dir.display()));
+        let mut entries: Vec<_> = entries.flatten().collect();
+        entries.sort_by_key(|e| e.file_name());
+        for e in entries {
+            let kind = e.file_type().expect("file type");
+            if kind.is_dir() {
+                walk(&e.path(), out);
+            } else if kind.is_file() {
+                out.push(e.path());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, &mut out);
+    out
+}
+
+/// `<prefix>_collector_success{collector}` in an exposition, if there.
+pub fn collector_success(exposition: &str, prefix: &str, collector: &str) -> Option<f64> {
+    sample(
+        exposition,
+        &format!("{prefix}_collector_success{{collector=\"{collector}\"}}"),
+    )
+}
+
+/// `<prefix>_collector_item_errors_total{collector}` in an exposition (panics if absent).
+pub fn collector_item_errors(exposition: &str, prefix: &str, collector: &str) -> f64 {
+    value(
+        exposition,
+        &format!("{prefix}_collector_item_errors_total{{collector=\"{collector}\"}}"),
+    )
+}
+
 /// Copy the directory tree `from` to `to` (created as needed): a fixture tree a test may change.
 /// Symbolic links are copied as links (sysfs trees are made of them), with the same target.
 pub fn copy_tree(from: &Path, to: &Path) {

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use gpu_exporter::testing::capture::{capture_path, CAPTURES};
-use odin_testkit::{promtool_check_metrics, sample, value, Exe, Exporter};
+use odin_testkit::{collector_success, promtool_check_metrics, sample, value, Exe, Exporter};
 
 const EXE: Exe = Exe {
     bin: env!("CARGO_BIN_EXE_gpu-exporter"),
@@ -107,10 +107,7 @@ fn wait_metrics(e: &Exporter, limit: Duration, what: &str, cond: impl Fn(&str) -
 }
 
 fn success(body: &str, c: &str) -> Option<f64> {
-    sample(
-        body,
-        &format!("nvidia_gpu_collector_success{{collector=\"{c}\"}}"),
-    )
+    collector_success(body, "nvidia_gpu", c)
 }
 
 fn component<'a>(h: &'a serde_json::Value, c: &str) -> &'a serde_json::Value {

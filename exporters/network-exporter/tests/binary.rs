@@ -10,7 +10,10 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use odin_testkit::{assert_promtool_clean, request, sample, series, tree_args, value, Exe};
+use odin_testkit::{
+    assert_promtool_clean, collector_item_errors, collector_success, request, sample, series,
+    tree_args, value, Exe,
+};
 
 /// The binary under test.
 const EXPORTER: Exe = Exe {
@@ -42,17 +45,11 @@ fn now() -> f64 {
 }
 
 fn success(body: &str, collector: &str) -> f64 {
-    value(
-        body,
-        &format!("network_collector_success{{collector=\"{collector}\"}}"),
-    )
+    collector_success(body, "network", collector).expect("collector_success")
 }
 
 fn item_errors(body: &str, collector: &str) -> f64 {
-    value(
-        body,
-        &format!("network_collector_item_errors_total{{collector=\"{collector}\"}}"),
-    )
+    collector_item_errors(body, "network", collector)
 }
 
 /// The component names of a `/health` document.

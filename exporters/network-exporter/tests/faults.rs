@@ -16,7 +16,7 @@ use odin_testkit::faults::{answers, replace, EINVAL, EIO};
 use std::os::unix::fs::symlink;
 use std::path::Path;
 
-use odin_testkit::{copy_tree, sample, tree_args, value, Exe};
+use odin_testkit::{collector_item_errors, collector_success, copy_tree, sample, tree_args, Exe};
 
 const EXPORTER: Exe = Exe {
     bin: env!("CARGO_BIN_EXE_network-exporter"),
@@ -47,17 +47,11 @@ fn once(root: &Path) -> (String, String) {
 }
 
 fn success(body: &str, collector: &str) -> f64 {
-    value(
-        body,
-        &format!("network_collector_success{{collector=\"{collector}\"}}"),
-    )
+    collector_success(body, "network", collector).expect("collector_success")
 }
 
 fn item_errors(body: &str, collector: &str) -> f64 {
-    value(
-        body,
-        &format!("network_collector_item_errors_total{{collector=\"{collector}\"}}"),
-    )
+    collector_item_errors(body, "network", collector)
 }
 
 /// Every collector but `except` succeeded, with no item error more than in `before`.

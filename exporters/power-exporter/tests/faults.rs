@@ -15,7 +15,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use odin_common::Sink;
-use odin_testkit::{copy_tree, fixture_context, sample, sink_value, tree_args, value, Exe};
+use odin_testkit::{
+    collector_item_errors, collector_success, copy_tree, fixture_context, sample, sink_value,
+    tree_args, value, Exe,
+};
 use power_exporter::collectors::rapl::Rapl;
 
 const EXPORTER: Exe = Exe {
@@ -51,21 +54,12 @@ fn once(root: &Path, collector: &str) -> String {
         "{collector} failed: {}\n{body}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(
-        value(
-            &body,
-            &format!("power_collector_success{{collector=\"{collector}\"}}")
-        ),
-        1.0
-    );
+    assert_eq!(collector_success(&body, "power", collector), Some(1.0));
     body
 }
 
 fn item_errors(body: &str, collector: &str) -> f64 {
-    value(
-        body,
-        &format!("power_collector_item_errors_total{{collector=\"{collector}\"}}"),
-    )
+    collector_item_errors(body, "power", collector)
 }
 
 const CORETEMP: &str = "sys/devices/platform/coretemp.0/hwmon/hwmon1";

@@ -36,19 +36,6 @@ fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
-fn attribute_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let mut entries: Vec<_> = fs::read_dir(dir).unwrap().flatten().collect();
-    entries.sort_by_key(|e| e.file_name());
-    for e in entries {
-        let t = e.file_type().unwrap();
-        if t.is_dir() {
-            attribute_files(&e.path(), out);
-        } else if t.is_file() {
-            out.push(e.path());
-        }
-    }
-}
-
 /// Every collector once on `root` (RAPL twice, two seconds apart): item errors in all, and
 /// whether every run succeeded.
 fn collect_all(root: &Path) -> (Vec<String>, bool) {
@@ -94,8 +81,7 @@ fn every_attribute_survives_mutations() {
     for (t, name) in TREES.iter().enumerate() {
         let root = scratch.path().join(name);
         odin_testkit::copy_tree(&fixture(name), &root);
-        let mut files = Vec::new();
-        attribute_files(&root.join("sys"), &mut files);
+        let files = odin_testkit::files_under(&root.join("sys"));
         for (i, path) in files.iter().enumerate() {
             let original = fs::read(path).unwrap();
             let label = path.strip_prefix(&root).unwrap().display().to_string();
@@ -129,8 +115,7 @@ fn rapl_counters_at_the_edge_of_u64_stay_finite() {
     let scratch = tempfile::tempdir().unwrap();
     let root = scratch.path().join("rapl");
     odin_testkit::copy_tree(&fixture("rapl-desktop"), &root);
-    let mut files = Vec::new();
-    attribute_files(&root.join("sys"), &mut files);
+    let files = odin_testkit::files_under(&root.join("sys"));
     let counters: Vec<_> = files
         .iter()
         .filter(|p| {

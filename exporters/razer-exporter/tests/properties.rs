@@ -127,19 +127,6 @@ fn replay_files_survive_mutations() {
     }
 }
 
-fn attribute_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let mut entries: Vec<_> = fs::read_dir(dir).unwrap().flatten().collect();
-    entries.sort_by_key(|e| e.file_name());
-    for e in entries {
-        let t = e.file_type().unwrap();
-        if t.is_dir() {
-            attribute_files(&e.path(), out);
-        } else if t.is_file() {
-            out.push(e.path());
-        }
-    }
-}
-
 #[test]
 fn openrazer_attributes_survive_mutations() {
     let scratch = tempfile::tempdir().unwrap();
@@ -151,8 +138,7 @@ fn openrazer_attributes_survive_mutations() {
     let mut sink = Sink::new("razer");
     o.collect(&ctx, &mut sink).unwrap();
     assert_eq!(sink.item_errors().len(), 3, "{:?}", sink.item_errors());
-    let mut files = Vec::new();
-    attribute_files(&root.join("sys"), &mut files);
+    let files = odin_testkit::files_under(&root.join("sys"));
     for (i, path) in files.iter().enumerate() {
         let original = fs::read(path).unwrap();
         let label = path.strip_prefix(&root).unwrap().display().to_string();

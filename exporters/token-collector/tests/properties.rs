@@ -22,25 +22,8 @@ fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
 
-fn files_under(dir: &Path, out: &mut Vec<PathBuf>) {
-    let mut entries: Vec<_> = fs::read_dir(dir)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .collect();
-    entries.sort();
-    for p in entries {
-        if p.is_dir() {
-            files_under(&p, out);
-        } else {
-            out.push(p);
-        }
-    }
-}
-
 fn transcripts() -> Vec<(String, Vec<u8>)> {
-    let mut files = Vec::new();
-    files_under(&fixtures().join("tree"), &mut files);
+    let files = odin_testkit::files_under(&fixtures().join("tree"));
     assert!(!files.is_empty());
     files
         .into_iter()
@@ -49,8 +32,7 @@ fn transcripts() -> Vec<(String, Vec<u8>)> {
 }
 
 fn captures() -> Vec<(String, Vec<u8>)> {
-    let mut files = Vec::new();
-    files_under(&fixtures().join("capture"), &mut files);
+    let files = odin_testkit::files_under(&fixtures().join("capture"));
     files
         .into_iter()
         .map(|p| (p.display().to_string(), fs::read(&p).unwrap()))
