@@ -13,6 +13,45 @@ pub enum Span {
     Invalid,
 }
 
+/// Where a scan stands with respect to JSON string literals.
+#[derive(Default)]
+struct Strings {
+    inside: bool,
+    escaped: bool,
+}
+
+/// What one byte is, for a scan that only looks at what lies outside strings.
+enum Byte {
+    /// Part of a string literal, its quotes included.
+    InString,
+    /// A raw newline inside a string: JSON strings cannot hold one.
+    NewlineInString,
+    /// Structure, whitespace or a scalar.
+    Outside,
+}
+
+impl Strings {
+    fn feed(&mut self, b: u8) -> Byte {
+        if self.inside {
+            if self.escaped {
+                self.escaped = false;
+            } else if b == b'\\' {
+                self.escaped = true;
+            } else if b == b'"' {
+                self.inside = false;
+            } else if b == b'\n' {
+                return Byte::NewlineInString;
+            }
+            return Byte::InString;
+        }
+        if b == b'"' {
+            self.inside = true;
+            return Byte::InString;
+        }
+        Byte::Outside
+    }
+}
+
 /// The extent of a JSON object starting at `buf[0] == b'{'`. Outside strings only JSON's own
 /// bytes are allowed (structure, whitespace, numbers, `true`/`false`/`null`); a raw newline
 /// inside a string ends the candidate (JSON strings cannot hold one, so a line cut short in
@@ -26,26 +65,17 @@ pub fn json_object(buf: &[u8], max: usize) -> Span {
         Some(_) => return Span::Invalid,
     }
     let mut stack: Vec<u8> = Vec::new();
-    let mut in_string = false;
-    let mut escaped = false;
+    let mut strings = Strings::default();
     for (i, &b) in buf.iter().enumerate() {
         if i >= max {
             return Span::Invalid;
         }
-        if in_string {
-            if escaped {
-                escaped = false;
-            } else if b == b'\\' {
-                escaped = true;
-            } else if b == b'"' {
-                in_string = false;
-            } else if b == b'\n' {
-                return Span::Invalid;
-            }
-            continue;
+        match strings.feed(b) {
+            Byte::NewlineInString => return Span::Invalid,
+            Byte::InString => continue,
+            Byte::Outside => {}
         }
         match b {
-            b'"' => in_string = true,
             b'{' => stack.push(b'}'),
             b'[' => stack.push(b']'),
             b'}' | b']' => {
@@ -78,23 +108,14 @@ pub fn nested_objects(buf: &[u8], max: usize) -> Vec<(usize, Span)> {
     // Closing byte, and the offset of the `{` when its own scan would get past its first
     // token (a key or `}`).
     let mut stack: Vec<(u8, Option<usize>)> = Vec::new();
-    let mut in_string = false;
-    let mut escaped = false;
+    let mut strings = Strings::default();
     for (i, &b) in buf.iter().enumerate() {
-        if in_string {
-            if escaped {
-                escaped = false;
-            } else if b == b'\\' {
-                escaped = true;
-            } else if b == b'"' {
-                in_string = false;
-            } else if b == b'\n' {
-                return out;
-            }
-            continue;
+        match strings.feed(b) {
+            Byte::NewlineInString => return out,
+            Byte::InString => continue,
+            Byte::Outside => {}
         }
         match b {
-            b'"' => in_string = true,
             b'{' => {
                 let first = buf[i + 1..].iter().find(|b| !b.is_ascii_whitespace());
                 let own = (i > 0 && matches!(first, Some(b'"') | Some(b'}'))).then_some(i);
