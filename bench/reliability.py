@@ -38,18 +38,18 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from odin import REPO, manifest, target_dir  # noqa: E402
 from odin.exporters import Proc, free_port, wait_http  # noqa: E402
+from odin.measure import memory_kib  # noqa: E402
 
 HALF = b"GET /metrics HTTP/1.1\r\nHost: x\r\n"
 GET = b"GET /metrics HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\n\r\n"
 
 
 def rss_kib(pid: int) -> tuple[int, int]:
-    vals = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        k, _, v = line.partition(":")
-        if k in ("VmRSS", "VmHWM"):
-            vals[k] = int(v.split()[0])
-    return vals.get("VmRSS", 0), vals.get("VmHWM", 0)
+    """odin.measure.memory_kib, but (0, 0) for a process already a zombie (no Vm lines)."""
+    try:
+        return memory_kib(pid)
+    except KeyError:
+        return 0, 0
 
 
 def fds(pid: int) -> int:
