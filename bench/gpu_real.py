@@ -50,9 +50,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from odin import REPO, target_dir  # noqa: E402
+from odin import target_dir  # noqa: E402
 from odin.exporters import Proc, free_port, http_get, wait_http  # noqa: E402
-from odin.exposition import parse  # noqa: E402
+from odin.exposition import parse, sample  # noqa: E402
 from odin.measure import close_all, cpu_seconds, memory_kib, scrape  # noqa: E402
 
 RULE = "#" * 80
@@ -143,8 +143,8 @@ def fmt_key(k) -> str:
 
 
 def val(samples: dict, name: str, **want) -> list[float]:
-    return [v for (n, labels), v in samples.items()
-            if n == name and all(dict(labels).get(k) == w for k, w in want.items())]
+    """The values of odin.exposition.sample."""
+    return [v for _, v in sample(samples, name, **want)]
 
 
 def bench(proc: Proc, port: int, n: int) -> dict:
