@@ -57,6 +57,7 @@ case "$demo_mode" in auto | all | none) ;; *) echo "ODIN_DEMO: auto, all or none
 gpu_backend=${ODIN_GPU_DEMO_BACKEND:-nvml}
 case "$gpu_backend" in nvml | nvidia-smi) ;; *) echo "ODIN_GPU_DEMO_BACKEND: nvml or nvidia-smi, not $gpu_backend" >&2; exit 2 ;; esac
 mkdir -p "$run_dir"
+run_abs=$(cd "$run_dir" && pwd) # for paths handed to processes that run elsewhere
 lock="$run_dir/run-stack.pid"
 
 # A second run: say so instead of failing on busy ports.
@@ -166,7 +167,7 @@ if [ -n "${ODIN_GPU_DEMO:-}" ] || want_demo gpu-exporter "$have_gpu"; then
       # NVML (the backend of a real machine): the fake library, its data file from the
       # capture (MIG devices from its `nvidia-smi -L` section), energy counters that grow
       # with the power drawn.
-      gpu_demo=$(cd "$run_dir" && pwd)/demo/gpu
+      gpu_demo=$run_abs/demo/gpu
       mkdir -p "$gpu_demo"
       fake_nvml=$gpu_demo/libnvidia-ml.so.1
       "${CC:-cc}" -shared -fPIC -O2 -o "$fake_nvml" exporters/gpu-exporter/tests/fake-nvml/fake_nvml.c -lpthread
@@ -193,7 +194,7 @@ if want_demo network-exporter 1; then
   # wireless link), this machine's protocol counters and sockets (the host-wide files of
   # /proc/net, so that rates such as the TCP retransmission ratio have traffic to divide by).
   net_fixture=$PWD/exporters/network-exporter/tests/fixtures/host-a
-  net_demo=$(cd "$run_dir" && pwd)/demo/network
+  net_demo=$run_abs/demo/network
   rm -rf "$net_demo" && mkdir -p "$net_demo/proc/net"
   ln -s "$net_fixture/proc/net/dev" "$net_fixture/proc/net/wireless" "$net_demo/proc/net/"
   for f in netstat snmp snmp6 sockstat sockstat6 softnet_stat tcp tcp6; do
