@@ -274,6 +274,12 @@ struct Node {
     addr: SocketAddr,
 }
 
+impl Node {
+    fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
 impl Drop for Node {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -288,28 +294,39 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// node_exporter on a free port. The port is free when picked but not reserved: when another
+/// process of the test run takes it first, node_exporter fails to bind and exits, and the
+/// port answers for someone else. So a start counts only once node_exporter listens and is
+/// still running a moment later; otherwise it is tried again on another port.
 fn start_node(sys: &Path) -> Node {
-    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let mut cmd = Command::new(NODE_EXPORTER);
-    cmd.arg(format!("--web.listen-address={addr}"))
-        .arg(format!("--path.sysfs={}", sys.display()))
-        .arg("--collector.disable-defaults")
-        .args(NODE_COLLECTORS.iter().map(|c| format!("--collector.{c}")))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let child = cmd
-        .spawn()
-        .unwrap_or_else(|e| panic!("start {NODE_EXPORTER}: {e}"));
-    let node = Node { child, addr };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(addr).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "{NODE_EXPORTER} did not listen on {addr}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
+    for _ in 0..3 {
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let mut cmd = Command::new(NODE_EXPORTER);
+        cmd.arg(format!("--web.listen-address={addr}"))
+            .arg(format!("--path.sysfs={}", sys.display()))
+            .arg("--collector.disable-defaults")
+            .args(NODE_COLLECTORS.iter().map(|c| format!("--collector.{c}")))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {NODE_EXPORTER}: {e}"));
+        let mut node = Node { child, addr };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(addr).is_err() && node.running() {
+            assert!(
+                Instant::now() < deadline,
+                "{NODE_EXPORTER} did not listen on {addr}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        if node.running() {
+            return node;
+        }
+        eprintln!("{NODE_EXPORTER} exited at start on {addr} (port taken?); trying another port");
     }
-    node
+    panic!("{NODE_EXPORTER} did not stay up on three ports");
 }
 
 /// GET /metrics over HTTP/1.0 (no chunking, no compression); the body.
